@@ -1,0 +1,1 @@
+"""Kubernetes API surface of the local cluster: store, selectors, routes, Status errors."""

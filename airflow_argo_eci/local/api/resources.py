@@ -1,0 +1,65 @@
+"""The resource types the local cluster serves; later features register more (Fluid, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """One served resource: ``group`` is ``""`` for the core API."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    singular: str = ""
+    short_names: tuple[str, ...] = ()
+    has_status: bool = False
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group, self.plural)
+
+
+REGISTRY: dict[tuple[str, str], ResourceType] = {}
+
+
+def register(rt: ResourceType) -> ResourceType:
+    """Add a resource type to the served set (idempotent)."""
+    REGISTRY[rt.key] = rt
+    return rt
+
+
+ARGO = "argoproj.io"
+
+WORKFLOWS = register(
+    ResourceType(ARGO, "v1alpha1", "workflows", "Workflow", True, "workflow", ("wf",), has_status=True)
+)
+WORKFLOW_TEMPLATES = register(
+    ResourceType(ARGO, "v1alpha1", "workflowtemplates", "WorkflowTemplate", True, "workflowtemplate",
+                 ("wftmpl",))
+)
+CRON_WORKFLOWS = register(
+    ResourceType(ARGO, "v1alpha1", "cronworkflows", "CronWorkflow", True, "cronworkflow", ("cwf", "cronwf"),
+                 has_status=True)
+)
+CLUSTER_WORKFLOW_TEMPLATES = register(
+    ResourceType(ARGO, "v1alpha1", "clusterworkflowtemplates", "ClusterWorkflowTemplate", False,
+                 "clusterworkflowtemplate", ("clusterwftmpl", "cwft"))
+)
+PODS = register(ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",), has_status=True))
+EVENTS = register(ResourceType("", "v1", "events", "Event", True, "event", ("ev",)))
+CONFIGMAPS = register(ResourceType("", "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",)))
+SECRETS = register(ResourceType("", "v1", "secrets", "Secret", True, "secret"))
+NAMESPACES = register(ResourceType("", "v1", "namespaces", "Namespace", False, "namespace", ("ns",),
+                                   has_status=True))
+
+
+def lookup(group: str, plural: str) -> ResourceType | None:
+    return REGISTRY.get((group, plural))

@@ -1,0 +1,191 @@
+"""``airflow-argo-eci local up|down|status|env``: run the local cluster on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from airflow_argo_eci.local.paths import StatePaths, default_state_dir
+
+
+def _server_info(paths: StatePaths) -> dict[str, Any] | None:
+    """The running server's info, or None when no live server owns this state directory."""
+    try:
+        info: dict[str, Any] = json.loads(paths.server_info.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    pid = int(info.get("pid", 0))
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return info
+
+
+def _probe(url: str, token: str, path: str = "/version") -> dict[str, Any]:
+    import httpx
+
+    response = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    paths = StatePaths(Path(args.state_dir).expanduser().resolve())
+    running = _server_info(paths)
+    if running:
+        print(f"local cluster already running at {running['url']} (pid {running['pid']})")
+        return 0
+    if args.detach:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "airflow_argo_eci.local.cli", "local", "up",
+               "--state-dir", str(paths.root), "--port", str(args.port),
+               "--capacity", str(args.capacity), "--sandbox", args.sandbox]
+        with open(paths.server_log, "ab") as logf:
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            info = _server_info(paths)
+            if info and info.get("pid") == proc.pid:
+                print(f"local cluster running at {info['url']} (pid {proc.pid}); logs: {paths.server_log}")
+                print(f"export KUBECONFIG={shlex.quote(str(paths.kubeconfig))}")
+                return 0
+            if proc.poll() is not None:
+                print(f"local cluster exited with code {proc.returncode}; see {paths.server_log}",
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        proc.terminate()
+        print(f"local cluster did not start within {args.wait}s; see {paths.server_log}", file=sys.stderr)
+        return 1
+
+    from airflow_argo_eci.local.server import LocalCluster
+
+    cluster = LocalCluster(paths.root, port=args.port, capacity_vcpu=args.capacity, sandbox=args.sandbox)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    cluster.start()
+    print(f"local cluster listening on {cluster.url}; state in {paths.root}", flush=True)
+    print(f"export KUBECONFIG={shlex.quote(str(cluster.kubeconfig_path))}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        cluster.stop()
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    paths = StatePaths(Path(args.state_dir).expanduser().resolve())
+    info = _server_info(paths)
+    if not info:
+        print("local cluster is not running")
+        return 0
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"local cluster (pid {pid}) stopped")
+            return 0
+        time.sleep(0.1)
+    print(f"local cluster (pid {pid}) did not stop within {args.wait}s", file=sys.stderr)
+    return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    paths = StatePaths(Path(args.state_dir).expanduser().resolve())
+    info = _server_info(paths)
+    if not info:
+        print(f"local cluster is not running (state dir {paths.root})")
+        return 3
+    token = paths.token.read_text().strip()
+    version = _probe(info["url"], token)
+    wfs = _probe(info["url"], token, "/apis/argoproj.io/v1alpha1/workflows")
+    phases: dict[str, int] = {}
+    for wf in wfs.get("items", []):
+        phase = (wf.get("status") or {}).get("phase") or "Pending"
+        phases[phase] = phases.get(phase, 0) + 1
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(phases.items())) or "none"
+    print(f"local cluster running at {info['url']} (pid {info['pid']}, {version.get('gitVersion')})")
+    print(f"state dir: {paths.root}")
+    print(f"workflows: {summary}")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    paths = StatePaths(Path(args.state_dir).expanduser().resolve())
+    info = _server_info(paths)
+    if not info:
+        print("# local cluster is not running: start it with `airflow-argo-eci local up --detach`",
+              file=sys.stderr)
+        return 3
+    token = paths.token.read_text().strip()
+    kube_conn = {"conn_type": "argo_workflows",
+                 "extra": {"transport": "kubernetes", "kube_config_path": str(paths.kubeconfig),
+                           "namespace": "argo"}}
+    server_conn = {"conn_type": "argo_workflows", "host": info["url"], "password": token,
+                   "extra": {"transport": "argo_server", "namespace": "argo", "verify_ssl": False}}
+    print(f"export KUBECONFIG={shlex.quote(str(paths.kubeconfig))}")
+    print(f"export AIRFLOW_CONN_ARGO_DEFAULT={shlex.quote(json.dumps(kube_conn))}")
+    print(f"export AIRFLOW_CONN_ARGO_SERVER_LOCAL={shlex.quote(json.dumps(server_conn))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airflow-argo-eci", description=__doc__)
+    top = parser.add_subparsers(dest="group", required=True)
+    local = top.add_parser("local", help="the local cluster (Kubernetes API + Argo executor on this machine)")
+    sub = local.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state-dir", default=str(default_state_dir()),
+                       help="where objects, logs and the kubeconfig live (default: %(default)s)")
+
+    up = sub.add_parser("up", help="start the local cluster (foreground unless --detach)")
+    common(up)
+    up.add_argument("--detach", "-d", action="store_true", help="run in the background")
+    up.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--capacity", type=float, default=float(os.cpu_count() or 2) * 4,
+                    help="vCPUs that running pods may request in total (default: %(default)s)")
+    up.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
+                    help="bubblewrap isolation per pod (auto: when available)")
+    up.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a detached start")
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop a detached local cluster")
+    common(down)
+    down.add_argument("--wait", type=float, default=30.0)
+    down.set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="is it running, where, and what workflows it holds")
+    common(status)
+    status.set_defaults(func=cmd_status)
+
+    env = sub.add_parser("env", help="print KUBECONFIG and AIRFLOW_CONN_* settings for a shell")
+    common(env)
+    env.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

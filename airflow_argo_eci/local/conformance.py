@@ -1,0 +1,235 @@
+"""Hold the local cluster (or any cluster) against Argo's own example workflows.
+
+Reads ``MANIFEST.json`` of an ``argo-examples`` folder, applies the supporting WorkflowTemplates,
+ClusterWorkflowTemplates and ConfigMaps, submits the selected Workflows through the Kubernetes
+API, waits for each to end and compares its phase with the expected outcome: unlabelled
+examples must reach ``Succeeded``, ``expected-failure`` ones ``Failed`` or ``Error``.
+
+    python -m airflow_argo_eci.local.conformance ../shared/conformance/argo-examples [--kubeconfig F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+GROUP, VERSION = "argoproj.io", "v1alpha1"
+TERMINAL = ("Succeeded", "Failed", "Error")
+RUN_LABEL = "conformance.airflow-argo-eci.io/run"
+FILE_LABEL = "conformance.airflow-argo-eci.io/file"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One example file and the outcome the manifest expects of it."""
+
+    file: str
+    scope: str
+    label: str | None
+
+    @property
+    def expected(self) -> tuple[str, ...]:
+        return ("Failed", "Error") if self.label == "expected-failure" else ("Succeeded",)
+
+
+@dataclass
+class Result:
+    case: Case
+    workflow: str = ""
+    phase: str = ""
+    message: str = ""
+    seconds: float = 0.0
+    failed_nodes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.phase in self.case.expected
+
+
+def load_manifest(examples: Path) -> dict[str, dict[str, Any]]:
+    manifest: dict[str, dict[str, Any]] = json.loads((examples / "MANIFEST.json").read_text())
+    return manifest
+
+
+def select_cases(
+    manifest: dict[str, dict[str, Any]], scopes: Iterable[str] = ("tier1",), labels: Iterable[str | None] = (
+        None, "expected-failure")
+) -> list[Case]:
+    """The Workflow files in ``scopes`` whose no-test label is in ``labels`` (None = unlabelled)."""
+    scopes, labels = set(scopes), set(labels)
+    return [
+        Case(name, entry["scope"], entry.get("no_test_label"))
+        for name, entry in sorted(manifest.items())
+        if entry["scope"] in scopes and entry.get("no_test_label") in labels
+        and "Workflow" in entry.get("kinds", [])
+    ]
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+
+
+class ConformanceRunner:
+    """Submits examples to the cluster behind ``api_client`` (a ``kubernetes.client.ApiClient``)."""
+
+    def __init__(self, api_client: Any, examples: Path, *, namespace: str = "argo") -> None:
+        from kubernetes import client
+
+        self.examples = examples
+        self.namespace = namespace
+        self.objects = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.run_id = uuid.uuid4().hex[:8]
+
+    def apply_support(self, manifest: dict[str, dict[str, Any]]) -> list[str]:
+        """Create (or replace) every WorkflowTemplate, ClusterWorkflowTemplate and ConfigMap of
+        the ``support`` files; returns what was applied."""
+        from kubernetes.client.exceptions import ApiException
+
+        applied = []
+        for name, entry in sorted(manifest.items()):
+            if entry["scope"] != "support":
+                continue
+            for doc in _docs(self.examples / name):
+                kind = doc.get("kind")
+                meta_name = doc.get("metadata", {}).get("name", "")
+                try:
+                    if kind == "WorkflowTemplate":
+                        self._upsert(lambda d=doc: self.objects.create_namespaced_custom_object(
+                            GROUP, VERSION, self.namespace, "workflowtemplates", d))
+                    elif kind == "ClusterWorkflowTemplate":
+                        self._upsert(lambda d=doc: self.objects.create_cluster_custom_object(
+                            GROUP, VERSION, "clusterworkflowtemplates", d))
+                    elif kind == "ConfigMap":
+                        self._upsert(lambda d=doc: self.core.create_namespaced_config_map(self.namespace, d))
+                    else:
+                        continue
+                except ApiException as exc:
+                    raise RuntimeError(f"could not apply {kind} {meta_name} from {name}: {exc.body}") from exc
+                applied.append(f"{kind}/{meta_name}")
+        return applied
+
+    @staticmethod
+    def _upsert(create: Any) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            create()
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    def submit(self, case: Case) -> list[str]:
+        names = []
+        for doc in _docs(self.examples / case.file):
+            if doc.get("kind") != "Workflow":
+                continue
+            labels = doc.setdefault("metadata", {}).setdefault("labels", {})
+            labels[RUN_LABEL] = self.run_id
+            labels[FILE_LABEL] = case.file.replace("/", ".")[:63]
+            created = self.objects.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "workflows", doc)
+            names.append(created["metadata"]["name"])
+        return names
+
+    def run(self, cases: list[Case], *, concurrency: int = 12, timeout: float = 600.0,
+            progress: Any = None) -> list[Result]:
+        """Submit ``cases`` at most ``concurrency`` at a time; wait for each to end."""
+        pending = list(cases)
+        running: dict[str, tuple[Result, float]] = {}
+        results: list[Result] = []
+        deadline = time.monotonic() + timeout
+        while pending or running:
+            while pending and len(running) < concurrency:
+                case = pending.pop(0)
+                result = Result(case)
+                try:
+                    names = self.submit(case)
+                except Exception as exc:  # the outcome of a rejected submit is still an outcome
+                    result.phase, result.message = "Rejected", str(exc)[:500]
+                    results.append(result)
+                    continue
+                result.workflow = names[0] if names else ""
+                running[result.workflow] = (result, time.monotonic())
+            listed = self.objects.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "workflows", label_selector=f"{RUN_LABEL}={self.run_id}")
+            for wf in listed.get("items", []):
+                name = wf["metadata"]["name"]
+                status = wf.get("status") or {}
+                if name in running and status.get("phase") in TERMINAL:
+                    result, started = running.pop(name)
+                    result.phase = status["phase"]
+                    result.message = status.get("message", "")
+                    result.seconds = time.monotonic() - started
+                    result.failed_nodes = sorted(
+                        f"{n.get('displayName')}: {n.get('message', '')}"
+                        for n in (status.get("nodes") or {}).values()
+                        if n.get("phase") in ("Failed", "Error") and n.get("type") == "Pod")
+                    results.append(result)
+                    if progress:
+                        progress(result)
+            if time.monotonic() > deadline:
+                for name, (result, started) in running.items():
+                    result.phase, result.message = "Timeout", f"not finished after {timeout:.0f}s"
+                    result.seconds = time.monotonic() - started
+                    results.append(result)
+                break
+            if running:
+                time.sleep(0.3)
+        return sorted(results, key=lambda r: r.case.file)
+
+
+def tally(results: list[Result]) -> str:
+    ok = sum(r.ok for r in results)
+    lines = [f"conformance: {ok}/{len(results)} reached their expected outcome"]
+    for r in results:
+        if not r.ok:
+            lines.append(f"  MISMATCH {r.case.file}: expected {'/'.join(r.case.expected)}, got {r.phase}"
+                         f" ({r.message}) {'; '.join(r.failed_nodes)[:300]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("examples", type=Path, help="the argo-examples folder holding MANIFEST.json")
+    parser.add_argument("--kubeconfig", type=Path, help="a cluster to use instead of a fresh local one")
+    parser.add_argument("--namespace", default="argo")
+    parser.add_argument("--scope", action="append", help="manifest scopes (default: tier1)")
+    parser.add_argument("--concurrency", type=int, default=12)
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args(argv)
+    manifest = load_manifest(args.examples)
+    cases = select_cases(manifest, args.scope or ["tier1"])
+
+    def execute(kubeconfig: Path) -> int:
+        from kubernetes import config
+
+        api_client = config.new_client_from_config(config_file=str(kubeconfig))
+        runner = ConformanceRunner(api_client, args.examples, namespace=args.namespace)
+        runner.apply_support(manifest)
+        results = runner.run(cases, concurrency=args.concurrency, timeout=args.timeout,
+                             progress=lambda r: print(f"{'ok  ' if r.ok else 'FAIL'} {r.case.file}: "
+                                                      f"{r.phase} in {r.seconds:.1f}s", flush=True))
+        print(tally(results))
+        return 0 if all(r.ok for r in results) else 1
+
+    if args.kubeconfig:
+        return execute(args.kubeconfig)
+    from airflow_argo_eci.local.server import LocalCluster
+
+    with tempfile.TemporaryDirectory(prefix="argo-eci-conformance-") as state, LocalCluster(state) as cluster:
+        return execute(cluster.kubeconfig_path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

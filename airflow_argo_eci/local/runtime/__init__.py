@@ -1,0 +1,55 @@
+"""Runs pods as sandboxed local processes (CONTRACT - see runtime/runner.py for the implementation).
+
+The controller hands the runtime a :class:`PodRequest`; the runtime waits for capacity, runs the
+main container's command in a sandbox, writes its log to ``StatePaths.log_file`` and calls
+``on_done(PodResult)`` from its own thread. Nothing here knows about Argo templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PodRequest:
+    namespace: str
+    pod_name: str
+    #: the Kubernetes container spec of the main container (image, command, args, env, workingDir,
+    #: resources); env values are already resolved strings (``valueFrom`` resolved by the controller)
+    container: dict[str, Any]
+    #: script template ``source`` (written to a file and passed as last argument, like Argo does)
+    script_source: str | None = None
+    #: files to place before start: absolute path in the pod -> bytes (input parameters with path,
+    #: later input artifacts)
+    input_files: dict[str, bytes] = field(default_factory=dict)
+    #: absolute paths in the pod whose content is read back after exit (outputs.parameters
+    #: valueFrom.path, later output artifacts); missing ones are reported as None
+    output_paths: list[str] = field(default_factory=list)
+    #: vCPUs requested (container resources.requests.cpu, parsed); bounded by the capacity
+    cpu: float = 0.1
+    #: kill after this many seconds (activeDeadlineSeconds / template timeout); None = no limit
+    deadline_seconds: float | None = None
+    #: labels/annotations of the pod (for the virtual-kubelet placement record)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PodResult:
+    namespace: str
+    pod_name: str
+    exit_code: int
+    #: the main container's stdout, trimmed of one trailing newline (Argo's ``outputs.result``)
+    stdout: str
+    #: output path -> text content (None if the file did not exist)
+    outputs: dict[str, str | None]
+    #: "" on success; otherwise why (e.g. "Error (exit code 1)", "Pod was active on the node longer
+    #: than the specified deadline", "unknown image 'foo/bar' without a command: ...")
+    message: str
+    #: "Succeeded" | "Failed" | "Error"  (Error: could not start / killed / lost)
+    phase: str
+    started_at: str  # RFC3339
+    finished_at: str  # RFC3339
+    #: directories readable on the host that hold the pod's view of the given output paths
+    extra: dict[str, Any] = field(default_factory=dict)

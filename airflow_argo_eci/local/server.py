@@ -1,0 +1,162 @@
+"""Compose the local cluster: store, runtime, controller and the HTTP API, in one process."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from airflow_argo_eci.local.kubeconfig import write_kubeconfig, write_private
+from airflow_argo_eci.local.paths import StatePaths
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from airflow_argo_eci.local.api.store import Store
+    from airflow_argo_eci.local.argo.controller import Controller
+    from airflow_argo_eci.local.runtime.runner import Runtime
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+class LocalClusterError(RuntimeError):
+    """The local cluster could not start or stop."""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class LocalCluster:
+    """A Kubernetes-API-compatible endpoint with an Argo-compatible executor on 127.0.0.1.
+
+    All state lives under ``state_dir`` (SQLite database, pod logs, per-pod scratch, the
+    kubeconfig with the bearer token). Restarting on the same ``state_dir`` keeps every object;
+    pods that were running when it stopped end as ``Error`` and their ``retryStrategy`` applies.
+
+    The server only ever binds the loopback interface and rejects any request without the
+    random bearer token written into the kubeconfig, because it executes commands.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        *,
+        port: int = 0,
+        capacity_vcpu: float = 8.0,
+        sandbox: str = "auto",
+        token: str | None = None,
+        run_controller: bool = True,
+    ) -> None:
+        if capacity_vcpu <= 0:
+            raise ValueError(f"capacity_vcpu must be > 0 (got {capacity_vcpu}); it bounds concurrent pods")
+        if sandbox not in ("auto", "bwrap", "none"):
+            raise ValueError(f"sandbox must be 'auto', 'bwrap' or 'none' (got {sandbox!r})")
+        self.paths = StatePaths(Path(state_dir).expanduser().resolve())
+        self.port = port or _free_port()
+        self.capacity_vcpu = capacity_vcpu
+        self.sandbox = sandbox
+        self.token = token or secrets.token_urlsafe(32)
+        self.run_controller = run_controller
+        self.store: Store | None = None
+        self.runtime: Runtime | None = None
+        self.controller: Controller | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.paths.kubeconfig
+
+    def build_app(self) -> Any:
+        """The FastAPI application: Kubernetes API routes plus the Argo Server REST subset."""
+        from airflow_argo_eci.local.api.app import create_app
+        from airflow_argo_eci.local.api.argo_server import build_argo_server_router
+
+        assert self.store is not None
+        app = create_app(self.store, token=self.token, paths=self.paths)
+        app.include_router(build_argo_server_router(self.store, self.paths))
+        return app
+
+    def start(self, *, timeout: float = 30.0) -> LocalCluster:
+        """Open the store, start runtime, controller and the HTTP server; return when it listens."""
+        import uvicorn
+
+        from airflow_argo_eci.local.api.store import Store
+        from airflow_argo_eci.local.argo.controller import Controller
+        from airflow_argo_eci.local.runtime.runner import Runtime
+
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.paths.root, 0o700)
+        self.store = Store(self.paths.db)
+        self.runtime = Runtime(self.paths, capacity_vcpu=self.capacity_vcpu, sandbox=self.sandbox)
+        if self.run_controller:
+            self.controller = Controller(self.store, self.runtime, self.paths)
+            self.controller.start()
+        config = uvicorn.Config(
+            self.build_app(), host=LOOPBACK, port=self.port, log_level="warning", lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="local-cluster-http", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                self.stop()
+                raise LocalClusterError(f"the HTTP server on {self.url} exited during start-up (port in use?)")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise LocalClusterError(f"the HTTP server on {self.url} did not start within {timeout}s")
+            time.sleep(0.02)
+        write_private(self.paths.token, self.token + "\n")
+        write_kubeconfig(self.paths.kubeconfig, self.url, self.token)
+        write_private(
+            self.paths.server_info,
+            json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time()}),
+        )
+        log.info("local cluster listening on %s (state in %s)", self.url, self.paths.root)
+        return self
+
+    def stop(self) -> None:
+        """Stop the HTTP server, the controller and every running pod; close the store."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.controller is not None:
+            self.controller.stop()
+        if self.runtime is not None:
+            self.runtime.shutdown()
+        if self.store is not None:
+            self.store.close()
+        self._server = self._thread = None
+        self.controller = self.runtime = None
+        self.store = None
+        try:
+            self.paths.server_info.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

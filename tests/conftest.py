@@ -1,0 +1,62 @@
+"""Shared fixtures: a local cluster for the whole session, and the same tests against a real one.
+
+Tests that take the ``any_cluster`` fixture run twice: once on the local cluster and once on the
+cluster that ``KUBECONFIG`` points to (marked ``real_cluster``; skipped with the reason when
+``KUBECONFIG`` is unset or names no file). The test code is the same for both.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from airflow_argo_eci.local.server import LocalCluster
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """Where a test submits: a kubeconfig and the namespace to use."""
+
+    name: str
+    kubeconfig: Path
+    namespace: str
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    state = tmp_path_factory.mktemp("local-cluster")
+    with LocalCluster(state, capacity_vcpu=16) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kube_api_client(local_cluster: LocalCluster):  # type: ignore[no-untyped-def]
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(local_cluster.kubeconfig_path))
+    yield client
+    client.close()
+
+
+def _real_kubeconfig() -> Path | None:
+    value = os.environ.get("KUBECONFIG", "")
+    path = Path(value.split(os.pathsep)[0]).expanduser() if value else None
+    return path if path and path.is_file() else None
+
+
+@pytest.fixture(
+    scope="session",
+    params=["local", pytest.param("real", marks=pytest.mark.real_cluster)],
+)
+def any_cluster(request: pytest.FixtureRequest) -> ClusterTarget:
+    if request.param == "local":
+        cluster: LocalCluster = request.getfixturevalue("local_cluster")
+        return ClusterTarget("local", cluster.kubeconfig_path, "argo")
+    real = _real_kubeconfig()
+    if real is None:
+        pytest.skip("real cluster: KUBECONFIG is unset or names no file; set it to a kind/ACK cluster with Argo")
+    return ClusterTarget("real", real, os.environ.get("ARGO_ECI_TEST_NAMESPACE", "argo"))
