@@ -31,10 +31,12 @@ def _server_info(paths: StatePaths) -> dict[str, Any] | None:
     return info
 
 
-def _probe(url: str, token: str, path: str = "/version") -> dict[str, Any]:
+def _probe(paths: StatePaths, url: str, path: str = "/version") -> dict[str, Any]:
     import httpx
 
-    response = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    token = paths.token.read_text().strip()
+    response = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=5,
+                         verify=str(paths.tls_cert))
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body
@@ -112,9 +114,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not info:
         print(f"local cluster is not running (state dir {paths.root})")
         return 3
-    token = paths.token.read_text().strip()
-    version = _probe(info["url"], token)
-    wfs = _probe(info["url"], token, "/apis/argoproj.io/v1alpha1/workflows")
+    version = _probe(paths, info["url"])
+    wfs = _probe(paths, info["url"], "/apis/argoproj.io/v1alpha1/workflows")
     phases: dict[str, int] = {}
     for wf in wfs.get("items", []):
         phase = (wf.get("status") or {}).get("phase") or "Pending"
@@ -138,7 +139,8 @@ def cmd_env(args: argparse.Namespace) -> int:
                  "extra": {"transport": "kubernetes", "kube_config_path": str(paths.kubeconfig),
                            "namespace": "argo"}}
     server_conn = {"conn_type": "argo_workflows", "host": info["url"], "password": token,
-                   "extra": {"transport": "argo_server", "namespace": "argo", "verify_ssl": False}}
+                   "extra": {"transport": "argo_server", "namespace": "argo",
+                             "ca_cert_path": str(paths.tls_cert)}}
     print(f"export KUBECONFIG={shlex.quote(str(paths.kubeconfig))}")
     print(f"export AIRFLOW_CONN_ARGO_DEFAULT={shlex.quote(json.dumps(kube_conn))}")
     print(f"export AIRFLOW_CONN_ARGO_SERVER_LOCAL={shlex.quote(json.dumps(server_conn))}")

@@ -179,7 +179,7 @@ class ConformanceRunner:
                     if progress:
                         progress(result)
             if time.monotonic() > deadline:
-                for name, (result, started) in running.items():
+                for result, started in running.values():
                     result.phase, result.message = "Timeout", f"not finished after {timeout:.0f}s"
                     result.seconds = time.monotonic() - started
                     results.append(result)

@@ -61,17 +61,21 @@ def run(kubeconfig: Path, namespace: str, shards: int, timeout: float) -> int:
     placed = sorted({p.spec.node_name or "?" for p in listed.items})
     eci = sum(1 for p in listed.items if (p.metadata.labels or {}).get("alibabacloud.com/eci") == "true")
     print(f"pods on nodes {placed}; {eci}/{len(listed.items)} carry the ECI label")
-    outputs = (status.get("outputs") or {}).get("parameters") or []
+    root = nodes.get(name) or {}
+    outputs = (root.get("outputs") or {}).get("parameters") or []
     for node in nodes.values():
         if node.get("displayName") == "reduce" and node.get("type") == "Pod":
             pod_name = next((p.metadata.name for p in listed.items
                              if (p.metadata.annotations or {}).get("workflows.argoproj.io/node-id")
                              == node["id"]), None)
             if pod_name:
-                text = core.read_namespaced_pod_log(pod_name, namespace, container="main")
-                print(f"reduce log ({pod_name}): {text.strip()}")
+                # _preload_content=False: kubernetes 36 mangles text logs (kubernetes-client/python#2596)
+                response = core.read_namespaced_pod_log(pod_name, namespace, container="main",
+                                                        _preload_content=False)
+                print(f"reduce log ({pod_name}): {response.data.decode().strip()}")
     for param in outputs:
         print(f"output {param.get('name')} = {param.get('value')}")
+    api_client.close()
     return 0 if phase == "Succeeded" else 1
 
 

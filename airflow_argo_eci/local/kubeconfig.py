@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -10,12 +11,17 @@ import yaml
 CONTEXT = "airflow-argo-eci-local"
 
 
-def render_kubeconfig(url: str, token: str, *, namespace: str = "argo") -> dict[str, object]:
-    """A kubeconfig for ``url`` with a bearer token. Plain HTTP on loopback only, so no TLS."""
+def render_kubeconfig(
+    url: str, token: str, *, ca_pem: bytes | None = None, namespace: str = "argo"
+) -> dict[str, object]:
+    """A kubeconfig for ``url`` with a bearer token, pinning ``ca_pem`` as the server's CA."""
+    cluster: dict[str, str] = {"server": url}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": CONTEXT, "cluster": {"server": url}}],
+        "clusters": [{"name": CONTEXT, "cluster": cluster}],
         "users": [{"name": CONTEXT, "user": {"token": token}}],
         "contexts": [
             {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace}}
@@ -35,6 +41,10 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_kubeconfig(path: Path, url: str, token: str, *, namespace: str = "argo") -> Path:
-    write_private(path, yaml.safe_dump(render_kubeconfig(url, token, namespace=namespace), sort_keys=False))
+def write_kubeconfig(
+    path: Path, url: str, token: str, *, ca_pem: bytes | None = None, namespace: str = "argo"
+) -> Path:
+    """Write the kubeconfig (mode 0600: it holds the token)."""
+    doc = render_kubeconfig(url, token, ca_pem=ca_pem, namespace=namespace)
+    write_private(path, yaml.safe_dump(doc, sort_keys=False))
     return path

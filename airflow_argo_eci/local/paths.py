@@ -33,8 +33,13 @@ class StatePaths:
         return self.root / "token"
 
     @property
-    def pid_file(self) -> Path:
-        return self.root / "server.pid"
+    def tls_cert(self) -> Path:
+        """The self-signed certificate the server presents (also the CA clients pin)."""
+        return self.root / "tls.crt"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.root / "tls.key"
 
     @property
     def server_info(self) -> Path:

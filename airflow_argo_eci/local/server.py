@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_argo_eci.local.kubeconfig import write_kubeconfig, write_private
 from airflow_argo_eci.local.paths import StatePaths
+from airflow_argo_eci.local.tls import ensure_certificate
 
 if TYPE_CHECKING:
     import uvicorn
@@ -45,8 +46,9 @@ class LocalCluster:
     kubeconfig with the bearer token). Restarting on the same ``state_dir`` keeps every object;
     pods that were running when it stopped end as ``Error`` and their ``retryStrategy`` applies.
 
-    The server only ever binds the loopback interface and rejects any request without the
-    random bearer token written into the kubeconfig, because it executes commands.
+    The server only ever binds the loopback interface, serves HTTPS with a self-signed
+    certificate that the kubeconfig pins, and rejects any request without the random bearer token
+    written into the kubeconfig, because it executes commands.
     """
 
     def __init__(
@@ -77,7 +79,7 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"https://{LOOPBACK}:{self.port}"
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -108,9 +110,10 @@ class LocalCluster:
         if self.run_controller:
             self.controller = Controller(self.store, self.runtime, self.paths)
             self.controller.start()
+        cert, key = ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
         config = uvicorn.Config(
             self.build_app(), host=LOOPBACK, port=self.port, log_level="warning", lifespan="off",
-            timeout_graceful_shutdown=2,
+            timeout_graceful_shutdown=2, ssl_certfile=str(cert), ssl_keyfile=str(key),
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="local-cluster-http", daemon=True)
@@ -125,7 +128,7 @@ class LocalCluster:
                 raise LocalClusterError(f"the HTTP server on {self.url} did not start within {timeout}s")
             time.sleep(0.02)
         write_private(self.paths.token, self.token + "\n")
-        write_kubeconfig(self.paths.kubeconfig, self.url, self.token)
+        write_kubeconfig(self.paths.kubeconfig, self.url, self.token, ca_pem=cert.read_bytes())
         write_private(
             self.paths.server_info,
             json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time()}),

@@ -1,0 +1,195 @@
+"""The local cluster's HTTP application: bearer-token auth, Kubernetes ``Status`` errors,
+discovery, and the resource routes of :mod:`airflow_argo_eci.local.api.k8s_routes`.
+
+Routers included later (the Argo Server REST API) are protected by the same token check because
+it is an ASGI middleware around the whole application.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from airflow_argo_eci.local.api import resources
+from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.k8s_routes import install_resource_routes
+from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.paths import StatePaths
+
+log = logging.getLogger(__name__)
+
+#: what ``/version`` reports; the minor version is the Kubernetes API level the routes follow
+GIT_VERSION = "v1.30.0-argo-eci-local"
+
+_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+def status_response(error: ApiError) -> JSONResponse:
+    """Render an :class:`ApiError` as the Kubernetes ``Status`` JSON response."""
+    return JSONResponse(error.status(), status_code=error.code)
+
+
+class BearerTokenMiddleware:
+    """ASGI middleware: every HTTP/websocket request needs ``Authorization: Bearer <token>``.
+
+    A missing or wrong token gets 401 with a ``Status`` of reason ``Unauthorized``; the
+    comparison is constant-time.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ValueError("the API token must not be empty")
+        self.app = app
+        self._expected = f"bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        supplied = b""
+        for key, value in scope.get("headers", []):
+            if key == b"authorization":
+                supplied = value
+                break
+        scheme, _, rest = supplied.partition(b" ")
+        candidate = scheme.lower() + b" " + rest.strip()
+        if hmac.compare_digest(candidate, self._expected):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        response = status_response(ApiError(401, "Unauthorized", "Unauthorized"))
+        await response(scope, receive, send)
+
+
+def _resource_entries(group: str, version: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for rt in sorted(resources.REGISTRY.values(), key=lambda r: r.plural):
+        if rt.group != group or rt.version != version:
+            continue
+        entry: dict[str, Any] = {
+            "name": rt.plural,
+            "singularName": rt.singular or rt.kind.lower(),
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": _VERBS,
+        }
+        if rt.short_names:
+            entry["shortNames"] = list(rt.short_names)
+        if rt.group == "argoproj.io":
+            entry["categories"] = ["all", "argo"] if rt.kind != "ClusterWorkflowTemplate" else ["argo"]
+        out.append(entry)
+        if rt.has_status:
+            out.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
+                        "kind": rt.kind, "verbs": ["get", "patch", "update"]})
+        if rt.key == resources.PODS.key:
+            out.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
+                        "verbs": ["get"]})
+    return out
+
+
+def _groups() -> dict[str, list[str]]:
+    """Served API groups (without the core group) -> versions, in registration order."""
+    groups: dict[str, list[str]] = {}
+    for rt in resources.REGISTRY.values():
+        if rt.group and rt.version not in groups.setdefault(rt.group, []):
+            groups[rt.group].append(rt.version)
+    return groups
+
+
+def _api_group(name: str, versions: list[str]) -> dict[str, Any]:
+    gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
+
+
+def _not_found_path(path: str) -> ApiError:
+    return ApiError(404, "NotFound", f'the server could not find the requested resource (path "{path}")')
+
+
+def create_app(store: Store, *, token: str, paths: StatePaths, bookmark_interval: float = 30.0) -> FastAPI:
+    """The FastAPI application serving the Kubernetes API of ``store`` behind ``token``.
+
+    ``bookmark_interval`` is how often (seconds) a watch with ``allowWatchBookmarks=true`` gets a
+    ``BOOKMARK`` event.
+    """
+    app = FastAPI(
+        title="airflow-argo-eci local cluster", openapi_url=None, docs_url=None, redoc_url=None
+    )
+    app.add_middleware(BearerTokenMiddleware, token=token)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return status_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return status_response(_not_found_path(request.url.path))
+        if exc.status_code == 405:
+            return status_response(
+                ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested "
+                         f'resource (method {request.method}, path "{request.url.path}")')
+            )
+        reason = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 409: "Conflict"}.get(
+            exc.status_code, "InternalError" if exc.status_code >= 500 else "BadRequest"
+        )
+        return status_response(ApiError(exc.status_code, reason, str(exc.detail)))
+
+    @app.exception_handler(json.JSONDecodeError)
+    async def _bad_json(request: Request, exc: json.JSONDecodeError) -> Response:
+        return status_response(ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}"))
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return {
+            "major": "1", "minor": "30", "gitVersion": GIT_VERSION, "gitCommit": "", "gitTreeState": "clean",
+            "buildDate": "2024-01-01T00:00:00Z", "goVersion": "go1.22.0", "compiler": "gc",
+            "platform": "linux/amd64",
+        }
+
+    for probe in ("/healthz", "/readyz", "/livez"):
+        app.add_api_route(probe, _ok, methods=["GET"], response_class=PlainTextResponse)
+
+    @app.get("/api")
+    async def api_versions(request: Request) -> dict[str, Any]:
+        host = request.url.netloc
+        return {"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}]}
+
+    @app.get("/api/v1")
+    async def core_resources() -> dict[str, Any]:
+        return {"kind": "APIResourceList", "groupVersion": "v1", "resources": _resource_entries("", "v1")}
+
+    @app.get("/apis")
+    async def api_groups() -> dict[str, Any]:
+        return {"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [_api_group(g, vs) for g, vs in _groups().items()]}
+
+    @app.get("/apis/{group}")
+    async def api_group(group: str, request: Request) -> dict[str, Any]:
+        versions = _groups().get(group)
+        if not versions:
+            raise _not_found_path(request.url.path)
+        return {"kind": "APIGroup", "apiVersion": "v1", **_api_group(group, versions)}
+
+    @app.get("/apis/{group}/{version}")
+    async def group_resources(group: str, version: str, request: Request) -> dict[str, Any]:
+        if version not in _groups().get(group, []):
+            raise _not_found_path(request.url.path)
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
+                "resources": _resource_entries(group, version)}
+
+    install_resource_routes(app, store, paths, bookmark_interval=bookmark_interval)
+    return app
+
+
+async def _ok() -> str:
+    return "ok"

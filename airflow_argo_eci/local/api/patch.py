@@ -1,0 +1,157 @@
+"""JSON merge patch (RFC 7386) and JSON patch (RFC 6902) on plain JSON values.
+
+Both functions return a new value and never modify their inputs. JSON-patch failures (a missing
+path, a failed ``test``, a malformed operation) raise :class:`PatchError` naming the operation.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+
+class PatchError(ValueError):
+    """A patch that cannot be applied to the target document."""
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply an RFC 7386 merge patch: objects merge recursively, ``null`` deletes a key,
+    anything else (including lists) replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _parse_pointer(pointer: str) -> list[str]:
+    if pointer == "":
+        return []
+    if not pointer.startswith("/"):
+        raise PatchError(f'invalid JSON pointer "{pointer}": must be empty or start with "/"')
+    return [p.replace("~1", "/").replace("~0", "~") for p in pointer[1:].split("/")]
+
+
+def _index(container: list[Any], token: str, pointer: str, *, allow_end: bool) -> int:
+    if allow_end and token == "-":  # noqa: S105 - "-" is the JSON-pointer end-of-array token
+        return len(container)
+    if not token.isdigit() or (len(token) > 1 and token.startswith("0")):
+        raise PatchError(f'invalid array index "{token}" in path "{pointer}"')
+    idx = int(token)
+    limit = len(container) if allow_end else len(container) - 1
+    if idx > limit:
+        raise PatchError(f'array index {idx} out of range in path "{pointer}"')
+    return idx
+
+
+def _parent(doc: Any, tokens: list[str], pointer: str) -> Any:
+    cur = doc
+    for token in tokens[:-1]:
+        if isinstance(cur, dict):
+            if token not in cur:
+                raise PatchError(f'path "{pointer}" does not exist: missing "{token}"')
+            cur = cur[token]
+        elif isinstance(cur, list):
+            cur = cur[_index(cur, token, pointer, allow_end=False)]
+        else:
+            raise PatchError(f'path "{pointer}" does not exist: "{token}" is not inside an object or array')
+    return cur
+
+
+def _get(doc: Any, pointer: str) -> Any:
+    tokens = _parse_pointer(pointer)
+    if not tokens:
+        return doc
+    parent = _parent(doc, tokens, pointer)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f'path "{pointer}" does not exist')
+        return parent[last]
+    if isinstance(parent, list):
+        return parent[_index(parent, last, pointer, allow_end=False)]
+    raise PatchError(f'path "{pointer}" does not exist')
+
+
+def _add(doc: Any, pointer: str, value: Any) -> Any:
+    tokens = _parse_pointer(pointer)
+    if not tokens:
+        return value
+    parent = _parent(doc, tokens, pointer)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list):
+        parent.insert(_index(parent, last, pointer, allow_end=True), value)
+    else:
+        raise PatchError(f'cannot add at "{pointer}": parent is not an object or array')
+    return doc
+
+
+def _remove(doc: Any, pointer: str) -> tuple[Any, Any]:
+    tokens = _parse_pointer(pointer)
+    if not tokens:
+        raise PatchError("cannot remove the whole document")
+    parent = _parent(doc, tokens, pointer)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if last not in parent:
+            raise PatchError(f'cannot remove "{pointer}": path does not exist')
+        return doc, parent.pop(last)
+    if isinstance(parent, list):
+        return doc, parent.pop(_index(parent, last, pointer, allow_end=False))
+    raise PatchError(f'cannot remove "{pointer}": path does not exist')
+
+
+def _op_field(op: dict[str, Any], name: str, i: int) -> Any:
+    if name not in op:
+        raise PatchError(f'operation {i} ("{op.get("op")}") is missing "{name}"')
+    return op[name]
+
+
+def json_patch(doc: Any, operations: Any) -> Any:
+    """Apply an RFC 6902 JSON patch (``add``, ``remove``, ``replace``, ``move``, ``copy``, ``test``)."""
+    if not isinstance(operations, list):
+        raise PatchError("a JSON patch must be a JSON array of operations")
+    result = copy.deepcopy(doc)
+    for i, op in enumerate(operations):
+        if not isinstance(op, dict):
+            raise PatchError(f"operation {i} is not a JSON object")
+        kind = op.get("op")
+        path = _op_field(op, "path", i)
+        if not isinstance(path, str):
+            raise PatchError(f'operation {i}: "path" must be a string')
+        if kind == "add":
+            result = _add(result, path, copy.deepcopy(_op_field(op, "value", i)))
+        elif kind == "remove":
+            result, _ = _remove(result, path)
+        elif kind == "replace":
+            _get(result, path)  # must exist
+            if _parse_pointer(path):
+                result, _ = _remove(result, path)
+            result = _add(result, path, copy.deepcopy(_op_field(op, "value", i)))
+        elif kind in ("move", "copy"):
+            source = _op_field(op, "from", i)
+            if not isinstance(source, str):
+                raise PatchError(f'operation {i}: "from" must be a string')
+            if kind == "move":
+                if path.startswith(source + "/"):
+                    raise PatchError(f'operation {i}: cannot move "{source}" into its own child "{path}"')
+                result, value = _remove(result, source)
+            else:
+                value = copy.deepcopy(_get(result, source))
+            result = _add(result, path, value)
+        elif kind == "test":
+            expected = _op_field(op, "value", i)
+            actual = _get(result, path)
+            if actual != expected or isinstance(actual, bool) != isinstance(expected, bool):
+                raise PatchError(
+                    f'test operation {i} failed: value at "{path}" is {actual!r}, not {expected!r}'
+                )
+        else:
+            raise PatchError(f'operation {i}: unknown op "{kind}"')
+    return result

@@ -1,0 +1,78 @@
+"""The CLI as a user runs it: up --detach, status, env, down, in a fresh state directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+
+def cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_argo_eci.local.cli", "local", *args, "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=60, check=check,
+    )
+
+
+def test_up_status_env_down(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    assert cli(state, "status", check=False).returncode == 3
+
+    up = cli(state, "up", "--detach", "--capacity", "2")
+    assert "local cluster running at https://127.0.0.1:" in up.stdout
+    try:
+        kubeconfig = state / "kubeconfig"
+        assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+        config = yaml.safe_load(kubeconfig.read_text())
+        server = config["clusters"][0]["cluster"]["server"]
+        token = config["users"][0]["user"]["token"]
+        assert server.startswith("https://127.0.0.1:")
+        ca = str(state / "tls.crt")
+
+        # TLS is verified against the pinned certificate; plain clients without it are refused
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server + "/version")
+        # the token is demanded: it executes commands
+        assert httpx.get(server + "/version", verify=ca).status_code == 401
+        assert httpx.get(server + "/version", verify=ca,
+                         headers={"Authorization": "Bearer wrong"}).status_code == 401
+        version = httpx.get(server + "/version", verify=ca, headers={"Authorization": f"Bearer {token}"})
+        assert version.status_code == 200 and version.json()["gitVersion"]
+
+        # a second up is a no-op that says where the running one is
+        again = cli(state, "up", "--detach")
+        assert "already running" in again.stdout
+
+        status = cli(state, "status")
+        assert server in status.stdout and "workflows: none" in status.stdout
+
+        env = cli(state, "env").stdout.splitlines()
+        exports = dict(line.removeprefix("export ").split("=", 1) for line in env)
+        assert shlex.split(exports["KUBECONFIG"]) == [str(kubeconfig)]
+        conn = json.loads(shlex.split(exports["AIRFLOW_CONN_ARGO_DEFAULT"])[0])
+        assert conn["conn_type"] == "argo_workflows"
+        assert conn["extra"]["kube_config_path"] == str(kubeconfig)
+    finally:
+        down = cli(state, "down")
+    assert "stopped" in down.stdout
+    assert cli(state, "status", check=False).returncode == 3
+    assert not (state / "server.json").exists()
+
+
+def test_state_dir_is_private(tmp_path: Path) -> None:
+    state = tmp_path / "private"
+    cli(state, "up", "--detach")
+    try:
+        assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+        for secret in ("token", "tls.key", "kubeconfig"):
+            assert stat.S_IMODE((state / secret).stat().st_mode) == 0o600, secret
+    finally:
+        cli(state, "down")
