@@ -17,7 +17,14 @@ from airflow_argo_eci.local.conformance import ConformanceRunner, load_manifest,
 EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "argo-examples"
 
 #: file -> why it cannot reach its expected outcome on the local cluster
-KNOWN_EXCEPTIONS: dict[str, str] = {}
+KNOWN_EXCEPTIONS: dict[str, str] = {
+    "continue-on-fail.yaml": (
+        "labelled expected-failure, but under Argo's continueOn semantics it succeeds: step C fails with "
+        "continueOn.failed, so its step group and D still run and the workflow ends Succeeded - exactly "
+        "like status-reference.yaml and exit-code-output-variable.yaml, which must succeed; "
+        "spec.parallelism: 1 only serialises the pods"
+    ),
+}
 
 
 @pytest.mark.slow
@@ -25,7 +32,7 @@ KNOWN_EXCEPTIONS: dict[str, str] = {}
 def test_tier1_conformance(kube_api_client, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     manifest = load_manifest(EXAMPLES)
     cases = select_cases(manifest, ["tier1"])
-    assert len(cases) == 67, "the manifest's tier1 unlabelled + expected-failure set changed"
+    assert len(cases) == 66, "the manifest's tier1 unlabelled + expected-failure set changed"
     runner = ConformanceRunner(kube_api_client, EXAMPLES)
     applied = runner.apply_support(manifest)
     assert any(a.startswith("WorkflowTemplate/") for a in applied)

@@ -28,7 +28,10 @@ def _workflow(name: str, retry: bool) -> dict[str, Any]:
         },
     }
     if retry:
-        template["retryStrategy"] = {"limit": "2"}
+        # Always: a lost pod is an Error, which the default policy (OnFailure) does not retry
+        template["retryStrategy"] = {"limit": "2", "retryPolicy": "Always"}
+    else:  # {{retries}} only resolves in templates with a retryStrategy, as in Argo
+        template["container"]["command"] = ["sh", "-c", "sleep 60"]
     return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
             "spec": {"entrypoint": "main", "templates": [template]}}
 
@@ -77,16 +80,33 @@ def test_restart_keeps_objects_and_lost_pods_retry(tmp_path: Path) -> None:
         assert pod["phase"] == "Error" and "lost" in pod["message"]
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket LISTENing on ``port``, read from the kernel's socket tables."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] != "0A" or int(port_hex, 16) != port:  # 0A = LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # the kernel prints each 32-bit word in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add(socket.inet_ntop(family, raw))
+    return found
+
+
 def test_binds_loopback_only(local_cluster: LocalCluster) -> None:
+    """It executes commands: nothing but this machine's loopback may reach it (checked in the
+    kernel's listening-socket table, without sending traffic anywhere)."""
     assert local_cluster.url.startswith("https://127.0.0.1:")
-    addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
-    outside = [a for a in addresses if not a.startswith("127.")]
-    if not outside:
-        pytest.skip("this machine has no non-loopback IPv4 address to probe")
-    for address in outside:
-        with socket.socket() as sock, pytest.raises(OSError):
-            sock.settimeout(2)
-            sock.connect((address, local_cluster.port))
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp on this system to read listening sockets from")
+    assert _listening_addresses(local_cluster.port) == {"127.0.0.1"}
 
 
 def test_rejects_bad_settings(tmp_path: Path) -> None:
@@ -94,3 +114,52 @@ def test_rejects_bad_settings(tmp_path: Path) -> None:
         LocalCluster(tmp_path, capacity_vcpu=0)
     with pytest.raises(ValueError, match="sandbox"):
         LocalCluster(tmp_path, sandbox="docker")
+
+
+def _pods_of(cluster: LocalCluster, name: str) -> list[Any]:
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig_path)))
+    return list(core.list_namespaced_pod("argo", label_selector=f"workflows.argoproj.io/workflow={name}").items)
+
+
+def test_deleting_a_workflow_kills_and_removes_its_pods(local_cluster: LocalCluster) -> None:
+    objects = _objects(local_cluster)
+    wf = _workflow("deleted-while-running", retry=False)
+    wf["spec"]["templates"][0]["container"]["command"] = ["sh", "-c", "sleep 120"]
+    objects.create_namespaced_custom_object(*GVR, wf)
+    running = _wait(objects, "deleted-while-running", lambda wf: len(_running_pods(wf)) == 1)
+    pod_name = _pods_of(local_cluster, "deleted-while-running")[0].metadata.name
+    assert running["status"]["phase"] == "Running"
+    assert local_cluster.runtime is not None and local_cluster.runtime.is_running("argo", pod_name)
+
+    objects.delete_namespaced_custom_object(*GVR, "deleted-while-running")
+    deadline = time.monotonic() + 10
+    while _pods_of(local_cluster, "deleted-while-running") or local_cluster.runtime.is_running("argo", pod_name):
+        assert time.monotonic() < deadline, "the deleted workflow's pod is still there or still running"
+        time.sleep(0.1)
+
+
+def test_argo_server_retry_reruns_the_failed_pod(local_cluster: LocalCluster) -> None:
+    import httpx
+
+    objects = _objects(local_cluster)
+    ready_at = int(time.time()) + 2
+    wf = _workflow("retried-by-server", retry=False)
+    # fails until ready_at, then succeeds: the first run fails, the retried one succeeds
+    wf["spec"]["templates"][0]["container"]["command"] = [
+        "sh", "-c", f'[ "$(date +%s)" -ge {ready_at} ] && echo second run || {{ echo too early; exit 3; }}']
+    objects.create_namespaced_custom_object(*GVR, wf)
+    failed = _wait(objects, "retried-by-server", lambda wf: wf.get("status", {}).get("phase") == "Failed")
+    first_pod = next(n for n in failed["status"]["nodes"].values() if n["type"] == "Pod")
+    assert first_pod["outputs"]["exitCode"] == "3"
+    while time.time() <= ready_at:
+        time.sleep(0.1)
+
+    response = httpx.put(
+        f"{local_cluster.url}/api/v1/workflows/argo/retried-by-server/retry", json={},
+        headers={"Authorization": f"Bearer {local_cluster.token}"}, verify=str(local_cluster.paths.tls_cert))
+    assert response.status_code == 200, response.text
+    done = _wait(objects, "retried-by-server", lambda wf: wf.get("status", {}).get("phase") == "Succeeded")
+    pod = next(n for n in done["status"]["nodes"].values() if n["type"] == "Pod")
+    assert pod["id"] == first_pod["id"] and pod["outputs"]["result"] == "second run"
+    pods = _pods_of(local_cluster, "retried-by-server")
+    assert len(pods) == 1 and pods[0].status.phase == "Succeeded"

@@ -1,0 +1,480 @@
+"""The local pod runtime: admits pods against a vCPU budget and runs them as sandboxed processes.
+
+Execution follows Kubernetes: ``command`` replaces the image's entrypoint and ``args`` are appended;
+without a ``command`` the image's entrypoint (see :mod:`.images`) runs with the ``args``. Script
+templates get their ``source`` written to ``/argo/staging/script`` in the pod, which is appended
+to the command (``command + [script] + args``), as Argo does.
+
+Logs: every line of stdout and stderr is appended to ``StatePaths.log_file(ns, pod, "main")`` as
+``<RFC3339Nano UTC> <line>`` and flushed at once, so followers see it live. ``PodResult.stdout`` is
+the stdout alone with one trailing newline trimmed (Argo's ``outputs.result``); like Argo's
+256 KiB limit on results, only the first :data:`MAX_RESULT_BYTES` bytes are kept (the log keeps
+everything) and ``PodResult.extra["stdout_truncated"]`` is then True.
+
+Outcomes (``PodResult.phase``/``message``): exit 0 is ``Succeeded`` with ``""``; another exit code
+is ``Failed`` with ``"Error (exit code N)"``; a pod killed by :meth:`Runtime.kill` or by its
+deadline is ``Failed`` with the kill message (exit code 137); a pod that cannot start (bad spec,
+unknown image without command, executable not found) is ``Error`` with exit code -1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from airflow_argo_eci.local.paths import StatePaths
+from airflow_argo_eci.local.runtime import PodRequest, PodResult
+from airflow_argo_eci.local.runtime.capacity import CapacityQueue
+from airflow_argo_eci.local.runtime.images import ImageError, ImageTable
+from airflow_argo_eci.local.runtime.sandbox import (
+    POD_HOME,
+    SCRIPT_PATH,
+    STANDARD_PATH,
+    BestEffortSandbox,
+    PodFilesystem,
+    Sandbox,
+    SandboxError,
+    make_sandbox,
+    pod_path,
+    probe_bwrap,
+)
+
+log = logging.getLogger(__name__)
+
+#: bytes of stdout kept as ``PodResult.stdout`` (Argo caps ``outputs.result`` at 256 KiB)
+MAX_RESULT_BYTES = 256 * 1024
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+SHUTDOWN_MESSAGE = "the local cluster runtime shut down"
+KILLED_EXIT_CODE = 128 + 9
+NOT_STARTED_EXIT_CODE = -1
+
+PodKey = tuple[str, str]
+
+
+def rfc3339(ts: float | None = None) -> str:
+    """UTC time as RFC 3339 with seconds precision (``2024-01-01T00:00:00Z``)."""
+    moment = datetime.fromtimestamp(time.time() if ts is None else ts, timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_nano(ns: int | None = None) -> str:
+    """UTC time as RFC 3339 with nanoseconds (``2024-01-01T00:00:00.123456789Z``)."""
+    value = time.time_ns() if ns is None else ns
+    seconds, nanos = divmod(value, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+class _LogWriter:
+    """Appends timestamped lines to a container log file, flushing each line."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb")  # a new pod of the same name starts a new log, as on a kubelet
+        self._lock = threading.Lock()
+
+    def line(self, raw: bytes) -> None:
+        text = raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
+        with self._lock:
+            self._file.write(f"{rfc3339_nano()} {text}\n".encode())
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+@dataclass
+class _Pod:
+    req: PodRequest
+    on_done: Callable[[PodResult], None]
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str = "/"
+    host_bin_dir: Path | None = None
+    fs: PodFilesystem | None = None
+    process: subprocess.Popen[bytes] | None = None
+    kill_message: str | None = None
+    started: bool = False
+    reported: bool = False
+    thread: threading.Thread | None = None
+
+    @property
+    def key(self) -> PodKey:
+        return (self.req.namespace, self.req.pod_name)
+
+
+def _string_list(value: Any, field_name: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SandboxError(f"{field_name} must be a list of strings, got {value!r}")
+    return list(value)
+
+
+class Runtime:
+    """Runs :class:`PodRequest` s as local processes, at most ``capacity_vcpu`` vCPUs at once.
+
+    ``sandbox``: ``"auto"`` uses bubblewrap when ``bwrap`` works (probed once) and otherwise warns
+    and runs best-effort; ``"bwrap"`` requires it; ``"none"`` runs best-effort (no isolation, see
+    :mod:`.sandbox`). All methods are thread-safe.
+    """
+
+    def __init__(self, paths: StatePaths, capacity_vcpu: float = 8.0, sandbox: str = "auto") -> None:
+        self.paths = paths
+        self.capacity_vcpu = capacity_vcpu
+        self._queue: CapacityQueue[PodKey] = CapacityQueue(capacity_vcpu)
+        self.images = ImageTable(paths.root / "images")
+        self.sandbox: Sandbox = make_sandbox(sandbox, hidden=[paths.root])
+        if isinstance(self.sandbox, BestEffortSandbox):
+            why = "sandbox='none' was requested" if sandbox == "none" else (probe_bwrap() or "")
+            text = (
+                f"local cluster pods run WITHOUT isolation ({why}): they run directly on this host as "
+                "your user and can read and write all your files; absolute /tmp, output and input paths "
+                "in commands are rewritten into per-pod directories. Install bubblewrap (`bwrap`) for "
+                "per-pod sandboxes."
+            )
+            warnings.warn(text, RuntimeWarning, stacklevel=2)
+            log.warning("%s", text)
+        self._lock = threading.Lock()
+        self._pods: dict[PodKey, _Pod] = {}
+        self._threads: set[threading.Thread] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------------ public API
+
+    def submit(self, req: PodRequest, on_done: Callable[[PodResult], None]) -> None:
+        """Queue ``req``; returns at once. ``on_done`` is called exactly once, from a runtime thread."""
+        pod = _Pod(req, on_done)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the runtime is shut down; it accepts no more pods")
+            if pod.key in self._pods:
+                raise ValueError(f"pod {req.namespace}/{req.pod_name} is already queued or running")
+            self._pods[pod.key] = pod
+        try:
+            self._plan(pod)
+        except (SandboxError, ImageError, OSError) as exc:
+            self._report_async(pod, self._not_started(pod, str(exc)))
+            return
+        cpu = max(0.0, float(req.cpu))
+        self._queue.submit(pod.key, cpu, lambda: self._start(pod))
+
+    def kill(self, namespace: str, pod_name: str, message: str) -> bool:
+        """Kill a queued or running pod; it ends ``Failed`` with ``message``. False if unknown."""
+        with self._lock:
+            pod = self._pods.get((namespace, pod_name))
+            if pod is None or pod.reported:
+                return False
+            if pod.kill_message is None:
+                pod.kill_message = message
+            process = pod.process
+        if self._queue.remove(pod.key):
+            self._report_async(pod, self._not_started(pod, pod.kill_message or message, phase="Failed"))
+            return True
+        if process is not None:
+            _kill_group(process)
+        return True
+
+    def is_running(self, namespace: str, pod_name: str) -> bool:
+        """True while the pod is queued or running."""
+        with self._lock:
+            return (namespace, pod_name) in self._pods
+
+    def running_pods(self) -> set[PodKey]:
+        """``(namespace, pod_name)`` of every queued or running pod."""
+        with self._lock:
+            return set(self._pods)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Kill every pod (each reports ``Failed``), then join the runtime's threads."""
+        with self._lock:
+            self._closed = True
+            keys = list(self._pods)
+        for namespace, name in keys:
+            self.kill(namespace, name, SHUTDOWN_MESSAGE)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._threads)
+            if not threads:
+                break
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                log.warning("runtime shutdown: %d threads still running after %ss", len(threads), timeout)
+                break
+
+    # ------------------------------------------------------------------ planning
+
+    def _plan(self, pod: _Pod) -> None:
+        """Validate the spec and compute argv, env and the writable paths (no side effects)."""
+        req = pod.req
+        container = req.container
+        if not isinstance(container, dict):
+            raise SandboxError(f"container must be an object, got {type(container).__name__}")
+        image = container.get("image")
+        command = _string_list(container.get("command"), "container.command")
+        args = _string_list(container.get("args"), "container.args")
+        resolved = self.images.resolve(image if isinstance(image, str) else "")
+        script = [SCRIPT_PATH] if req.script_source is not None else []
+        if command:
+            argv = command + script + args
+        elif resolved.entrypoint is not None:
+            argv = resolved.entrypoint + script + args
+        else:
+            raise ImageError(self.images.unknown_image_message(resolved.image))
+
+        working_dir = container.get("workingDir") or "/"
+        working_dir = pod_path(working_dir, "container.workingDir")
+        fs = PodFilesystem(self.paths.pod_dir(req.namespace, req.pod_name))
+        for index, out in enumerate(req.output_paths):
+            fs.add_file(pod_path(out, f"output_paths[{index}]"))
+        for path in req.input_files:
+            fs.add_file(pod_path(path, f"input_files[{path!r}]"))
+        if script:
+            fs.add_file(SCRIPT_PATH)
+        fs.add_dir(working_dir)
+        fs.add_dir(POD_HOME)
+
+        env: dict[str, str] = {}
+        host_path = os.environ.get("PATH", "")
+        search = [*STANDARD_PATH, *(p for p in host_path.split(os.pathsep) if p and p not in STANDARD_PATH)]
+        if resolved.bin_dir is not None:
+            search.insert(0, self.sandbox.pod_bin_dir(resolved.bin_dir))
+        env["PATH"] = ":".join(search)
+        env["HOME"] = POD_HOME
+        env["HOSTNAME"] = req.pod_name
+        for key in ("LANG", "LC_ALL", "TZ"):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        raw_env = container.get("env") or []
+        if not isinstance(raw_env, list):
+            raise SandboxError(f"container.env must be a list, got {type(raw_env).__name__}")
+        for index, item in enumerate(raw_env):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+                raise SandboxError(f"container.env[{index}] must be an object with a non-empty name")
+            value = item.get("value")
+            if value is None and item.get("valueFrom") is not None:
+                raise SandboxError(
+                    f"container.env[{index}] ({item['name']}): valueFrom must be resolved to a value "
+                    "before the pod reaches the runtime"
+                )
+            env[item["name"]] = "" if value is None else str(value)
+
+        pod.argv = argv
+        pod.env = env
+        pod.working_dir = working_dir
+        pod.host_bin_dir = resolved.bin_dir
+        pod.fs = fs
+        self._check_executable(pod, search, resolved.bin_dir)
+
+    def _check_executable(self, pod: _Pod, search: list[str], host_bin: Path | None) -> None:
+        """Fail before starting when the program cannot be found (like a container runtime does)."""
+        program = pod.argv[0]
+        assert pod.fs is not None
+        if "/" in program:
+            if not program.startswith("/"):
+                return
+            if program in pod.fs.files or os.path.exists(program):
+                return
+        else:
+            host_search = [str(host_bin) if (host_bin and p == self.sandbox.pod_bin_dir(host_bin)) else p
+                           for p in search]
+            if shutil.which(program, path=os.pathsep.join(host_search)) is not None:
+                return
+        raise SandboxError(
+            f'failed to start container "main": exec: "{program}": executable file not found in $PATH '
+            f"(the local cluster runs host tools; install {program!r} on this host or change the command)"
+        )
+
+    # ------------------------------------------------------------------ running
+
+    def _start(self, pod: _Pod) -> None:
+        thread = threading.Thread(target=self._run, args=(pod,), name=f"pod-{pod.req.pod_name}", daemon=True)
+        with self._lock:
+            pod.started = True
+            pod.thread = thread
+            self._threads.add(thread)
+        thread.start()
+
+    def _run(self, pod: _Pod) -> None:
+        started = time.time()
+        try:
+            result = self._execute(pod, started)
+        except Exception as exc:  # a bug or a host problem must still end the pod
+            log.exception("pod %s/%s failed in the runtime", *pod.key)
+            result = self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
+                                  f"local runtime error: {exc}")
+        finally:
+            self._queue.release(pod.key)
+        self._report(pod, result)
+        with self._lock:
+            self._threads.discard(threading.current_thread())
+
+    def _execute(self, pod: _Pod, started: float) -> PodResult:
+        req = pod.req
+        fs = pod.fs
+        assert fs is not None
+        try:
+            fs.create()
+            for path, content in req.input_files.items():
+                target = fs.host_path(pod_path(path, "input_files"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+            if req.script_source is not None:
+                script = fs.host_path(SCRIPT_PATH)
+                script.parent.mkdir(parents=True, exist_ok=True)
+                script.write_text(self.sandbox.rewrite(fs, req.script_source))
+                script.chmod(0o755)
+            launch = self.sandbox.launch(fs, pod.argv, pod.env, pod.working_dir, pod.host_bin_dir)
+        except (OSError, SandboxError) as exc:
+            return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
+                                f"cannot prepare the pod's files: {exc}")
+
+        logs = _LogWriter(self.paths.log_file(req.namespace, req.pod_name, "main"))
+        try:
+            with self._lock:
+                if pod.kill_message is not None:
+                    return self._result(pod, started, KILLED_EXIT_CODE, "", {}, "Failed", pod.kill_message)
+                try:
+                    process = subprocess.Popen(
+                        launch.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, env=launch.env, cwd=launch.cwd, start_new_session=True,
+                    )
+                except OSError as exc:
+                    return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
+                                        f'failed to start container "main": {exc}')
+                pod.process = process
+            captured = bytearray()
+            truncated = [False]
+            readers = [
+                threading.Thread(target=_pump, args=(process.stdout, logs, captured, truncated), daemon=True),
+                threading.Thread(target=_pump, args=(process.stderr, logs, None, truncated), daemon=True),
+            ]
+            for reader in readers:
+                reader.start()
+            timeout = None if req.deadline_seconds is None else max(0.0, float(req.deadline_seconds))
+            try:
+                code = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with self._lock:
+                    if pod.kill_message is None:
+                        pod.kill_message = DEADLINE_MESSAGE
+                _kill_group(process)
+                code = process.wait()
+            # like a container: once the main process ends, whatever it left behind dies too
+            _kill_group(process)
+            for reader in readers:
+                reader.join(5.0)
+        finally:
+            logs.close()
+
+        if code < 0:
+            code = 128 - code
+        outputs = self._read_outputs(pod)
+        stdout = captured.decode("utf-8", errors="replace")
+        if stdout.endswith("\n"):
+            stdout = stdout[:-1]
+        with self._lock:
+            kill_message = pod.kill_message
+        if kill_message is not None:
+            phase, message = "Failed", kill_message
+        elif code == 0:
+            phase, message = "Succeeded", ""
+        else:
+            phase, message = "Failed", f"Error (exit code {code})"
+        result = self._result(pod, started, code, stdout, outputs, phase, message)
+        if truncated[0]:
+            result.extra["stdout_truncated"] = True
+        return result
+
+    def _read_outputs(self, pod: _Pod) -> dict[str, str | None]:
+        fs = pod.fs
+        assert fs is not None
+        outputs: dict[str, str | None] = {}
+        for out in pod.req.output_paths:
+            host = fs.host_path(pod_path(out, "output_paths"))
+            try:
+                outputs[out] = host.read_bytes().decode("utf-8", errors="replace") if host.is_file() else None
+            except OSError:
+                outputs[out] = None
+        return outputs
+
+    def _result(
+        self, pod: _Pod, started: float, code: int, stdout: str, outputs: dict[str, str | None],
+        phase: str, message: str,
+    ) -> PodResult:
+        extra: dict[str, Any] = {"sandbox": self.sandbox.name}
+        if pod.fs is not None:
+            extra["pod_dir"] = str(pod.fs.pod_dir)
+            extra["output_host_paths"] = {
+                out: str(pod.fs.host_path(os.path.normpath(out))) for out in pod.req.output_paths
+                if isinstance(out, str) and out.startswith("/")
+            }
+        for out in pod.req.output_paths:
+            outputs.setdefault(out, None)
+        return PodResult(
+            namespace=pod.req.namespace, pod_name=pod.req.pod_name, exit_code=code, stdout=stdout,
+            outputs=outputs, message=message, phase=phase, started_at=rfc3339(started),
+            finished_at=rfc3339(), extra=extra,
+        )
+
+    def _not_started(self, pod: _Pod, message: str, phase: str = "Error") -> PodResult:
+        code = KILLED_EXIT_CODE if phase == "Failed" else NOT_STARTED_EXIT_CODE
+        return self._result(pod, time.time(), code, "", {}, phase, message)
+
+    def _report_async(self, pod: _Pod, result: PodResult) -> None:
+        def work() -> None:
+            self._report(pod, result)
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+        thread = threading.Thread(target=work, name=f"pod-done-{pod.req.pod_name}", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _report(self, pod: _Pod, result: PodResult) -> None:
+        with self._lock:
+            if pod.reported:
+                return
+            pod.reported = True
+            if self._pods.get(pod.key) is pod:
+                del self._pods[pod.key]
+        try:
+            pod.on_done(result)
+        except Exception:
+            log.exception("on_done of pod %s/%s raised", *pod.key)
+
+
+def _pump(
+    stream: IO[bytes] | None, logs: _LogWriter, captured: bytearray | None, truncated: list[bool]
+) -> None:
+    """Copy a pipe into the log line by line; keep stdout (up to MAX_RESULT_BYTES) in ``captured``."""
+    if stream is None:
+        return
+    with stream:
+        for raw in iter(stream.readline, b""):
+            logs.line(raw)
+            if captured is not None:
+                room = MAX_RESULT_BYTES - len(captured)
+                if len(raw) > room:
+                    truncated[0] = True
+                captured.extend(raw[: max(0, room)])
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)

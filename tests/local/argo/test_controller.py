@@ -1,0 +1,189 @@
+"""The controller against a real Store and the scripted runtime double: node trees, pods,
+parameters, retries, parallelism, shutdown and restart recovery."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
+from airflow_argo_eci.local.argo.nodes import node_id, pod_name
+
+
+def pod(args: list[str], name: str = "main-t", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "container": {"image": "busybox", "args": args}, **extra}
+
+
+def test_hello_world_creates_pod_and_status(harness) -> None:
+    harness.submit({"entrypoint": "hello", "templates": [pod(["echo", "hello world"], "hello")]}, "hw")
+    wf = harness.wait("hw")
+    status = wf["status"]
+    assert status["phase"] == "Succeeded"
+    assert status["progress"] == "1/1"
+    assert wf["metadata"]["labels"]["workflows.argoproj.io/completed"] == "true"
+    assert wf["metadata"]["labels"]["workflows.argoproj.io/phase"] == "Succeeded"
+    root = status["nodes"]["hw"]
+    assert root["type"] == "Pod" and root["outputs"]["result"] == "hello world"
+    assert root["outputs"]["exitCode"] == "0"
+    assert root["hostNodeName"] == "local"
+    p = harness.store.get(PODS, "argo", "hw")
+    assert p["metadata"]["labels"]["workflows.argoproj.io/workflow"] == "hw"
+    assert p["metadata"]["annotations"]["workflows.argoproj.io/node-name"] == "hw"
+    assert p["metadata"]["ownerReferences"][0]["kind"] == "Workflow"
+    assert p["spec"]["containers"][0]["name"] == "main"
+    assert p["status"]["phase"] == "Succeeded"
+    assert status["resourcesDuration"]["cpu"] >= 1
+
+
+def test_steps_pass_outputs_and_names(harness) -> None:
+    spec = {
+        "entrypoint": "main",
+        "arguments": {"parameters": [{"name": "greeting", "value": "hi"}]},
+        "templates": [
+            {"name": "main", "steps": [
+                [{"name": "gen", "template": "gen"}],
+                [{"name": "use", "template": "echo",
+                  "arguments": {"parameters": [{"name": "m", "value": "{{steps.gen.outputs.parameters.p}}"}]}}],
+            ]},
+            {"name": "gen",
+             "container": {"image": "x", "args": ["write", "/tmp/p", "{{workflow.parameters.greeting}}\n"]},
+             "outputs": {"parameters": [{"name": "p", "valueFrom": {"path": "/tmp/p"}}]}},
+            {"name": "echo", "inputs": {"parameters": [{"name": "m"}]},
+             "container": {"image": "x", "args": ["echo", "{{inputs.parameters.m}}-{{pod.name}}"]}},
+        ],
+    }
+    harness.submit(spec, "st")
+    wf = harness.wait("st")
+    assert wf["status"]["phase"] == "Succeeded", wf["status"]
+    nodes = wf["status"]["nodes"]
+    use = nodes[node_id("st", "st[1].use")]
+    assert use["name"] == "st[1].use" and use["displayName"] == "use"
+    assert use["inputs"]["parameters"][0]["value"] == "hi"
+    assert use["outputs"]["result"] == f"hi-{pod_name('st', 'st[1].use', 'echo')}"
+    assert nodes[node_id("st", "st[0]")]["type"] == "StepGroup"
+    assert nodes["st"]["type"] == "Steps"
+    assert harness.store.get(PODS, "argo", pod_name("st", "st[0].gen", "gen"))
+
+
+def test_dag_depends_items_and_when(harness) -> None:
+    spec = {
+        "entrypoint": "d",
+        "templates": [
+            {"name": "d", "dag": {"tasks": [
+                {"name": "A", "template": "ok", "withItems": [{"k": "a"}, {"k": "b"}]},
+                {"name": "B", "template": "bad", "depends": "A"},
+                {"name": "C", "template": "ok", "depends": "B.Failed"},
+                {"name": "D", "template": "ok", "depends": "B", "when": "{{tasks.A.status}} == Succeeded"},
+                {"name": "E", "template": "ok", "depends": "C", "when": "1 > 2"},
+            ]}},
+            pod(["echo", "fine"], "ok"),
+            pod(["fail", "3"], "bad"),
+        ],
+    }
+    harness.submit(spec, "dg")
+    wf = harness.wait("dg")
+    by = harness.nodes_by_display(wf)
+    assert by["A"]["type"] == "TaskGroup"
+    assert "A(0:k:a)" in by and "A(1:k:b)" in by
+    assert by["B"]["phase"] == "Failed" and by["B"]["message"] == "Error (exit code 3)"
+    assert by["C"]["phase"] == "Succeeded"
+    assert by["D"]["phase"] == "Omitted"
+    assert by["E"]["phase"] == "Skipped" and "evaluated false" in by["E"]["message"]
+    # D's branch inherits B's failure: the DAG fails
+    assert wf["status"]["phase"] == "Failed"
+
+
+def test_retry_creates_attempts(harness) -> None:
+    spec = {"entrypoint": "r", "templates": [pod(["flaky", "2"], "r", retryStrategy={"limit": "3"})]}
+    harness.submit(spec, "rt")
+    wf = harness.wait("rt")
+    assert wf["status"]["phase"] == "Succeeded"
+    root = wf["status"]["nodes"]["rt"]
+    assert root["type"] == "Retry" and len(root["children"]) == 3
+    assert [wf["status"]["nodes"][c]["name"] for c in root["children"]] == ["rt(0)", "rt(1)", "rt(2)"]
+
+
+def test_retry_limit_exhausted(harness) -> None:
+    spec = {"entrypoint": "r", "templates": [pod(["fail", "1"], "r", retryStrategy={"limit": 1})]}
+    harness.submit(spec, "rx")
+    wf = harness.wait("rx")
+    assert wf["status"]["phase"] == "Failed"
+    assert wf["status"]["nodes"]["rx"]["message"] == "No more retries left"
+
+
+def test_parallelism_limits_concurrent_pods(harness) -> None:
+    spec = {"entrypoint": "m", "parallelism": 2, "templates": [
+        {"name": "m", "steps": [[{"name": "s", "template": "slow", "withSequence": {"count": "6"}}]]},
+        pod(["sleep", "0.15", "echo", "x"], "slow"),
+    ]}
+    harness.submit(spec, "par")
+    wf = harness.wait("par")
+    assert wf["status"]["phase"] == "Succeeded"
+    assert wf["status"]["progress"] == "6/6"
+    assert harness.runtime.peak == 2
+
+
+def test_stop_runs_exit_handler_and_terminate_does_not(harness) -> None:
+    def spec() -> dict[str, Any]:
+        return {"entrypoint": "m", "onExit": "bye", "templates": [
+            pod(["sleep", "30", "echo", "x"], "m"), pod(["echo", "{{workflow.status}}"], "bye")]}
+
+    for strategy in ("Stop", "Terminate"):
+        name = strategy.lower()
+        harness.submit(spec(), name)
+        harness.wait(name, until=lambda wf, n=name: wf.get("status", {}).get("nodes", {}).get(n, {}).get("phase")
+                     == "Running")
+        harness.store.update(WORKFLOWS, "argo", name, lambda o, s=strategy: o["spec"].__setitem__("shutdown", s))
+        wf = harness.wait(name)
+        assert wf["status"]["phase"] == "Failed"
+        assert wf["status"]["message"] == f"Stopped with strategy '{strategy}'"
+        exit_node = wf["status"]["nodes"].get(node_id(name, f"{name}.onExit"))
+        if strategy == "Stop":
+            assert exit_node is not None and exit_node["outputs"]["result"] == "Failed"
+        else:
+            assert exit_node is None
+
+
+def test_unsupported_template_type_is_an_error(harness) -> None:
+    spec = {"entrypoint": "r", "templates": [{"name": "r", "resource": {"action": "create", "manifest": "{}"}}]}
+    harness.submit(spec, "un")
+    wf = harness.wait("un")
+    assert wf["status"]["phase"] == "Error"
+    assert "template type resource is not supported by the local cluster" in wf["status"]["message"]
+
+
+def test_validation_errors(harness) -> None:
+    harness.submit({"entrypoint": "nope", "templates": [pod(["echo"], "a")]}, "v1")
+    harness.submit({"entrypoint": "d", "templates": [
+        {"name": "d", "dag": {"tasks": [{"name": "A", "template": "a", "depends": "B"},
+                                        {"name": "B", "template": "a", "depends": "A"}]}},
+        pod(["echo"], "a")]}, "v2")
+    harness.submit({"entrypoint": "s", "templates": [{"name": "s", "steps": [[{"name": "x", "template": "zz"}]]}]},
+                   "v3")
+    assert harness.wait("v1")["status"]["message"] == "invalid spec: spec.entrypoint template 'nope' undefined"
+    assert "dependency cycle detected" in harness.wait("v2")["status"]["message"]
+    assert "template name 'zz' undefined" in harness.wait("v3")["status"]["message"]
+    assert {harness.get(n)["status"]["phase"] for n in ("v1", "v2", "v3")} == {"Error"}
+
+
+def test_restart_marks_lost_pods_and_never_resubmits(harness) -> None:
+    spec = {"entrypoint": "m", "templates": [pod(["sleep", "30", "echo", "x"], "m",
+                                                 retryStrategy={"limit": 1, "retryPolicy": "Always"})]}
+    harness.submit(spec, "rs")
+    harness.wait("rs", until=lambda wf: len(wf.get("status", {}).get("nodes", {})) == 2)
+    # the server dies: a new controller and an empty runtime see the old store
+    harness.controller.stop()
+    first = pod_name("rs", "rs(0)", "m")
+    assert harness.store.get(PODS, "argo", first)["status"]["phase"] in ("Pending", "Running")
+    harness.runtime.crash()
+    ctl, fresh = harness.fresh_controller()
+    ctl.start()
+    try:
+        wf = harness.wait("rs", until=lambda wf: len(wf["status"]["nodes"]) == 3)
+        lost = wf["status"]["nodes"][node_id("rs", "rs(0)")]
+        assert lost["phase"] == "Error" and lost["message"] == "pod deleted"
+        time.sleep(0.3)
+        assert [r.pod_name for r in fresh.submitted] == [pod_name("rs", "rs(1)", "m")]
+    finally:
+        ctl.stop()
+        fresh.crash()
