@@ -33,10 +33,47 @@ class LocalClusterError(RuntimeError):
     """The local cluster could not start or stop."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+def serve_in_thread(
+    app: Any,
+    *,
+    port: int = 0,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    graceful_seconds: float = 2.0,
+    timeout: float = 30.0,
+) -> tuple[uvicorn.Server, threading.Thread, int]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 in a daemon thread; return once it accepts.
+
+    The socket is bound here (``port=0``: an ephemeral port) and handed to uvicorn, so there is
+    no window in which another process could take the port. Returns (server, thread, port).
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((LOOPBACK, port))
+    except OSError as exc:
+        sock.close()
+        raise LocalClusterError(f"cannot listen on {LOOPBACK}:{port}: {exc}; choose another --port") from exc
+    bound = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=graceful_seconds,  # type: ignore[arg-type]  # a float works
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="local-cluster-http",
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(timeout=5)
+            sock.close()
+            raise LocalClusterError(f"the HTTP server on {LOOPBACK}:{bound} did not start within {timeout}s")
+        time.sleep(0.01)
+    return server, thread, bound
 
 
 class LocalCluster:
@@ -66,7 +103,7 @@ class LocalCluster:
         if sandbox not in ("auto", "bwrap", "none"):
             raise ValueError(f"sandbox must be 'auto', 'bwrap' or 'none' (got {sandbox!r})")
         self.paths = StatePaths(Path(state_dir).expanduser().resolve())
-        self.port = port or _free_port()
+        self.port = port
         self.capacity_vcpu = capacity_vcpu
         self.sandbox = sandbox
         self.token = token or secrets.token_urlsafe(32)
@@ -97,8 +134,6 @@ class LocalCluster:
 
     def start(self, *, timeout: float = 30.0) -> LocalCluster:
         """Open the store, start runtime, controller and the HTTP server; return when it listens."""
-        import uvicorn
-
         from airflow_argo_eci.local.api.store import Store
         from airflow_argo_eci.local.argo.controller import Controller
         from airflow_argo_eci.local.runtime.runner import Runtime
@@ -111,22 +146,12 @@ class LocalCluster:
             self.controller = Controller(self.store, self.runtime, self.paths)
             self.controller.start()
         cert, key = ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
-        config = uvicorn.Config(
-            self.build_app(), host=LOOPBACK, port=self.port, log_level="warning", lifespan="off",
-            timeout_graceful_shutdown=2, ssl_certfile=str(cert), ssl_keyfile=str(key),
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="local-cluster-http", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive():
-                self.stop()
-                raise LocalClusterError(f"the HTTP server on {self.url} exited during start-up (port in use?)")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise LocalClusterError(f"the HTTP server on {self.url} did not start within {timeout}s")
-            time.sleep(0.02)
+        try:
+            self._server, self._thread, self.port = serve_in_thread(
+                self.build_app(), port=self.port, ssl_certfile=str(cert), ssl_keyfile=str(key), timeout=timeout)
+        except LocalClusterError:
+            self.stop()
+            raise
         write_private(self.paths.token, self.token + "\n")
         write_kubeconfig(self.paths.kubeconfig, self.url, self.token, ca_pem=cert.read_bytes())
         write_private(

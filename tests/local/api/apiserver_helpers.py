@@ -5,9 +5,7 @@ Imported by ``conftest.py`` (fixtures) and by tests that need the types or extra
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from airflow_argo_eci.local.api.app import create_app
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.kubeconfig import write_kubeconfig
 from airflow_argo_eci.local.paths import StatePaths
+from airflow_argo_eci.local.server import serve_in_thread
 from airflow_argo_eci.local.tls import ensure_certificate
 
 TOKEN = "test-token-0123456789"
@@ -64,19 +63,7 @@ def start_api_server(
     app = create_app(store, token=TOKEN, paths=paths, bookmark_interval=bookmark_interval)
     for router in routers:
         app.include_router(router)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=0.25, **ssl)  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test API server did not start")
-        time.sleep(0.01)
+    server, thread, port = serve_in_thread(app, graceful_seconds=0.25, **ssl)  # type: ignore[arg-type]
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     ca_pem = paths.tls_cert.read_bytes() if tls else None
     kubeconfig = write_kubeconfig(paths.kubeconfig, url, TOKEN, ca_pem=ca_pem)
