@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
+from airflow_argo_eci.local.argo.controller import POD_LOST
 from airflow_argo_eci.local.argo.nodes import node_id, pod_name
 
 
@@ -181,7 +182,7 @@ def test_restart_marks_lost_pods_and_never_resubmits(harness) -> None:
     try:
         wf = harness.wait("rs", until=lambda wf: len(wf["status"]["nodes"]) == 3)
         lost = wf["status"]["nodes"][node_id("rs", "rs(0)")]
-        assert lost["phase"] == "Error" and lost["message"] == "pod deleted"
+        assert lost["phase"] == "Error" and lost["message"] == POD_LOST
         time.sleep(0.3)
         assert [r.pod_name for r in fresh.submitted] == [pod_name("rs", "rs(1)", "m")]
     finally:
