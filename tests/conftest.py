@@ -7,14 +7,25 @@ cluster that ``KUBECONFIG`` points to (marked ``real_cluster``; skipped with the
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+# Airflow reads its settings at import: point it at a throwaway home before any test imports it.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
 from airflow_argo_eci.local.server import LocalCluster
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -60,3 +71,33 @@ def any_cluster(request: pytest.FixtureRequest) -> ClusterTarget:
     if real is None:
         pytest.skip("real cluster: KUBECONFIG is unset or names no file; set it to a kind/ACK cluster with Argo")
     return ClusterTarget("real", real, os.environ.get("ARGO_ECI_TEST_NAMESPACE", "argo"))
+
+
+def kube_connection(cluster: LocalCluster, **extra: object) -> str:
+    """``AIRFLOW_CONN_*`` value: the kubernetes transport to ``cluster``."""
+    return json.dumps({"conn_type": "argo_workflows",
+                       "extra": {"transport": "kubernetes", "kube_config_path": str(cluster.kubeconfig_path),
+                                 "namespace": "argo", **extra}})
+
+
+def server_connection(cluster: LocalCluster, **extra: object) -> str:
+    """``AIRFLOW_CONN_*`` value: the argo_server transport to ``cluster``."""
+    return json.dumps({"conn_type": "argo_workflows", "host": cluster.url, "password": cluster.token,
+                       "extra": {"transport": "argo_server", "namespace": "argo",
+                                 "ca_cert_path": str(cluster.paths.tls_cert), **extra}})
+
+
+@pytest.fixture
+def argo_default(local_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> LocalCluster:
+    """``argo_default`` points at the local cluster (kubernetes transport) for this test."""
+    monkeypatch.setenv("AIRFLOW_CONN_ARGO_DEFAULT", kube_connection(local_cluster))
+    return local_cluster
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated Airflow metadata database (SQLite) in the session's AIRFLOW_HOME."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
+                   env={**os.environ}, timeout=300)
+    return home

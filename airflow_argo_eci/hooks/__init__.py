@@ -1,0 +1,1 @@
+"""Airflow hooks of this provider (see :mod:`airflow_argo_eci.hooks.argo`)."""

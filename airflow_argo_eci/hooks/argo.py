@@ -1,0 +1,327 @@
+"""``ArgoWorkflowsHook``: submit, inspect and control Argo Workflows from Airflow.
+
+One interface over two transports, chosen by the connection's ``transport`` extra:
+
+``kubernetes`` (default)
+    The ``argoproj.io/v1alpha1`` custom resources through the Kubernetes API, with the official
+    ``kubernetes`` (sync) and ``kubernetes_asyncio`` (async) clients. Extras: ``kube_config_path``,
+    ``kube_config`` (inline YAML/JSON, masked), ``in_cluster``, ``context``, ``namespace``,
+    ``verify_ssl``, ``ssl_ca_cert``/``ca_cert_path``, ``request_timeout``, ``ui_url``,
+    ``max_retries``, ``retry_backoff``.
+``argo_server``
+    The Argo Server REST API over httpx. Connection ``host`` (an https URL; ``schema`` and
+    ``port`` are honoured), ``password`` = bearer token (masked). Extras: ``namespace``,
+    ``verify_ssl``, ``ca_cert_path``, ``request_timeout``, ``ui_url``, ``max_retries``,
+    ``retry_backoff``.
+
+Any other extra is an error naming the key and the allowed ones. TLS is verified unless
+``verify_ssl`` is false (which logs a warning). Failures raise the typed errors of
+:mod:`airflow_argo_eci.errors`; transient ones (429, 5xx, connection resets, timeouts) are retried
+with exponential backoff and jitter first (``max_retries`` attempts, default 4). Heavy clients are
+imported on first use, so importing this module stays cheap.
+
+Example connection (environment variable)::
+
+    AIRFLOW_CONN_ARGO_DEFAULT='{"conn_type": "argo_workflows",
+        "extra": {"transport": "kubernetes", "kube_config_path": "~/.kube/config", "namespace": "argo"}}'
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_argo_eci.errors import ArgoApiError, ArgoEciError
+from airflow_argo_eci.hooks._argo_common import (
+    ArgoConnectionSettings,
+    check_name,
+    parse_connection,
+    pods_of,
+)
+from airflow_argo_eci.hooks.connection_form import UI_FIELD_BEHAVIOUR
+
+__all__ = ["ArgoConnectionSettings", "ArgoWorkflowsHook"]
+
+if TYPE_CHECKING:
+    from airflow_argo_eci.hooks._argo_kubernetes import KubernetesTransport
+    from airflow_argo_eci.hooks._argo_server import ArgoServerTransport
+
+
+class ArgoWorkflowsHook(BaseHook):
+    """Argo Workflows over the Kubernetes API or the Argo Server (see the module docstring).
+
+    :param argo_conn_id: the ``argo_workflows`` connection to use
+    """
+
+    conn_type = "argo_workflows"
+    conn_name_attr = "argo_conn_id"
+    default_conn_name = "argo_default"
+    hook_name = "Argo Workflows"
+
+    def __init__(self, argo_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.argo_conn_id = argo_conn_id
+        self._settings: ArgoConnectionSettings | None = None
+        self._transport: KubernetesTransport | ArgoServerTransport | None = None
+
+    # ------------------------------------------------------------------ connection form
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden and relabeled connection form fields with placeholders.
+
+        Airflow >= 3.2 reads the same data (and the extra fields, ``connection_form.CONN_FIELDS``) declaratively
+        from the provider info; wtforms-based ``get_connection_form_widgets`` is not provided
+        because Airflow 3 no longer ships wtforms."""
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    # ------------------------------------------------------------------ settings and transport
+
+    @staticmethod
+    def _settings_from(conn: Any) -> ArgoConnectionSettings:
+        extra = conn.extra_dejson
+        if not isinstance(extra, Mapping):
+            extra = {}
+        return parse_connection(
+            conn.conn_id, extra, host=conn.host, schema=conn.schema, port=conn.port, password=conn.password
+        )
+
+    @property
+    def settings(self) -> ArgoConnectionSettings:
+        """The validated connection settings (read once, synchronously)."""
+        if self._settings is None:
+            self._settings = self._settings_from(self.get_connection(self.argo_conn_id))
+        return self._settings
+
+    async def asettings(self) -> ArgoConnectionSettings:
+        """:attr:`settings`, read with ``aget_connection`` (for triggers running in an event loop)."""
+        if self._settings is None:
+            self._settings = self._settings_from(await self.aget_connection(self.argo_conn_id))
+        return self._settings
+
+    def _make_transport(self, settings: ArgoConnectionSettings) -> KubernetesTransport | ArgoServerTransport:
+        if self._transport is None:
+            if settings.transport == "argo_server":
+                from airflow_argo_eci.hooks._argo_server import ArgoServerTransport
+
+                self._transport = ArgoServerTransport(settings)
+            else:
+                from airflow_argo_eci.hooks._argo_kubernetes import KubernetesTransport
+
+                self._transport = KubernetesTransport(settings)
+        return self._transport
+
+    def get_conn(self) -> KubernetesTransport | ArgoServerTransport:
+        """The transport object for this connection (created once)."""
+        return self._make_transport(self.settings)
+
+    async def _atransport(self) -> KubernetesTransport | ArgoServerTransport:
+        return self._make_transport(await self.asettings())
+
+    @property
+    def supports_watch(self) -> bool:
+        """Whether :meth:`awatch_workflows` works (False for ``argo_server``: callers poll)."""
+        return self.settings.transport == "kubernetes"
+
+    def _ns(self, namespace: str | None) -> str:
+        return namespace or self.get_conn().default_namespace
+
+    async def _ans(self, namespace: str | None) -> str:
+        return namespace or (await self._atransport()).default_namespace
+
+    def close(self) -> None:
+        """Release the sync client's connections."""
+        if self._transport is not None:
+            self._transport.close()
+
+    async def aclose(self) -> None:
+        """Release the async client's connections."""
+        if self._transport is not None:
+            await self._transport.aclose()
+
+    # ------------------------------------------------------------------ workflows (sync)
+
+    def create_workflow(self, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Create a Workflow (``body`` is not modified); returns the stored object.
+
+        Not retried on errors where the request may already have taken effect (5xx, read
+        timeouts), so a retry can never create a second workflow.
+        """
+        return self.get_conn().create_workflow(dict(body), self._ns(namespace))
+
+    def get_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The Workflow ``name``; :class:`~airflow_argo_eci.errors.NotFoundError` if there is none."""
+        return self.get_conn().get_workflow(check_name("workflow", name), self._ns(namespace))
+
+    def list_workflows(
+        self, namespace: str | None = None, label_selector: str = "", field_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """All Workflows matching the selectors (pages are followed)."""
+        return self.get_conn().list_workflows(self._ns(namespace), label_selector, field_selector)
+
+    def stop_workflow(
+        self, name: str, namespace: str | None = None, message: str | None = None, *, node_field_selector: str = ""
+    ) -> dict[str, Any]:
+        """``argo stop``: ``spec.shutdown: Stop`` (exit handlers still run). With
+        ``node_field_selector``, only the matching Suspend nodes are failed, with ``message``."""
+        return self.get_conn().stop_workflow(
+            check_name("workflow", name), self._ns(namespace), message, node_field_selector
+        )
+
+    def terminate_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """``argo terminate``: ``spec.shutdown: Terminate`` (no exit handlers)."""
+        return self.get_conn().terminate_workflow(check_name("workflow", name), self._ns(namespace))
+
+    def delete_workflow(self, name: str, namespace: str | None = None) -> None:
+        """Delete the Workflow (its pods go with it)."""
+        self.get_conn().delete_workflow(check_name("workflow", name), self._ns(namespace))
+
+    def retry_workflow(
+        self,
+        name: str,
+        namespace: str | None = None,
+        *,
+        restart_successful: bool = False,
+        node_field_selector: str = "",
+        parameters: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``argo retry`` of a Failed/Error workflow: failed nodes and their pods are removed and run
+        again. A workflow in another phase raises :class:`~airflow_argo_eci.errors.InvalidError`."""
+        return self.get_conn().retry_workflow(
+            check_name("workflow", name), self._ns(namespace), restart_successful=restart_successful,
+            node_field_selector=node_field_selector, parameters=dict(parameters) if parameters else None,
+        )
+
+    def resubmit_workflow(
+        self, name: str, namespace: str | None = None, *, parameters: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``argo resubmit``: a new Workflow (``generateName``) with the same spec; returns it."""
+        return self.get_conn().resubmit_workflow(
+            check_name("workflow", name), self._ns(namespace), dict(parameters) if parameters else None
+        )
+
+    def suspend_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """``argo suspend``: ``spec.suspend: true`` (running pods finish, no new ones start)."""
+        return self.get_conn().suspend_workflow(check_name("workflow", name), self._ns(namespace))
+
+    def resume_workflow(
+        self, name: str, namespace: str | None = None, *, node_field_selector: str = ""
+    ) -> dict[str, Any]:
+        """``argo resume``: clears ``spec.suspend`` and completes running Suspend nodes (only those
+        matching ``node_field_selector`` when given)."""
+        return self.get_conn().resume_workflow(check_name("workflow", name), self._ns(namespace), node_field_selector)
+
+    def get_workflow_template(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The WorkflowTemplate ``name``."""
+        return self.get_conn().get_workflow_template(check_name("workflow template", name), self._ns(namespace))
+
+    def get_cluster_workflow_template(self, name: str) -> dict[str, Any]:
+        """The ClusterWorkflowTemplate ``name``."""
+        return self.get_conn().get_cluster_workflow_template(check_name("cluster workflow template", name))
+
+    def read_pod_log(
+        self,
+        pod_name: str,
+        namespace: str | None = None,
+        *,
+        container: str = "main",
+        since_time: str | None = None,
+        workflow: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """``(RFC 3339 timestamp, line)`` pairs of a pod's container log.
+
+        :param since_time: only lines strictly after this timestamp (pass the last one seen to
+            continue without repeating lines)
+        :param workflow: the pod's workflow name; required by the ``argo_server`` transport, which
+            serves logs per workflow
+        """
+        return self.get_conn().read_pod_log(
+            check_name("pod", pod_name), self._ns(namespace), container=container, since_time=since_time,
+            workflow=workflow,
+        )
+
+    @staticmethod
+    def pods_of(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """``(node display name, pod name)`` for every pod node of ``workflow``, in start order."""
+        return pods_of(workflow)
+
+    def workflow_url(self, name: str, namespace: str | None = None) -> str | None:
+        """``<ui_url>/workflows/<namespace>/<name>``, or None without a ``ui_url`` extra."""
+        ui_url = self.settings.ui_url
+        if not ui_url:
+            return None
+        return f"{ui_url}/workflows/{self._ns(namespace)}/{name}"
+
+    def test_connection(self) -> tuple[bool, str]:
+        """List one workflow in the connection's namespace; ``(ok, message)``, never raises."""
+        try:
+            transport = self.get_conn()
+            namespace = transport.default_namespace
+            where = transport.probe(namespace)
+        except ArgoApiError as exc:
+            return False, f"Connection {self.argo_conn_id!r} failed: {exc}"
+        except Exception as exc:
+            return False, f"Connection {self.argo_conn_id!r} is not usable: {type(exc).__name__}: {exc}"
+        return True, f"Connected to {where}: listed workflows in namespace {namespace!r}"
+
+    # ------------------------------------------------------------------ async
+
+    async def aget_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Async :meth:`get_workflow`."""
+        transport = await self._atransport()
+        return await transport.aget_workflow(check_name("workflow", name), await self._ans(namespace))
+
+    async def alist_workflows(
+        self, namespace: str | None = None, label_selector: str = "", field_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Async :meth:`list_workflows`, plus the list's resourceVersion to start a watch from."""
+        transport = await self._atransport()
+        return await transport.alist_workflows(await self._ans(namespace), label_selector, field_selector)
+
+    async def awatch_workflows(
+        self,
+        namespace: str | None = None,
+        resource_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        timeout_seconds: int = 300,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """``(event type, object)`` of a watch from ``resource_version`` (``""``: current state as
+        ADDED events first). BOOKMARK events are yielded too (their object carries only
+        ``metadata.resourceVersion``), so callers can track where to resume. Ends when the server
+        closes the watch after ``timeout_seconds``; raises
+        :class:`~airflow_argo_eci.errors.GoneError` when ``resource_version`` is too old (relist).
+        Only the ``kubernetes`` transport can watch (see :attr:`supports_watch`)."""
+        from airflow_argo_eci.hooks._argo_kubernetes import KubernetesTransport
+
+        transport = await self._atransport()
+        if not isinstance(transport, KubernetesTransport):
+            raise ArgoEciError(
+                f"connection {self.argo_conn_id!r} uses the argo_server transport, which cannot watch; check "
+                "hook.supports_watch and poll aget_workflow/alist_workflows instead"
+            )
+        async for item in transport.awatch_workflows(
+            await self._ans(namespace), resource_version, label_selector, field_selector, timeout_seconds
+        ):
+            yield item
+
+    async def astop_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Async :meth:`stop_workflow` (whole workflow)."""
+        transport = await self._atransport()
+        return await transport.astop_workflow(check_name("workflow", name), await self._ans(namespace))
+
+    async def aterminate_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """Async :meth:`terminate_workflow`."""
+        transport = await self._atransport()
+        return await transport.aterminate_workflow(check_name("workflow", name), await self._ans(namespace))
+
+    async def adelete_workflow(self, name: str, namespace: str | None = None) -> None:
+        """Async :meth:`delete_workflow`."""
+        transport = await self._atransport()
+        await transport.adelete_workflow(check_name("workflow", name), await self._ans(namespace))

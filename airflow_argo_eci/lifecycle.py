@@ -1,0 +1,235 @@
+"""One lifecycle for a workflow submitted from Airflow: submit (or reattach), watch, finish,
+clean up. The operator's sync path, its deferred path and the sensor all call this; the phase ->
+outcome decision is :func:`airflow_argo_eci.workflows.phase_outcome`, nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from airflow_argo_eci.errors import (
+    ArgoEciError,
+    InvalidError,
+    NotFoundError,
+    WorkflowFailedError,
+    WorkflowSpecError,
+)
+from airflow_argo_eci.workflows import (
+    failed_nodes,
+    failure_message,
+    phase_outcome,
+    reattach_selector,
+    workflow_result,
+)
+
+if TYPE_CHECKING:
+    from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
+
+log = logging.getLogger(__name__)
+
+KillAction = Literal["stop", "terminate", "delete", "keep"]
+FinishAction = Literal["keep", "delete", "delete_succeeded"]
+KILL_ACTIONS: tuple[str, ...] = ("stop", "terminate", "delete", "keep")
+FINISH_ACTIONS: tuple[str, ...] = ("keep", "delete", "delete_succeeded")
+
+
+@dataclass(frozen=True)
+class WorkflowRef:
+    """Which workflow a task owns; ``uid`` fences it against a same-named successor."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "namespace": self.namespace, "uid": self.uid}
+
+    @classmethod
+    def from_workflow(cls, workflow: Mapping[str, Any]) -> WorkflowRef:
+        meta = workflow.get("metadata") or {}
+        return cls(meta["name"], meta.get("namespace", ""), meta.get("uid", ""))
+
+
+@dataclass
+class LogCursor:
+    """Where log streaming stopped, per pod: the last timestamp printed and how many lines carried
+    exactly that timestamp (the API's ``sinceTime`` has one-second resolution, so the same lines
+    come back and are skipped). Serialisable, so a deferred or retried task resumes without
+    printing a line twice."""
+
+    positions: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {pod: [ts, n] for pod, (ts, n) in self.positions.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> LogCursor:
+        return cls({pod: (str(v[0]), int(v[1])) for pod, v in (data or {}).items()})
+
+    def since_time(self, pod: str) -> str | None:
+        """The ``sinceTime`` to ask for: the last printed timestamp, cut to whole seconds."""
+        if pod not in self.positions:
+            return None
+        ts = self.positions[pod][0]
+        return ts[:19] + "Z" if len(ts) >= 19 else ts
+
+    def new_lines(self, pod: str, lines: list[tuple[str, str]]) -> list[str]:
+        """The lines not printed yet, in order; advances the cursor."""
+        last_ts, seen = self.positions.get(pod, ("", 0))
+        out: list[str] = []
+        count_at_last = 0
+        for ts, text in lines:
+            if ts < last_ts:
+                continue
+            if ts == last_ts:
+                count_at_last += 1
+                if count_at_last <= seen:
+                    continue
+                seen = count_at_last
+            else:
+                last_ts, seen, count_at_last = ts, 1, 1
+            out.append(text)
+        if last_ts:
+            self.positions[pod] = (last_ts, seen)
+        return out
+
+
+class WorkflowLifecycle:
+    """Submit, watch, finish and clean up one workflow through an :class:`ArgoWorkflowsHook`."""
+
+    def __init__(self, hook: ArgoWorkflowsHook, namespace: str, *, logger: Any = None) -> None:
+        self.hook = hook
+        self.namespace = namespace
+        self.log = logger or log
+
+    # ------------------------------------------------------------------ submit / reattach
+
+    def find_existing(self, labels: Mapping[str, str]) -> dict[str, Any] | None:
+        """The workflow an earlier try of the same task instance created and that is still worth
+        reattaching to: running, or succeeded (a finished success is never run again). A failed
+        one is left alone: the retry submits anew."""
+        selector = reattach_selector(labels)
+        candidates = self.hook.list_workflows(namespace=self.namespace, label_selector=selector)
+        candidates.sort(key=lambda wf: wf["metadata"].get("creationTimestamp", ""), reverse=True)
+        for wf in candidates:
+            phase = (wf.get("status") or {}).get("phase")
+            if phase_outcome(phase) in ("wait", "success"):
+                return wf
+        return None
+
+    def submit(self, body: dict[str, Any], labels: Mapping[str, str], *, reattach: bool) -> tuple[WorkflowRef, bool]:
+        """Create ``body`` (which already carries ``labels``) unless an earlier try's workflow can
+        be reattached. Returns the reference and whether it was reattached."""
+        if reattach:
+            existing = self.find_existing(labels)
+            if existing is not None:
+                ref = WorkflowRef.from_workflow(existing)
+                self.log.info("Reattaching to workflow %s/%s (uid %s) created by an earlier try",
+                              ref.namespace, ref.name, ref.uid)
+                return ref, True
+        created = self.hook.create_workflow(body, namespace=self.namespace)
+        ref = WorkflowRef.from_workflow(created)
+        self.log.info("Submitted workflow %s/%s (uid %s)", ref.namespace, ref.name, ref.uid)
+        return ref, False
+
+    # ------------------------------------------------------------------ watch
+
+    def get(self, ref: WorkflowRef) -> dict[str, Any]:
+        """The workflow, fenced by uid: a same-named workflow with another uid is not ours."""
+        wf = self.hook.get_workflow(ref.name, namespace=ref.namespace)
+        uid = (wf.get("metadata") or {}).get("uid", "")
+        if ref.uid and uid != ref.uid:
+            raise NotFoundError(
+                f"workflow {ref.namespace}/{ref.name} was replaced (uid {uid} is not ours, {ref.uid})", status=404)
+        return wf
+
+    def wait(
+        self,
+        ref: WorkflowRef,
+        *,
+        poll_interval: float,
+        deadline: float | None,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the workflow's phase has an outcome; ``deadline`` is a ``time.time()``.
+        Raises :class:`TimeoutError` past the deadline (the caller applies the kill action)."""
+        while True:
+            wf = self.get(ref)
+            if on_poll is not None:
+                on_poll(wf)
+            if phase_outcome((wf.get("status") or {}).get("phase")) != "wait":
+                return wf
+            if deadline is not None and time.time() >= deadline:
+                raise TimeoutError(f"workflow {ref.namespace}/{ref.name} did not finish before the timeout")
+            time.sleep(poll_interval if deadline is None else max(0.0, min(poll_interval, deadline - time.time())))
+
+    # ------------------------------------------------------------------ logs
+
+    def stream_logs(self, workflow: dict[str, Any], cursor: LogCursor, emit: Callable[[str], None]) -> int:
+        """Print every new log line of every pod of ``workflow`` as ``[node] line``; returns the
+        number of lines printed. Log failures never fail the task."""
+        printed = 0
+        for display, pod in self.hook.pods_of(workflow):
+            try:
+                lines = self.hook.read_pod_log(pod, namespace=self.namespace, since_time=cursor.since_time(pod),
+                                               workflow=workflow["metadata"]["name"])
+            except ArgoEciError as exc:
+                self.log.debug("no logs for pod %s yet: %s", pod, exc)
+                continue
+            for text in cursor.new_lines(pod, lines):
+                emit(f"[{display}] {text}")
+                printed += 1
+        return printed
+
+    # ------------------------------------------------------------------ finish / clean up
+
+    def finish(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """The XCom return value of a succeeded workflow; raises for a failed one."""
+        phase = (workflow.get("status") or {}).get("phase")
+        outcome = phase_outcome(phase)
+        if outcome == "success":
+            return workflow_result(workflow)
+        if outcome == "failure":
+            raise WorkflowFailedError(failure_message(workflow), phase=phase or "", failed_nodes=failed_nodes(workflow))
+        raise WorkflowSpecError(f"workflow is still {phase or 'Pending'}: finish() needs a finished workflow")
+
+    def apply_finish_action(self, ref: WorkflowRef, action: str, succeeded: bool) -> None:
+        """``on_finish_action``: keep, delete, or delete only when it succeeded."""
+        if action == "delete" or (action == "delete_succeeded" and succeeded):
+            self._delete(ref)
+
+    def apply_kill_action(self, ref: WorkflowRef, action: str) -> None:
+        """``on_kill_action`` (also on timeout): stop (exit handlers run), terminate, delete, keep."""
+        if action == "keep":
+            return
+        try:
+            if action == "stop":
+                self.hook.stop_workflow(ref.name, namespace=ref.namespace, message="stopped by Airflow")
+            elif action == "terminate":
+                self.hook.terminate_workflow(ref.name, namespace=ref.namespace)
+            elif action == "delete":
+                self._delete(ref)
+            else:
+                raise WorkflowSpecError(f"on_kill_action={action!r}: use one of {', '.join(KILL_ACTIONS)}")
+            self.log.info("Applied %s to workflow %s/%s", action, ref.namespace, ref.name)
+        except NotFoundError:
+            self.log.info("Workflow %s/%s is already gone", ref.namespace, ref.name)
+        except InvalidError as exc:  # e.g. the Argo Server refuses to stop a finished workflow
+            self.log.info("Workflow %s/%s: %s not applied: %s", ref.namespace, ref.name, action, exc)
+
+    def _delete(self, ref: WorkflowRef) -> None:
+        try:
+            self.hook.delete_workflow(ref.name, namespace=ref.namespace)
+        except NotFoundError:
+            pass
+
+
+def validate_action(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """Check an ``on_*_action`` argument at DAG-parse time."""
+    if value not in allowed:
+        raise WorkflowSpecError(f"{name}={value!r} is not supported: use one of {', '.join(allowed)}")
+    return value

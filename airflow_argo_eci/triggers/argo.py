@@ -1,0 +1,195 @@
+"""``ArgoWorkflowTrigger``: wait in the triggerer for one Argo Workflow to finish.
+
+The trigger does not open a request stream of its own: it subscribes to the process-wide
+:mod:`~airflow_argo_eci.triggers.watch_hub`, which keeps one LIST+WATCH per (connection,
+namespace) for every trigger of the triggerer (one LIST per interval when the transport cannot
+watch). It yields exactly one :class:`~airflow.triggers.base.TriggerEvent`::
+
+    {"status": "success" | "failure" | "timeout" | "error",
+     "ids": {"name": ..., "namespace": ..., "uid": ...},
+     "message": str, "phase": str, "resource_version": str}
+
+``failure`` covers a ``Failed``/``Error`` workflow (the message names the failed nodes), one that
+was deleted before it finished, and one replaced by a same-named workflow with another uid.
+Whether a phase is terminal is decided by :func:`airflow_argo_eci.workflows.phase_outcome` only.
+
+When a user kills the deferred task (mark failed / success, clear), Airflow 3 cancels the trigger
+and calls :meth:`ArgoWorkflowTrigger.on_kill` in the triggerer, which applies
+``on_kill_action`` (stop / terminate / delete / keep) to the workflow, fenced by its uid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_argo_eci.errors import NotFoundError, WorkflowSpecError
+from airflow_argo_eci.lifecycle import KILL_ACTIONS
+from airflow_argo_eci.triggers.watch_hub import WorkflowOutcome, get_hub
+from airflow_argo_eci.workflows import phase_outcome
+
+if TYPE_CHECKING:
+    from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
+
+CLASSPATH = "airflow_argo_eci.triggers.argo.ArgoWorkflowTrigger"
+#: the longest an ``on_kill`` API call may take (Airflow bounds ``on_kill`` too: [triggerer] on_kill_timeout)
+ON_KILL_TIMEOUT = 20.0
+
+
+class ArgoWorkflowTrigger(BaseTrigger):
+    """Wait for workflow ``namespace/name`` (fenced by ``uid``) to reach a terminal phase.
+
+    :param name: the workflow's name
+    :param namespace: the workflow's namespace (required: the operator knows it after submitting)
+    :param uid: the workflow's uid; a workflow with the same name but another uid means ours is
+        gone (``failure`` event). Empty: any workflow of that name.
+    :param argo_conn_id: the ``argo_workflows`` connection
+    :param poll_interval: seconds between LISTs when the transport cannot watch (Argo Server)
+    :param end_at: absolute deadline (UNIX timestamp, seconds); past it the trigger yields a
+        ``timeout`` event. None: wait forever.
+    :param on_kill_action: what :meth:`on_kill` does to the workflow when the deferred task is
+        killed: ``stop`` (exit handlers run), ``terminate``, ``delete`` or ``keep``
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        uid: str = "",
+        argo_conn_id: str = "argo_default",
+        poll_interval: float = 10.0,
+        end_at: float | None = None,
+        on_kill_action: str = "stop",
+    ) -> None:
+        super().__init__()
+        for field, value in (("name", name), ("namespace", namespace), ("argo_conn_id", argo_conn_id)):
+            if not isinstance(value, str) or not value:
+                raise WorkflowSpecError(f"ArgoWorkflowTrigger: {field} must be a non-empty string (got {value!r})")
+        if not isinstance(uid, str):
+            raise WorkflowSpecError(f"ArgoWorkflowTrigger: uid must be a string, '' for any uid (got {uid!r})")
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or not poll_interval > 0:
+            raise WorkflowSpecError(
+                f"ArgoWorkflowTrigger: poll_interval must be a number of seconds > 0 (got {poll_interval!r})"
+            )
+        if end_at is not None and (
+            isinstance(end_at, bool) or not isinstance(end_at, (int, float)) or not math.isfinite(end_at)
+        ):
+            raise WorkflowSpecError(
+                f"ArgoWorkflowTrigger: end_at must be a UNIX timestamp in seconds or None (got {end_at!r})"
+            )
+        if on_kill_action not in KILL_ACTIONS:
+            raise WorkflowSpecError(
+                f"ArgoWorkflowTrigger: on_kill_action={on_kill_action!r} is not supported: "
+                f"use one of {', '.join(KILL_ACTIONS)}"
+            )
+        self.name = name
+        self.namespace = namespace
+        self.uid = uid
+        self.argo_conn_id = argo_conn_id
+        self.poll_interval = poll_interval
+        self.end_at = end_at
+        self.on_kill_action = on_kill_action
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """The class path and the keyword arguments that re-create this trigger."""
+        return CLASSPATH, {
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": self.uid,
+            "argo_conn_id": self.argo_conn_id,
+            "poll_interval": self.poll_interval,
+            "end_at": self.end_at,
+            "on_kill_action": self.on_kill_action,
+        }
+
+    def _hook(self) -> ArgoWorkflowsHook:
+        from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
+
+        return ArgoWorkflowsHook(argo_conn_id=self.argo_conn_id)
+
+    def _event(self, status: str, message: str, phase: str = "", uid: str = "", rv: str = "") -> TriggerEvent:
+        return TriggerEvent({
+            "status": status,
+            "ids": {"name": self.name, "namespace": self.namespace, "uid": uid or self.uid},
+            "message": message,
+            "phase": phase,
+            "resource_version": rv,
+        })
+
+    def _timeout_event(self) -> TriggerEvent:
+        deadline = datetime.fromtimestamp(self.end_at or 0, tz=timezone.utc).isoformat(timespec="seconds")
+        return self._event("timeout", f"Workflow {self.namespace}/{self.name} did not finish by {deadline}")
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Yield exactly one event: the workflow's outcome, or ``timeout`` past ``end_at``."""
+        remaining = None if self.end_at is None else self.end_at - time.time()
+        if remaining is not None and remaining <= 0:
+            yield self._timeout_event()
+            return
+        subscription = get_hub().subscribe(
+            self.argo_conn_id, self.namespace, self.name, self.uid, self._hook, poll_interval=self.poll_interval
+        )
+        outcome: WorkflowOutcome | None
+        try:
+            outcome = await asyncio.wait_for(subscription.wait(), remaining)
+        except asyncio.TimeoutError:
+            outcome = None
+        finally:
+            subscription.close()  # also on CancelledError: leave the shared watch, yield nothing
+        if outcome is None:
+            yield self._timeout_event()
+        else:
+            yield self._event(outcome.status, outcome.message, outcome.phase, outcome.uid, outcome.resource_version)
+
+    async def on_kill(self) -> None:
+        """The user killed the deferred task: apply ``on_kill_action`` to our workflow.
+
+        Airflow 3.3's triggerer calls this (bounded by ``[triggerer] on_kill_timeout``) only on a
+        user action (mark failed/success, clear), never on triggerer restart, redistribution or
+        trigger timeout. A workflow that already finished, is gone, or now has another uid is left
+        alone.
+        """
+        if self.on_kill_action == "keep":
+            return
+        hook = self._hook()
+        try:
+            await asyncio.wait_for(self._kill(hook), ON_KILL_TIMEOUT)
+        finally:
+            closer = getattr(hook, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def _kill(self, hook: ArgoWorkflowsHook) -> None:
+        where = f"{self.namespace}/{self.name}"
+        try:
+            workflow = await hook.aget_workflow(self.name, self.namespace)
+        except NotFoundError:
+            self.log.info("Task killed; workflow %s is already gone", where)
+            return
+        meta = workflow.get("metadata") or {}
+        if self.uid and meta.get("uid") != self.uid:
+            self.log.info("Task killed; workflow %s now has uid %s, not ours (%s): left alone",
+                          where, meta.get("uid"), self.uid)
+            return
+        phase = (workflow.get("status") or {}).get("phase")
+        if phase_outcome(phase) != "wait":
+            self.log.info("Task killed; workflow %s already finished (%s)", where, phase)
+            return
+        try:
+            if self.on_kill_action == "stop":
+                await hook.astop_workflow(self.name, self.namespace)
+            elif self.on_kill_action == "terminate":
+                await hook.aterminate_workflow(self.name, self.namespace)
+            else:
+                await hook.adelete_workflow(self.name, self.namespace)
+        except NotFoundError:
+            self.log.info("Task killed; workflow %s is already gone", where)
+            return
+        self.log.info("Task killed; applied on_kill_action=%s to workflow %s", self.on_kill_action, where)

@@ -1,0 +1,72 @@
+"""The flagship example: a nightly fan-out on serverless ECI pods, driven from Airflow.
+
+The workflow file is plain Argo; the ``EciProfile`` puts every pod on ECI the way Alibaba's
+guide recommends (ECI label and scheduler, several instance specs tried in order, random
+multi-zone placement, fail-fast, retries), and Airflow's own Jinja (``{{ ds }}``,
+``{{ params.shards }}``) is rendered while Argo's ``{{...}}`` expressions are left for Argo.
+
+``sync`` waits on a worker and streams pod logs as it goes; ``deferred`` waits in the triggerer
+without holding a worker slot and prints the logs when it resumes. A sensor then waits on the
+same workflow by label, and a last task reads the outputs from XCom.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG, task
+
+from airflow_argo_eci.eci import EciProfile, RetryStrategy
+from airflow_argo_eci.operators.argo import ArgoWorkflowOperator
+from airflow_argo_eci.sensors.argo import ArgoWorkflowSensor
+
+ECI = EciProfile(
+    use_specs=("ecs.c6.large", "ecs.c5.large", "2-4Gi"),
+    schedule_strategy="VSwitchRandom",
+    fail_strategy="fail-fast",
+    retry_strategy=RetryStrategy(limit=3, retry_policy="Always"),
+    parallelism=10,
+)
+
+with DAG(
+    dag_id="argo_eci_fanout",
+    schedule="@daily",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    params={"shards": 20},
+    tags=["argo", "eci", "example"],
+) as dag:
+    sync = ArgoWorkflowOperator(
+        task_id="fanout_sync",
+        workflow="workflows/fanout.yaml",
+        parameters={"shards": "{{ params.shards }}", "batch": "{{ ds }}"},
+        labels={"app": "nightly-fanout", "mode": "sync"},
+        eci=ECI,
+        deferrable=False,
+        poll_interval=1,
+        on_finish_action="delete_succeeded",
+    )
+    deferred = ArgoWorkflowOperator(
+        task_id="fanout_deferred",
+        workflow="workflows/fanout.yaml",
+        parameters={"shards": "{{ params.shards }}", "batch": "{{ ds }}"},
+        labels={"app": "nightly-fanout", "mode": "deferred"},
+        eci=ECI,
+        deferrable=True,
+        poll_interval=1,
+    )
+    wait_again = ArgoWorkflowSensor(
+        task_id="sensor_on_deferred",
+        label_selector="app=nightly-fanout,mode=deferred",
+        poke_interval=1,
+        timeout=300,
+    )
+
+    @task
+    def report(result: dict) -> str:
+        total = result["node_outputs"][result["name"]]["total"]  # the entrypoint template's outputs
+        line = f"workflow {result['name']} {result['phase']}: total={total}"
+        print(line)
+        return line
+
+    sync >> deferred >> wait_again
+    report(deferred.output)

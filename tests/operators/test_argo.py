@@ -1,0 +1,255 @@
+"""ArgoWorkflowOperator against the local cluster over real HTTPS: sync and deferred paths,
+reattach, on_kill, timeouts, outputs, logs and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pendulum
+import pytest
+from airflow.sdk import DAG
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_argo_eci.errors import NotFoundError, WorkflowFailedError, WorkflowSpecError
+from airflow_argo_eci.local.api.resources import WORKFLOWS
+from airflow_argo_eci.local.server import LocalCluster
+from airflow_argo_eci.operators.argo import XCOM_NAME, XCOM_UID, ArgoWorkflowOperator
+from airflow_argo_eci.workflows import reattach_selector, ti_labels
+
+pytestmark = pytest.mark.usefixtures("argo_default")
+
+
+class RecordingTI:
+    """The slice of a TaskInstance the operator uses: identity and XCom pushes."""
+
+    def __init__(self, try_number: int = 1, map_index: int = -1) -> None:
+        self.try_number = try_number
+        self.map_index = map_index
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def context(run_id: str, ti: RecordingTI) -> dict[str, Any]:
+    return {"ti": ti, "run_id": run_id}
+
+
+def hello(command: str = "echo hello from {{workflow.name}}", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "op-"},
+        "spec": {"entrypoint": "main", **spec,
+                 "templates": [{"name": "main", "container": {"image": "alpine:3.20",
+                                                               "command": ["sh", "-c", command]}}]},
+    }
+
+
+def make(task_id: str, **kwargs: Any) -> ArgoWorkflowOperator:
+    with DAG(f"dag_{task_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1)):
+        return ArgoWorkflowOperator(task_id=task_id, poll_interval=0.2, **kwargs)
+
+
+def stored(cluster: LocalCluster, selector: str) -> list[dict[str, Any]]:
+    assert cluster.store is not None
+    items, _, _ = cluster.store.list(WORKFLOWS, "argo", label_selector=selector)
+    return items
+
+
+def test_sync_submit_wait_returns_outputs_and_pushes_identity(argo_default: LocalCluster,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    op = make("sync_ok", workflow=hello(), labels={"team": "data"})
+    ti = RecordingTI()
+    result = op.execute(context("run-sync-ok", ti))
+    assert result["phase"] == "Succeeded"
+    name = ti.xcom[XCOM_NAME]
+    assert result["name"] == name and result["uid"] == ti.xcom[XCOM_UID]
+    wf = argo_default.store.get(WORKFLOWS, "argo", name)  # type: ignore[union-attr]
+    labels = wf["metadata"]["labels"]
+    assert labels["team"] == "data"
+    assert labels.items() >= ti_labels("dag_sync_ok", "sync_ok", "run-sync-ok", -1, 1).items()
+    task_log = capsys.readouterr().out
+    assert task_log.count(f"[{name}] hello from {name}") == 1  # the pod's line, prefixed by its node, once
+
+
+def test_failed_workflow_fails_the_task_naming_the_node(argo_default: LocalCluster) -> None:
+    op = make("sync_fail", workflow=hello("echo 'no such table' >&2; exit 3"))
+    with pytest.raises(WorkflowFailedError) as failure:
+        op.execute(context("run-sync-fail", RecordingTI()))
+    assert failure.value.phase == "Failed"
+    assert "exit code 3" in str(failure.value)
+    assert failure.value.failed_nodes and failure.value.failed_nodes[0]["phase"] == "Failed"
+
+
+def test_reattach_after_a_crash_between_create_and_wait(argo_default: LocalCluster) -> None:
+    """Try 1 created the workflow and the worker died; try 2 reattaches: exactly one exists."""
+    op = make("reattach", workflow=hello("sleep 1; echo once"))
+    labels = ti_labels("dag_reattach", "reattach", "run-reattach", -1, 1)
+    first = op.hook.create_workflow(op.build_workflow(labels), namespace="argo")  # what try 1 got to do
+    ti = RecordingTI(try_number=2)
+    result = op.execute(context("run-reattach", ti))
+    matching = stored(argo_default, reattach_selector(labels))
+    assert [w["metadata"]["uid"] for w in matching] == [first["metadata"]["uid"]]
+    assert result["uid"] == first["metadata"]["uid"] and result["phase"] == "Succeeded"
+
+
+def test_reattach_off_submits_anew(argo_default: LocalCluster) -> None:
+    op = make("no_reattach", workflow=hello(), reattach=False)
+    labels = ti_labels("dag_no_reattach", "no_reattach", "run-no-reattach", -1, 1)
+    op.hook.create_workflow(op.build_workflow(labels), namespace="argo")
+    op.execute(context("run-no-reattach", RecordingTI(try_number=2)))
+    assert len(stored(argo_default, reattach_selector(labels))) == 2
+
+
+def test_retry_after_a_failed_try_submits_a_new_workflow(argo_default: LocalCluster) -> None:
+    op = make("retry_new", workflow=hello("exit 1"))
+    with pytest.raises(WorkflowFailedError):
+        op.execute(context("run-retry-new", RecordingTI(try_number=1)))
+    with pytest.raises(WorkflowFailedError):
+        op.execute(context("run-retry-new", RecordingTI(try_number=2)))
+    labels = ti_labels("dag_retry_new", "retry_new", "run-retry-new", -1, 1)
+    assert len(stored(argo_default, reattach_selector(labels))) == 2
+
+
+def test_deferrable_defers_then_one_event_completes(argo_default: LocalCluster) -> None:
+    op = make("deferred_ok", workflow=hello("sleep 1; echo deferred"), deferrable=True)
+    ti = RecordingTI()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context("run-deferred", ti))
+    trigger = deferred.value.trigger
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_argo_eci.triggers.argo.ArgoWorkflowTrigger"
+    assert kwargs["name"] == ti.xcom[XCOM_NAME] and kwargs["uid"] == ti.xcom[XCOM_UID]
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger yielded nothing")
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "success" and event["ids"]["name"] == ti.xcom[XCOM_NAME]
+    result = op.execute_complete(context("run-deferred", ti), event)
+    assert result["phase"] == "Succeeded"
+
+
+def test_execute_complete_rejects_malformed_events() -> None:
+    op = make("bad_event", workflow=hello())
+    with pytest.raises(WorkflowSpecError, match="unexpected trigger event"):
+        op.execute_complete(context("r", RecordingTI()), {"phase": "Succeeded"})
+
+
+@pytest.mark.parametrize(("action", "shutdown"), [("stop", "Stop"), ("terminate", "Terminate")])
+def test_on_kill_in_sync_mode_stops_the_workflow(argo_default: LocalCluster, action: str, shutdown: str) -> None:
+    op = make(f"kill_{action}", workflow=hello("sleep 60"), on_kill_action=action)
+    ti = RecordingTI()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            op.execute(context(f"run-kill-{action}", ti))
+        except BaseException as exc:  # the workflow ends Failed once stopped
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while XCOM_NAME not in ti.xcom:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    op.on_kill()
+    worker.join(timeout=30)
+    wf = argo_default.store.get(WORKFLOWS, "argo", ti.xcom[XCOM_NAME])  # type: ignore[union-attr]
+    assert wf["spec"]["shutdown"] == shutdown
+    assert wf["status"]["phase"] in ("Failed", "Error")
+    assert f"Stopped with strategy '{shutdown}'" in wf["status"]["message"]
+    assert errors and isinstance(errors[0], WorkflowFailedError)
+
+
+def test_on_kill_while_deferred_stops_the_workflow(argo_default: LocalCluster) -> None:
+    op = make("kill_deferred", workflow=hello("sleep 60"), deferrable=True, on_kill_action="terminate")
+    ti = RecordingTI()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context("run-kill-deferred", ti))
+    asyncio.run(deferred.value.trigger.on_kill())
+    name = ti.xcom[XCOM_NAME]
+    deadline = time.monotonic() + 20
+    while (argo_default.store.get(WORKFLOWS, "argo", name).get("status") or {}).get("phase") not in (  # type: ignore[union-attr]
+            "Failed", "Error"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert argo_default.store.get(WORKFLOWS, "argo", name)["spec"]["shutdown"] == "Terminate"  # type: ignore[union-attr]
+
+
+def test_timeout_applies_the_kill_action(argo_default: LocalCluster) -> None:
+    op = make("timeout", workflow=hello("sleep 60"), timeout=1, on_kill_action="stop")
+    ti = RecordingTI()
+    with pytest.raises(TimeoutError):
+        op.execute(context("run-timeout", ti))
+    wf = argo_default.store.get(WORKFLOWS, "argo", ti.xcom[XCOM_NAME])  # type: ignore[union-attr]
+    assert wf["spec"]["shutdown"] == "Stop"
+
+
+def test_on_finish_delete_succeeded(argo_default: LocalCluster) -> None:
+    op = make("finish_delete", workflow=hello(), on_finish_action="delete_succeeded")
+    ti = RecordingTI()
+    op.execute(context("run-finish-delete", ti))
+    with pytest.raises(NotFoundError):
+        op.hook.get_workflow(ti.xcom[XCOM_NAME], namespace="argo")
+
+
+def test_bad_inputs_fail_before_anything_is_sent(argo_default: LocalCluster) -> None:
+    before = len(stored(argo_default, ""))
+    with pytest.raises(WorkflowSpecError, match="exactly one of"):
+        make("two_sources", workflow=hello(), workflow_template_ref="t")
+    with pytest.raises(WorkflowSpecError, match="on_kill_action"):
+        make("bad_action", workflow=hello(), on_kill_action="explode")
+    bad_yaml = make("bad_yaml", workflow="apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nspec: [oops\n")
+    with pytest.raises(WorkflowSpecError):
+        bad_yaml.execute(context("run-bad-yaml", RecordingTI()))
+    bad_eci = make("bad_eci", workflow=hello(), eci={"use_specs": ["2-4G"]})
+    with pytest.raises(WorkflowSpecError, match="use_specs"):
+        bad_eci.execute(context("run-bad-eci", RecordingTI()))
+    missing_ref = make("missing_ref", workflow_template_ref="no-such-template")
+    with pytest.raises(WorkflowSpecError, match="no-such-template"):
+        missing_ref.execute(context("run-missing-ref", RecordingTI()))
+    assert len(stored(argo_default, "")) == before
+
+
+def test_jinja_renders_airflow_and_leaves_argo_expressions() -> None:
+    op = make("jinja", workflow=hello("echo {{ params.greeting }} {{inputs.parameters.x}} {{=sprig.upper('a')}}"),
+              parameters={"day": "{{ ds }}"})
+    op.render_template_fields({"params": {"greeting": "hi"}, "ds": "2026-11-23"})  # type: ignore[arg-type]
+    command = op.workflow["spec"]["templates"][0]["container"]["command"][2]
+    assert command == "echo hi {{inputs.parameters.x}} {{=sprig.upper('a')}}"
+    assert op.parameters == {"day": "2026-11-23"}
+
+
+def test_sync_and_deferred_over_the_argo_server_transport(local_cluster: LocalCluster,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The same operator over the Argo Server REST API: logs, outputs, and the trigger's polling."""
+    from tests.conftest import server_connection
+
+    monkeypatch.setenv("AIRFLOW_CONN_ARGO_SERVER_LOCAL", server_connection(local_cluster))
+    op = make("server_sync", workflow=hello(), argo_conn_id="argo_server_local")
+    ti = RecordingTI()
+    assert op.execute(context("run-server-sync", ti))["phase"] == "Succeeded"
+    name = ti.xcom[XCOM_NAME]
+    assert capsys.readouterr().out.count(f"[{name}] hello from {name}") == 1
+
+    op = make("server_deferred", workflow=hello("sleep 1; echo later"), argo_conn_id="argo_server_local",
+              deferrable=True)
+    ti = RecordingTI()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context("run-server-deferred", ti))
+
+    async def first_event() -> Any:
+        async for event in deferred.value.trigger.run():
+            return event.payload
+        raise AssertionError("the trigger yielded nothing")
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "success"
+    assert op.execute_complete(context("run-server-deferred", ti), event)["phase"] == "Succeeded"
