@@ -17,7 +17,8 @@ A channel works like a Kubernetes informer:
    RELIST and re-evaluate every subscriber, so a terminal event that fell into the gap is not
    missed; a subscriber whose workflow is missing from a list is verified with one GET;
 4. on transient errors back off (exponential, jittered, capped) and retry; a permanent error
-   (401/403, invalid request, bad connection) resolves every current subscriber with ``error``;
+   (401/403, invalid request, a missing or invalid connection) resolves every current subscriber
+   with ``error``;
 5. when the transport cannot watch (``supports_watch`` is False, e.g. the Argo Server REST API)
    poll with ONE LIST per interval for all subscribers of the namespace.
 
@@ -364,6 +365,9 @@ class _Channel:
                 log.warning("GET workflow %s/%s failed, retrying: %s", self.namespace, sub.name, exc)
                 await backoff.sleep()
                 continue
+            except Exception as exc:  # a missing/invalid connection, or a bug: retrying cannot help
+                sub.resolve(self._error(sub.name, sub.uid, exc))
+                return
             snap = _snapshot(self.namespace, obj)
             if sub.uid and snap.uid != sub.uid:
                 sub.resolve(self._replaced(sub, snap.uid, snap.resource_version))
@@ -455,6 +459,10 @@ class _Channel:
                     return
                 log.warning("Watching workflows in %s failed, retrying: %s", self.namespace, exc)
                 await backoff.sleep()
+            except Exception as exc:  # a missing/invalid connection, or a bug: retrying cannot help
+                log.exception("Watching workflows in %s failed", self.namespace)
+                self._fail_all(exc)
+                return
 
 
 async def _close_source(source: WorkflowSource) -> None:

@@ -253,3 +253,27 @@ def test_sync_and_deferred_over_the_argo_server_transport(local_cluster: LocalCl
     event = asyncio.run(first_event())
     assert event["status"] == "success"
     assert op.execute_complete(context("run-server-deferred", ti), event)["phase"] == "Succeeded"
+
+
+def test_hera_workflow_and_template_ref_inputs(argo_default: LocalCluster) -> None:
+    from hera.workflows import Container, Workflow, WorkflowTemplate
+
+    with Workflow(generate_name="hera-", entrypoint="main") as hera_wf:
+        Container(name="main", image="alpine:3.20", command=["sh", "-c", "echo from hera"])
+    ti = RecordingTI()
+    assert make("hera", workflow=hera_wf).execute(context("run-hera", ti))["phase"] == "Succeeded"
+
+    with WorkflowTemplate(name="op-greeter", entrypoint="main",
+                          arguments={"who": "nobody"}) as template:
+        Container(name="main", image="alpine:3.20", command=["sh", "-c", "echo hello {{workflow.parameters.who}}"])
+    from kubernetes import client, config
+
+    api = client.CustomObjectsApi(config.new_client_from_config(config_file=str(argo_default.kubeconfig_path)))
+    api.create_namespaced_custom_object("argoproj.io", "v1alpha1", "argo", "workflowtemplates", template.to_dict())
+    ti = RecordingTI()
+    result = make("from_template", workflow_template_ref="op-greeter", parameters={"who": "airflow"}).execute(
+        context("run-template", ti))
+    assert result["phase"] == "Succeeded"
+    wf = argo_default.store.get(WORKFLOWS, "argo", ti.xcom[XCOM_NAME])  # type: ignore[union-attr]
+    assert wf["spec"]["workflowTemplateRef"] == {"name": "op-greeter"}
+    assert wf["spec"]["arguments"]["parameters"] == [{"name": "who", "value": "airflow"}]

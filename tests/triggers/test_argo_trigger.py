@@ -18,6 +18,7 @@ from airflow.triggers.base import TriggerEvent
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import WORKFLOWS
+from airflow_argo_eci.local.kubeconfig import write_kubeconfig
 from airflow_argo_eci.triggers.argo import ArgoWorkflowTrigger
 from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.triggers.cluster import NAMESPACE, InstrumentedCluster, eventually
@@ -241,6 +242,29 @@ async def test_cancellation_unsubscribes_without_an_event(cluster: InstrumentedC
     await eventually(lambda: cluster.recorder.open_watches() == 0, what="the watch to close")
 
 
+async def test_rejected_credentials_are_an_error_event(
+    cluster: InstrumentedCluster, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wf = cluster.create_workflow("wf-unauthorized")
+    bad = write_kubeconfig(tmp_path / "bad-kubeconfig", cluster.url, "not-the-token",
+                           ca_pem=cluster.paths.tls_cert.read_bytes())
+    monkeypatch.setenv("AIRFLOW_CONN_ARGO_BAD_TOKEN", json.dumps(
+        {"conn_type": "argo_workflows", "extra": {"kube_config_path": str(bad)}}))
+    (event,) = await asyncio.wait_for(collect(trigger_for(wf, argo_conn_id="argo_bad_token")), 10)
+    assert event.payload["status"] == "error"
+    assert "401" in event.payload["message"]
+    assert "not-the-token" not in event.payload["message"]
+    assert [r.status for r in cluster.requests()] == [401]  # one LIST, not retried: a permanent error
+
+
+async def test_missing_connection_is_an_error_event(cluster: InstrumentedCluster) -> None:
+    wf = cluster.create_workflow("wf-no-conn")
+    (event,) = await asyncio.wait_for(collect(trigger_for(wf, argo_conn_id="argo_no_such_connection")), 10)
+    assert event.payload["status"] == "error"
+    assert "argo_no_such_connection" in event.payload["message"]
+    assert get_hub().channel_count() == 0
+
+
 # ---------------------------------------------------------------------------- sharing and resilience
 
 
@@ -349,7 +373,7 @@ async def test_on_kill_applies_the_action(cluster: InstrumentedCluster, action: 
     wf = cluster.create_workflow(f"wf-kill-{action}")
     trigger = trigger_for(wf, on_kill_action=action)
     task = asyncio.create_task(collect(trigger))
-    await subscribed(1)
+    await eventually(lambda: cluster.recorder.open_watches() == 1, what="the watch")
     task.cancel()  # what the triggerer does first when the user kills the task
     with pytest.raises(asyncio.CancelledError):
         await task

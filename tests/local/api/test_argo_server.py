@@ -439,14 +439,12 @@ def test_workflow_logs_follow(server: Server) -> None:
 
 
 def test_end_to_end_on_the_local_cluster(tmp_path: Path) -> None:
-    try:
-        import airflow_argo_eci.local.argo.controller  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"the workflow controller is not available yet: {exc}")
     from airflow_argo_eci.local.server import LocalCluster
 
     with LocalCluster(tmp_path / "cluster", capacity_vcpu=4) as cluster:
-        svc = WorkflowsService(host=cluster.url, token=cluster.token, verify_ssl=False, namespace=NS)
+        # verify_ssl takes a CA bundle path (requests' verify): the cluster's pinned certificate
+        svc = WorkflowsService(host=cluster.url, token=cluster.token, verify_ssl=str(cluster.paths.tls_cert),
+                               namespace=NS)
         name = create(hello("e2e", svc))
         deadline = time.monotonic() + 30
         phase = None
@@ -457,6 +455,6 @@ def test_end_to_end_on_the_local_cluster(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert phase == "Succeeded"
         with httpx.Client(base_url=cluster.url, headers={"Authorization": f"Bearer {cluster.token}"},
-                          verify=False) as http:
+                          verify=str(cluster.paths.tls_cert)) as http:
             logs = read_ndjson(http.get(f"/api/v1/workflows/{NS}/{name}/log"))
         assert [e["content"] for e in logs] == ["hello"]
