@@ -1,14 +1,19 @@
-"""What ``argo retry`` and ``argo resubmit`` do to a workflow object, as pure functions (no HTTP,
-no Airflow).
+"""What ``argo retry``, ``argo resubmit``, ``argo resume`` and ``argo stop --node-field-selector`` do to a
+workflow object, as pure functions (no HTTP, no Airflow).
 
-Mirrors Argo's ``util.FormulateRetryWorkflow``: failed (and, with ``restart_successful`` and a
-``node_field_selector``, selected) pod nodes and every ``onExit`` node are removed, their ancestors
-(step/DAG boundaries) are reset to ``Running``, the workflow's ``phase``/``finishedAt``/``message``
-and the ``Completed`` condition are cleared, ``spec.shutdown`` is dropped and the
-``workflows.argoproj.io/completed`` label removed. The caller deletes the pods of the removed nodes
-and writes the new object back. :func:`formulate_resubmit` is ``argo resubmit`` (a new workflow
-with the old spec and ``generateName``). Used by the hook's Kubernetes transport; the local Argo
-Server could share them.
+:func:`formulate_retry` mirrors Argo's ``util.FormulateRetryWorkflow``: failed (and, with
+``restart_successful`` and a node field selector, selected) pod nodes and every ``onExit`` node are
+removed, their ancestors (step/DAG boundaries) are reset to ``Running``, the workflow's
+``phase``/``finishedAt``/``message`` and the ``Completed`` condition are cleared, ``spec.shutdown`` is
+dropped and the ``workflows.argoproj.io/completed`` label removed. The caller deletes the pods of the
+removed nodes and writes the new object back. :func:`formulate_resubmit` is ``argo resubmit`` (a new
+workflow with the old spec and ``generateName``); :func:`update_suspend_nodes` is the Suspend-node
+update of ``argo resume`` / ``argo stop --node-field-selector``.
+
+Used by the hook's Kubernetes transport and by the local Argo Server; bad input raises
+:class:`RetryError`, which each caller turns into its own error type. ``field`` arguments name the
+offending input in messages the way the caller's user spells it (``node_field_selector`` for the hook,
+``nodeFieldSelector`` for the Argo Server API).
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_argo_eci.errors import WorkflowSpecError
-
 API_VERSION = "argoproj.io/v1alpha1"
 LABEL_COMPLETED = "workflows.argoproj.io/completed"
 LABEL_PHASE = "workflows.argoproj.io/phase"
 LABEL_CREATOR = "workflows.argoproj.io/creator"
 LABEL_RESUBMITTED_FROM = "workflows.argoproj.io/resubmitted-from-workflow"
 _BOUNDARY_TYPES = ("Steps", "DAG", "Retry", "StepGroup", "TaskGroup")
+
+
+class RetryError(ValueError):
+    """A retry/resubmit/resume/stop request that cannot be applied; the message names the field and the fix."""
 
 
 def _now() -> str:
@@ -48,7 +55,7 @@ def _node_value(node: Mapping[str, Any], key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def node_field_selector(selector: str) -> Callable[[Mapping[str, Any]], bool]:
+def node_field_selector(selector: str, field: str = "node_field_selector") -> Callable[[Mapping[str, Any]], bool]:
     """A predicate for Argo's ``nodeFieldSelector`` (``displayName=x,phase!=Succeeded``...)."""
     requirements: list[tuple[str, bool, str]] = []
     for part in (p.strip() for p in selector.split(",")):
@@ -56,8 +63,8 @@ def node_field_selector(selector: str) -> Callable[[Mapping[str, Any]], bool]:
             continue
         match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(!=|==|=)\s*(.*)", part)
         if not match:
-            raise WorkflowSpecError(
-                f'node_field_selector: cannot parse "{part}"; use key=value or key!=value, e.g. displayName=step-a'
+            raise RetryError(
+                f'{field}: cannot parse "{part}"; use key=value or key!=value, e.g. displayName=step-a'
             )
         requirements.append((match.group(1), match.group(2) != "!=", match.group(3)))
 
@@ -65,6 +72,21 @@ def node_field_selector(selector: str) -> Callable[[Mapping[str, Any]], bool]:
         return all((_node_value(node, key) == value) == equal for key, equal, value in requirements)
 
     return matches
+
+
+def parse_parameters(items: Any, field: str) -> dict[str, str]:
+    """``["name=value", ...]`` (the Argo Server's ``parameters``) as a dict; errors name ``field``."""
+    if not items:
+        return {}
+    if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+        raise RetryError(f'{field} must be a list of "name=value" strings')
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise RetryError(f'{field}: "{item}" must look like name=value')
+        out[name] = value
+    return out
 
 
 def apply_parameters(spec: dict[str, Any], parameters: Mapping[str, Any] | None) -> None:
@@ -82,21 +104,64 @@ def apply_parameters(spec: dict[str, Any], parameters: Mapping[str, Any] | None)
             params.append({"name": name, "value": str(value)})
 
 
+def update_suspend_nodes(
+    workflow: Mapping[str, Any], phase: str, *, message: str = "", selector: str = "",
+    field: str = "node_field_selector",
+) -> dict[str, dict[str, Any]]:
+    """The changed nodes (id -> updated copy) when Suspend nodes get ``phase``, as ``argo resume`` /
+    ``argo stop --node-field-selector`` do: without ``selector`` the running Suspend nodes (none is
+    fine), with one the matching Suspend nodes (none is a :class:`RetryError`). Output parameters with
+    ``valueFrom.supplied`` take their default; without one, ``Succeeded`` is a :class:`RetryError`."""
+    match = node_field_selector(selector, field) if selector else None
+    nodes: dict[str, Any] = (workflow.get("status") or {}).get("nodes") or {}
+    now = _now()
+    changed: dict[str, dict[str, Any]] = {}
+    for node_id, original in nodes.items():
+        if original.get("type") != "Suspend":
+            continue
+        if (match is None and original.get("phase") != "Running") or (match is not None and not match(original)):
+            continue
+        node = copy.deepcopy(original)
+        for param in (node.get("outputs") or {}).get("parameters") or []:
+            value_from = param.get("valueFrom") or {}
+            if "supplied" in value_from and "value" not in param:
+                if "default" in value_from:
+                    param["value"] = value_from["default"]
+                    param.pop("valueFrom", None)
+                elif phase == "Succeeded":
+                    raise RetryError(
+                        f"raw output parameter '{param.get('name')}' of node {node_id} has not been set and does "
+                        "not have a default value; set it before resuming"
+                    )
+        node["phase"] = phase
+        node["finishedAt"] = now
+        if message:
+            node["message"] = message
+        changed[node_id] = node
+    if selector and not changed:
+        raise RetryError(
+            f"currently, set only targets suspend nodes: no suspend nodes matching {field}: {selector}"
+        )
+    return changed
+
+
 def formulate_retry(
     workflow: Mapping[str, Any],
     *,
     restart_successful: bool = False,
     node_field_selector_text: str = "",
     parameters: Mapping[str, Any] | None = None,
+    field: str = "node_field_selector",
 ) -> tuple[dict[str, Any], set[str]]:
     """The retried workflow and the ids of the nodes whose pods must be deleted.
 
-    Raises :class:`WorkflowSpecError` unless the workflow is ``Failed`` or ``Error``.
+    Raises :class:`RetryError` unless the workflow is ``Failed`` or ``Error`` (or when the selector,
+    named ``field`` in the message, cannot be parsed).
     """
     phase = (workflow.get("status") or {}).get("phase")
     name = workflow["metadata"]["name"]
     if phase not in ("Failed", "Error"):
-        raise WorkflowSpecError(
+        raise RetryError(
             f"workflow must be Failed/Error to retry (workflow {name} is {phase or 'Pending'}); "
             "wait for it to finish or stop it first"
         )
@@ -110,7 +175,7 @@ def formulate_retry(
 
     forced: set[str] = set()
     if restart_successful and node_field_selector_text:
-        match = node_field_selector(node_field_selector_text)
+        match = node_field_selector(node_field_selector_text, field)
         stack = [node_id for node_id, node in nodes.items() if match(node)]
         while stack:
             node_id = stack.pop()
@@ -118,7 +183,6 @@ def formulate_retry(
                 continue
             forced.add(node_id)
             stack.extend(nodes[node_id].get("children") or [])
-
     on_exit = f"{name}.onExit"
     deleted: set[str] = set()
     reset: set[str] = set()

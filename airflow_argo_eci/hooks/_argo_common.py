@@ -11,7 +11,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -22,7 +22,6 @@ import yaml
 from airflow_argo_eci.errors import (
     ArgoApiError,
     GoneError,
-    InvalidError,
     TransientError,
     WorkflowSpecError,
     to_api_error,
@@ -294,6 +293,20 @@ class Retrying:
         """The typed error for ``exc`` (None when it is not an API/connection failure)."""
         return to_api_error(exc, context=context, url=self.url)
 
+    def _retry_delay(self, exc: Exception, context: str, attempt: int, limit: int, idempotent: bool) -> float:
+        """The wait before retrying after ``exc`` (attempt ``attempt`` of ``limit``); raises ``exc``, or
+        the typed error it stands for, when it is not to be retried."""
+        error = self.convert(exc, context)
+        if error is None:
+            raise exc
+        if attempt >= limit or not _retryable(error, idempotent):
+            if error is exc:
+                raise exc
+            raise error from exc
+        delay = backoff_delay(attempt, self.settings.retry_backoff)
+        log.info("%s: transient failure, retry %d/%d in %.1fs", context, attempt + 1, limit, delay)
+        return delay
+
     def call(
         self, context: str, fn: Callable[[], T], *, idempotent: bool = True, retries: int | None = None
     ) -> T:
@@ -304,15 +317,7 @@ class Retrying:
             try:
                 return fn()
             except Exception as exc:
-                error = self.convert(exc, context)
-                if error is None:
-                    raise
-                if attempt >= limit or not _retryable(error, idempotent):
-                    if error is exc:
-                        raise
-                    raise error from exc
-            delay = backoff_delay(attempt, self.settings.retry_backoff)
-            log.info("%s: transient failure, retry %d/%d in %.1fs", context, attempt + 1, limit, delay)
+                delay = self._retry_delay(exc, context, attempt, limit, idempotent)
             time.sleep(delay)
             attempt += 1
 
@@ -326,17 +331,45 @@ class Retrying:
             try:
                 return await fn()
             except Exception as exc:
-                error = self.convert(exc, context)
-                if error is None:
-                    raise
-                if attempt >= limit or not _retryable(error, idempotent):
-                    if error is exc:
-                        raise
-                    raise error from exc
-            delay = backoff_delay(attempt, self.settings.retry_backoff)
-            log.info("%s: transient failure, retry %d/%d in %.1fs", context, attempt + 1, limit, delay)
+                delay = self._retry_delay(exc, context, attempt, limit, idempotent)
             await asyncio.sleep(delay)
             attempt += 1
+
+
+class CachedClients:
+    """A transport's lazily made sync client and async client; the async one belongs to the event loop
+    that made it (its session can be neither used nor closed from another loop)."""
+
+    _sync: Any = None
+    _async: Any = None
+    _async_loop: asyncio.AbstractEventLoop | None = None
+
+    def _loop_client(self) -> Any:
+        """The async client if the running loop made it, else None (dropping one bound to another loop)."""
+        if self._async is not None and self._async_loop is not asyncio.get_running_loop():
+            self._async = None
+        return self._async
+
+    def _keep_loop_client(self, client: Any) -> Any:
+        """Cache ``client`` as the running loop's async client; returns it."""
+        self._async, self._async_loop = client, asyncio.get_running_loop()
+        return client
+
+    async def _close_async_client(self, client: Any) -> None:
+        await client.close()
+
+    def close(self) -> None:
+        """Close the sync client."""
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the async client (on another loop than the one that made it, it is only dropped)."""
+        if self._async is not None:
+            client, self._async = self._async, None
+            if self._async_loop is asyncio.get_running_loop():
+                await self._close_async_client(client)
 
 
 # ---------------------------------------------------------------------------- pure helpers
@@ -444,42 +477,6 @@ def since_seconds(since_time: str, *, margin: int = 5) -> int:
     """Whole seconds from ``since_time`` until now plus ``margin`` (for APIs without sinceTime)."""
     seconds, _ = timestamp_key(since_time)
     return max(1, int(time.time()) - seconds + margin)
-
-
-def update_suspend_nodes(
-    workflow: Mapping[str, Any], *, phase: str, message: str = "", node_ids: Iterable[str] | None = None
-) -> dict[str, dict[str, Any]]:
-    """The changed nodes (id -> node) when the running Suspend nodes (or ``node_ids``) get ``phase``,
-    as ``argo resume`` / ``argo stop --node-field-selector`` do: output parameters with
-    ``valueFrom.supplied`` take their default; without one, resuming is an error."""
-    nodes: dict[str, Any] = (workflow.get("status") or {}).get("nodes") or {}
-    wanted = set(node_ids) if node_ids is not None else None
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    changed: dict[str, dict[str, Any]] = {}
-    for node_id, original in nodes.items():
-        if original.get("type") != "Suspend":
-            continue
-        if (wanted is None and original.get("phase") != "Running") or (wanted is not None and node_id not in wanted):
-            continue
-        node = copy.deepcopy(original)
-        for param in (node.get("outputs") or {}).get("parameters") or []:
-            value_from = param.get("valueFrom") or {}
-            if "supplied" in value_from and "value" not in param:
-                if "default" in value_from:
-                    param["value"] = value_from["default"]
-                    param.pop("valueFrom", None)
-                elif phase == "Succeeded":
-                    raise InvalidError(
-                        f"raw output parameter {param.get('name')!r} of node {node_id} has not been set and does "
-                        "not have a default value; set it before resuming",
-                        status=None, reason="BadRequest",
-                    )
-        node["phase"] = phase
-        node["finishedAt"] = now
-        if message:
-            node["message"] = message
-        changed[node_id] = node
-    return changed
 
 
 def status_error_from_event(obj: Mapping[str, Any], context: str) -> ArgoApiError:

@@ -32,13 +32,22 @@ from airflow_argo_eci.hooks._argo_common import (
     VERSION,
     WORKFLOWS,
     ArgoConnectionSettings,
+    CachedClients,
     Retrying,
     backoff_delay,
     check_body,
     parse_log_lines,
     since_seconds,
     status_error_from_event,
+)
+from airflow_argo_eci.retry import (
+    RetryError,
+    formulate_resubmit,
+    formulate_retry,
     update_suspend_nodes,
+)
+from airflow_argo_eci.retry import (
+    node_field_selector as parse_node_field_selector,
 )
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,7 @@ MERGE_PATCH = "application/merge-patch+json"
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-class KubernetesTransport:
+class KubernetesTransport(CachedClients):
     """Workflows, templates and pod logs through the Kubernetes API (see the module docstring)."""
 
     supports_watch = True
@@ -55,9 +64,6 @@ class KubernetesTransport:
     def __init__(self, settings: ArgoConnectionSettings) -> None:
         self.settings = settings
         self.retrying = Retrying(settings)
-        self._sync: Any = None
-        self._async: Any = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
         self._namespace: str | None = settings.namespace
 
     # ------------------------------------------------------------------ configuration
@@ -141,10 +147,7 @@ class KubernetesTransport:
         return self._sync
 
     async def _aapi(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._async is not None and self._async_loop is not loop:
-            self._async = None  # bound to another (finished) loop; its session cannot be reused
-        if self._async is None:
+        if self._loop_client() is None:
             from kubernetes_asyncio import client, config
             from kubernetes_asyncio.config.config_exception import ConfigException
 
@@ -163,23 +166,9 @@ class KubernetesTransport:
             except (ConfigException, OSError, TypeError, ValueError) as exc:
                 raise self._config_error(exc) from exc
             self._tune(cfg)
-            self._async = client.ApiClient(configuration=cfg)
-            self._async_loop = loop
+            self._keep_loop_client(client.ApiClient(configuration=cfg))
             self.retrying.url = cfg.host or ""
         return self._async
-
-    def close(self) -> None:
-        """Close the sync client's connection pool."""
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    async def aclose(self) -> None:
-        """Close the async client's HTTP session."""
-        if self._async is not None:
-            client, self._async = self._async, None
-            if self._async_loop is asyncio.get_running_loop():
-                await client.close()
 
     def _custom(self) -> Any:
         from kubernetes import client
@@ -296,26 +285,28 @@ class KubernetesTransport:
     def _set_suspend_nodes(
         self, name: str, namespace: str, phase: str, message: str, selector: str, verb: str
     ) -> dict[str, Any]:
-        from airflow_argo_eci.retry import node_field_selector
+        try:
+            parse_node_field_selector(selector)  # bad input fails before any request
+        except RetryError as exc:
+            raise WorkflowSpecError(str(exc)) from None
+        context = f"{verb} workflow {namespace}/{name}"
+        changed = self._suspend_node_changes(context, name, namespace, phase, message=message, selector=selector)
+        return self._write_status(context, name, namespace, {"nodes": changed})
 
-        match = node_field_selector(selector)
+    def _suspend_node_changes(
+        self, context: str, name: str, namespace: str, phase: str, *, message: str = "", selector: str = ""
+    ) -> dict[str, dict[str, Any]]:
         wf = self.get_workflow(name, namespace)
-        nodes = (wf.get("status") or {}).get("nodes") or {}
-        ids = [i for i, n in nodes.items() if n.get("type") == "Suspend" and match(n)]
-        if not ids:
-            raise InvalidError(
-                f"{verb} workflow {namespace}/{name}: no suspend nodes match node_field_selector {selector!r}",
-                reason="BadRequest",
-            )
-        changed = update_suspend_nodes(wf, phase=phase, message=message, node_ids=ids)
-        return self._write_status(f"{verb} workflow {namespace}/{name}", name, namespace, {"nodes": changed})
+        try:
+            return update_suspend_nodes(wf, phase, message=message, selector=selector)
+        except RetryError as exc:
+            raise InvalidError(f"{context}: {exc}", reason="BadRequest") from exc
 
     def resume_workflow(self, name: str, namespace: str, node_field_selector: str) -> dict[str, Any]:
         context = f"resume workflow {namespace}/{name}"
         if node_field_selector:
             return self._set_suspend_nodes(name, namespace, "Succeeded", "", node_field_selector, "resume")
-        wf = self.get_workflow(name, namespace)
-        changed = update_suspend_nodes(wf, phase="Succeeded")
+        changed = self._suspend_node_changes(context, name, namespace, "Succeeded")
         if changed:
             self._write_status(context, name, namespace, {"nodes": changed})
         return self._patch(context, name, namespace, {"spec": {"suspend": None}})
@@ -324,8 +315,6 @@ class KubernetesTransport:
         self, name: str, namespace: str, *, restart_successful: bool, node_field_selector: str,
         parameters: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        from airflow_argo_eci.retry import formulate_retry
-
         context = f"retry workflow {namespace}/{name}"
         wf = self.get_workflow(name, namespace)
         try:
@@ -333,7 +322,7 @@ class KubernetesTransport:
                 wf, restart_successful=restart_successful, node_field_selector_text=node_field_selector,
                 parameters=parameters,
             )
-        except WorkflowSpecError as exc:
+        except RetryError as exc:
             raise InvalidError(f"{context}: {exc}", reason="BadRequest") from exc
         # as `argo retry`: first the pods of the removed nodes, then the workflow itself
         core = self._core()
@@ -378,8 +367,6 @@ class KubernetesTransport:
         return result
 
     def resubmit_workflow(self, name: str, namespace: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
-        from airflow_argo_eci.retry import formulate_resubmit
-
         wf = self.get_workflow(name, namespace)
         return self.create_workflow(formulate_resubmit(wf, parameters), namespace)
 

@@ -7,7 +7,6 @@ The Argo Server has no Kubernetes-style watch, so :attr:`supports_watch` is Fals
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from pathlib import Path
@@ -18,6 +17,7 @@ from airflow_argo_eci.errors import WorkflowSpecError, api_error_from_status
 from airflow_argo_eci.hooks._argo_common import (
     LIST_PAGE_SIZE,
     ArgoConnectionSettings,
+    CachedClients,
     Retrying,
     check_body,
     parse_log_lines,
@@ -33,7 +33,7 @@ def _parameters(parameters: dict[str, Any] | None) -> list[str]:
     return [f"{k}={v}" for k, v in (parameters or {}).items()]
 
 
-class ArgoServerTransport:
+class ArgoServerTransport(CachedClients):
     """Workflows, templates and logs through the Argo Server (see the module docstring)."""
 
     supports_watch = False
@@ -43,9 +43,6 @@ class ArgoServerTransport:
         self.settings = settings
         self.base = settings.host
         self.retrying = Retrying(settings, url=settings.host)
-        self._sync: Any = None
-        self._async: Any = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def default_namespace(self) -> str:
@@ -82,28 +79,15 @@ class ArgoServerTransport:
         return self._sync
 
     def _aclient(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._async is not None and self._async_loop is not loop:
-            self._async = None
-        if self._async is None:
+        client = self._loop_client()
+        if client is None:
             import httpx
 
-            self._async = httpx.AsyncClient(**self._client_kwargs())
-            self._async_loop = loop
-        return self._async
+            client = self._keep_loop_client(httpx.AsyncClient(**self._client_kwargs()))
+        return client
 
-    def close(self) -> None:
-        """Close the sync client."""
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
-
-    async def aclose(self) -> None:
-        """Close the async client."""
-        if self._async is not None:
-            client, self._async = self._async, None
-            if self._async_loop is asyncio.get_running_loop():
-                await client.aclose()
+    async def _close_async_client(self, client: Any) -> None:
+        await client.aclose()
 
     @staticmethod
     def _decode(response: Any, context: str) -> Any:

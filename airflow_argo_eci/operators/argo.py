@@ -25,6 +25,7 @@ from airflow_argo_eci.lifecycle import (
     validate_action,
 )
 from airflow_argo_eci.links.argo import XCOM_WORKFLOW_URL, ArgoWorkflowLink
+from airflow_argo_eci.operators._base import ArgoHookMixin
 from airflow_argo_eci.templating import protect_in
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ XCOM_NAME, XCOM_NAMESPACE, XCOM_UID = "argo_workflow_name", "argo_workflow_names
 XCOM_LOG_CURSOR = "argo_log_cursor"
 
 
-class ArgoWorkflowOperator(BaseOperator):
+class ArgoWorkflowOperator(ArgoHookMixin, BaseOperator):
     """Submit an Argo Workflow (optionally on ECI), wait for it without holding a worker slot
     when deferrable, stream its pod logs into the task log, and return its outputs.
 
@@ -149,19 +150,6 @@ class ArgoWorkflowOperator(BaseOperator):
         super().render_template_fields(context, jinja_env)
 
     # ------------------------------------------------------------------ building
-
-    @property
-    def hook(self) -> ArgoWorkflowsHook:
-        if self._hook is None:
-            from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
-
-            self._hook = ArgoWorkflowsHook(argo_conn_id=self.argo_conn_id)
-        return self._hook
-
-    @property
-    def resolved_namespace(self) -> str:
-        """``namespace``, else the connection's (or its kubeconfig context's) default."""
-        return self.namespace or self.hook.get_conn().default_namespace
 
     def build_workflow(self, ti_labels: Mapping[str, str]) -> dict[str, Any]:
         """The body to submit: source, parameters, ECI profile, labels and annotations."""

@@ -11,6 +11,7 @@ from airflow.sdk import BaseSensorOperator, conf
 
 from airflow_argo_eci.errors import WorkflowFailedError, WorkflowSpecError
 from airflow_argo_eci.lifecycle import WorkflowLifecycle, WorkflowRef
+from airflow_argo_eci.operators._base import ArgoHookMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 ALL_TERMINAL = ("Succeeded", "Failed", "Error")
 
 
-class ArgoWorkflowSensor(BaseSensorOperator):
+class ArgoWorkflowSensor(ArgoHookMixin, BaseSensorOperator):
     """Wait until a workflow, given by ``name`` or as the newest one matching ``label_selector``,
     reaches a terminal phase. A phase in ``fail_on`` (default ``Failed``/``Error``) fails the task
     with the failed nodes' messages; any other terminal phase succeeds and returns the
@@ -61,19 +62,6 @@ class ArgoWorkflowSensor(BaseSensorOperator):
         self.fail_on = tuple(fail_on)
         self.deferrable = deferrable
         self._hook: ArgoWorkflowsHook | None = None
-
-    @property
-    def hook(self) -> ArgoWorkflowsHook:
-        if self._hook is None:
-            from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
-
-            self._hook = ArgoWorkflowsHook(argo_conn_id=self.argo_conn_id)
-        return self._hook
-
-    @property
-    def resolved_namespace(self) -> str:
-        """``namespace``, else the connection's (or its kubeconfig context's) default."""
-        return self.namespace or self.hook.get_conn().default_namespace
 
     def _find(self) -> dict[str, Any] | None:
         namespace = self.resolved_namespace

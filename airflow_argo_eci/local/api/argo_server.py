@@ -35,7 +35,8 @@ import copy
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,17 +58,22 @@ from airflow_argo_eci.local.api.resources import (
 )
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.paths import StatePaths
+from airflow_argo_eci.retry import (
+    RetryError,
+    apply_parameters,
+    formulate_resubmit,
+    formulate_retry,
+    parse_parameters,
+    update_suspend_nodes,
+)
 
 #: the Argo Workflows release whose API this module follows
 ARGO_VERSION = "v3.6.0"
 LABEL_WORKFLOW = "workflows.argoproj.io/workflow"
 LABEL_COMPLETED = "workflows.argoproj.io/completed"
-LABEL_PHASE = "workflows.argoproj.io/phase"
-LABEL_CREATOR = "workflows.argoproj.io/creator"
 LABEL_WORKFLOW_TEMPLATE = "workflows.argoproj.io/workflow-template"
 LABEL_CLUSTER_WORKFLOW_TEMPLATE = "workflows.argoproj.io/cluster-workflow-template"
 LABEL_CRON_WORKFLOW = "workflows.argoproj.io/cron-workflow"
-LABEL_RESUBMITTED_FROM = "workflows.argoproj.io/resubmitted-from-workflow"
 ANNOTATION_NODE_ID = "workflows.argoproj.io/node-id"
 ANNOTATION_NODE_NAME = "workflows.argoproj.io/node-name"
 #: how often a following log request looks for new lines and pods
@@ -75,7 +81,6 @@ LOG_POLL_INTERVAL = 0.1
 
 _COMPLETED_PHASES = ("Succeeded", "Failed", "Error")
 _POD_DONE_PHASES = ("Succeeded", "Failed")
-_BOUNDARY_TYPES = ("Steps", "DAG", "Retry", "StepGroup", "TaskGroup")
 _GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 410: 9, 415: 3, 422: 3, 500: 13, 501: 12}
 
 
@@ -158,10 +163,6 @@ def _object_field(body: dict[str, Any], key: str, required: bool = True) -> dict
     return value
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _list_response(rt: ResourceType, items: list[dict[str, Any]], rv: str, token: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"resourceVersion": rv}
     if token:
@@ -220,97 +221,26 @@ def _validate_workflow_spec(store: Store, namespace: str | None, kind: str, obj:
 # ---------------------------------------------------------------------------- node selection
 
 
-def _node_value(node: dict[str, Any], key: str) -> str | None:
-    match = re.fullmatch(r"inputs\.parameters\.([^.]+)\.value", key)
-    if match:
-        for param in (node.get("inputs") or {}).get("parameters") or []:
-            if param.get("name") == match.group(1):
-                return str(param.get("value", ""))
-        return None
-    value: Any = node
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return None if value is None else str(value)
+@contextmanager
+def _as_bad_request() -> Iterator[None]:
+    """A :class:`RetryError` from the shared ``argo retry``/``resume`` logic as 400 BadRequest
+    (gRPC InvalidArgument)."""
+    try:
+        yield
+    except RetryError as exc:
+        raise errors.bad_request(str(exc)) from exc
 
 
-def node_field_selector(selector: str) -> Callable[[dict[str, Any]], bool]:
-    """A predicate for Argo's ``nodeFieldSelector`` (``displayName=x,phase!=Succeeded``...)."""
-    requirements: list[tuple[str, bool, str]] = []
-    for part in (p.strip() for p in selector.split(",")):
-        if not part:
-            continue
-        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(!=|==|=)\s*(.*)", part)
-        if not match:
-            raise errors.bad_request(
-                f'nodeFieldSelector: cannot parse "{part}" (use key=value or key!=value)'
-            )
-        requirements.append((match.group(1), match.group(2) != "!=", match.group(3)))
-
-    def matches(node: dict[str, Any]) -> bool:
-        return all((_node_value(node, key) == value) == equal for key, equal, value in requirements)
-
-    return matches
-
-
-def _update_suspend_nodes(
-    wf: dict[str, Any], selector: str, phase: str, message: str, strict: bool
-) -> bool:
-    """Set ``phase`` on running Suspend nodes matching ``selector`` (all when empty); output
-    parameters ``valueFrom.supplied`` take their default, as ``argo resume`` does."""
-    match = node_field_selector(selector) if selector else (lambda node: True)
-    changed = False
-    for node_id, node in ((wf.get("status") or {}).get("nodes") or {}).items():
-        if node.get("type") != "Suspend" or not match(node):
-            continue
-        if node.get("phase") != "Running" and not selector:
-            continue
-        for param in (node.get("outputs") or {}).get("parameters") or []:
-            value_from = param.get("valueFrom") or {}
-            if "supplied" in value_from and "value" not in param:
-                if "default" in value_from:
-                    param["value"] = value_from["default"]
-                    param.pop("valueFrom", None)
-                elif phase == "Succeeded":
-                    raise errors.bad_request(
-                        f"raw output parameter '{param.get('name')}' of node {node_id} has not been set "
-                        "and does not have a default value"
-                    )
-        node["phase"] = phase
-        node["finishedAt"] = _now()
-        if message:
-            node["message"] = message
-        changed = True
-    if strict and not changed:
-        raise errors.bad_request(
-            "currently, set only targets suspend nodes: no suspend nodes matching nodeFieldSelector: "
-            f"{selector}"
-        )
-    return changed
+def _set_suspend_nodes(wf: dict[str, Any], selector: str, phase: str, message: str) -> None:
+    """Set ``phase`` on the running Suspend nodes, or on those matching ``selector`` (none matching
+    is an error), as ``argo resume`` / ``argo stop --node-field-selector`` do."""
+    with _as_bad_request():
+        changed = update_suspend_nodes(wf, phase, message=message, selector=selector, field="nodeFieldSelector")
+    if changed:
+        wf["status"]["nodes"].update(changed)
 
 
 # ---------------------------------------------------------------------------- retry / resubmit / submit
-
-
-def _apply_parameters(spec: dict[str, Any], parameters: Any, field_name: str) -> None:
-    if not parameters:
-        return
-    if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
-        raise errors.bad_request(f'{field_name} must be a list of "name=value" strings')
-    args = spec.setdefault("arguments", {})
-    params = args.setdefault("parameters", [])
-    for item in parameters:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise errors.bad_request(f'{field_name}: "{item}" must look like name=value')
-        for param in params:
-            if param.get("name") == name:
-                param["value"] = value
-                param.pop("valueFrom", None)
-                break
-        else:
-            params.append({"name": name, "value": value})
 
 
 def _parse_pairs(text: Any, field_name: str) -> dict[str, str]:
@@ -327,108 +257,6 @@ def _parse_pairs(text: Any, field_name: str) -> dict[str, str]:
             raise errors.bad_request(f'{field_name}: "{part}" must look like key=value')
         out[key] = value
     return out
-
-
-def formulate_retry(wf: dict[str, Any], restart_successful: bool, selector: str, parameters: Any) -> tuple[
-    dict[str, Any], set[str]
-]:
-    """The retried workflow and the ids of the nodes whose pods must go (as ``argo retry``)."""
-    phase = (wf.get("status") or {}).get("phase")
-    name = wf["metadata"]["name"]
-    if phase not in ("Failed", "Error"):
-        raise errors.bad_request(
-            f"workflow must be Failed/Error to retry (workflow {name} is {phase or 'Pending'})"
-        )
-    new = copy.deepcopy(wf)
-    status = new.setdefault("status", {})
-    nodes: dict[str, dict[str, Any]] = status.get("nodes") or {}
-    parents: dict[str, str] = {}
-    for node_id, node in nodes.items():
-        for child in node.get("children") or []:
-            parents.setdefault(child, node_id)
-
-    forced: set[str] = set()
-    if restart_successful and selector:
-        match = node_field_selector(selector)
-        stack = [node_id for node_id, node in nodes.items() if match(node)]
-        while stack:
-            node_id = stack.pop()
-            if node_id in forced or node_id not in nodes:
-                continue
-            forced.add(node_id)
-            stack.extend(nodes[node_id].get("children") or [])
-
-    on_exit = f"{name}.onExit"
-    deleted: set[str] = set()
-    reset: set[str] = set()
-    for node_id, node in nodes.items():
-        node_phase = node.get("phase")
-        boundary = node.get("type") in _BOUNDARY_TYPES
-        if str(node.get("name", "")).startswith(on_exit):
-            deleted.add(node_id)
-        elif node_phase in ("Succeeded", "Skipped") and node_id not in forced:
-            continue
-        elif node_phase in ("Failed", "Error", "Omitted") or node_id in forced:
-            (reset if boundary else deleted).add(node_id)
-        elif node.get("type") == "Suspend":
-            deleted.add(node_id)
-    # the ancestors of every removed node run again
-    for node_id in list(deleted):
-        parent = parents.get(node_id)
-        while parent is not None and parent not in reset:
-            if nodes[parent].get("type") in _BOUNDARY_TYPES or nodes[parent].get("type") == "Pod":
-                reset.add(parent)
-            parent = parents.get(parent)
-    for node_id in deleted:
-        nodes.pop(node_id, None)
-    for node_id in reset - deleted:
-        node = nodes[node_id]
-        node["phase"] = "Running"
-        node["startedAt"] = _now()
-        for key in ("finishedAt", "message", "outputs"):
-            node.pop(key, None)
-    for node in nodes.values():
-        if node.get("children"):
-            node["children"] = [c for c in node["children"] if c not in deleted]
-        if node.get("outboundNodes"):
-            node["outboundNodes"] = [c for c in node["outboundNodes"] if c not in deleted]
-    status["nodes"] = nodes
-    status["phase"] = "Running"
-    for key in ("finishedAt", "message", "outputs"):
-        status.pop(key, None)
-    status["conditions"] = [c for c in status.get("conditions") or [] if c.get("type") != "Completed"]
-    spec = new.setdefault("spec", {})
-    spec.pop("shutdown", None)
-    if spec.get("activeDeadlineSeconds") is not None and int(spec["activeDeadlineSeconds"]) <= 0:
-        spec.pop("activeDeadlineSeconds")
-    _apply_parameters(spec, parameters, "parameters")
-    labels = new["metadata"].setdefault("labels", {})
-    labels.pop(LABEL_COMPLETED, None)
-    labels[LABEL_PHASE] = "Running"
-    return new, deleted
-
-
-def formulate_resubmit(wf: dict[str, Any], parameters: Any) -> dict[str, Any]:
-    """A new workflow with the old one's spec (``argo resubmit``, memoization not supported)."""
-    meta = wf["metadata"]
-    labels = {k: v for k, v in (meta.get("labels") or {}).items()
-              if k not in (LABEL_CREATOR, LABEL_PHASE, LABEL_COMPLETED, "workflows.argoproj.io/creator-email",
-                           "workflows.argoproj.io/workflow-archiving-status")}
-    labels[LABEL_RESUBMITTED_FROM] = meta["name"]
-    new_meta: dict[str, Any] = {
-        "generateName": meta.get("generateName") or f"{meta['name']}-",
-        "labels": labels,
-    }
-    if meta.get("annotations"):
-        new_meta["annotations"] = dict(meta["annotations"])
-    if meta.get("ownerReferences"):
-        new_meta["ownerReferences"] = list(meta["ownerReferences"])
-    spec = copy.deepcopy(wf.get("spec") or {})
-    spec.pop("shutdown", None)
-    if spec.get("activeDeadlineSeconds") is not None and int(spec["activeDeadlineSeconds"]) <= 0:
-        spec.pop("activeDeadlineSeconds")
-    _apply_parameters(spec, parameters, "parameters")
-    return {"apiVersion": WORKFLOWS.api_version, "kind": "Workflow", "metadata": new_meta, "spec": spec}
 
 
 def workflow_from_resource(store: Store, namespace: str, kind: str, name: str) -> dict[str, Any]:
@@ -491,7 +319,8 @@ def apply_submit_options(wf: dict[str, Any], options: dict[str, Any]) -> None:
     annotations = _parse_pairs(options.get("annotations"), "submitOptions.annotations")
     if annotations:
         meta.setdefault("annotations", {}).update(annotations)
-    _apply_parameters(spec, options.get("parameters"), "submitOptions.parameters")
+    with _as_bad_request():
+        apply_parameters(spec, parse_parameters(options.get("parameters"), "submitOptions.parameters"))
 
 
 # ---------------------------------------------------------------------------- logs
@@ -702,7 +531,7 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
 
         def change(wf: dict[str, Any]) -> None:
             if strategy == "Stop" and selector:
-                _update_suspend_nodes(wf, selector, "Failed", message, strict=True)
+                _set_suspend_nodes(wf, selector, "Failed", message)
                 return
             if _is_completed(wf):
                 raise errors.bad_request(f"cannot shutdown a completed workflow: {name} is "
@@ -745,10 +574,10 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
 
         def change(wf: dict[str, Any]) -> None:
             if selector:
-                _update_suspend_nodes(wf, selector, "Succeeded", "", strict=True)
+                _set_suspend_nodes(wf, selector, "Succeeded", "")
                 return
             (wf.get("spec") or {}).pop("suspend", None)
-            _update_suspend_nodes(wf, "", "Succeeded", "", strict=False)
+            _set_suspend_nodes(wf, "", "Succeeded", "")
 
         return mutate_workflow(namespace, name, change)
 
@@ -766,7 +595,12 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
 
         def change(wf: dict[str, Any]) -> dict[str, Any]:
             restart = bool(body.get("restartSuccessful"))
-            new, gone = formulate_retry(wf, restart, selector, body.get("parameters"))
+            with _as_bad_request():
+                new, gone = formulate_retry(
+                    wf, restart_successful=restart, node_field_selector_text=selector, field="nodeFieldSelector"
+                )
+                # parameters last, so a workflow that cannot be retried is reported first
+                apply_parameters(new["spec"], parse_parameters(body.get("parameters"), "parameters"))
             deleted.update(gone)
             return new
 
@@ -782,7 +616,9 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
 
     def resubmit(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         old = store.get(WORKFLOWS, namespace, name)
-        return create_workflow(namespace, formulate_resubmit(old, body.get("parameters")), False)
+        with _as_bad_request():
+            wf = formulate_resubmit(old, parse_parameters(body.get("parameters"), "parameters"))
+        return create_workflow(namespace, wf, False)
 
     @router.put("/api/v1/workflows/{namespace}/{name}/resubmit")
     async def workflow_resubmit(namespace: str, name: str, request: Request) -> dict[str, Any]:
