@@ -27,12 +27,14 @@ and the pod can read and write everything the host user can: there is **no isola
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import posixpath
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +101,19 @@ def pod_path(value: object, field_name: str) -> str:
 
 def _under_tmp(path: str) -> bool:
     return path == POD_TMP or path.startswith(POD_TMP + "/")
+
+
+@functools.lru_cache(maxsize=1)
+def runtime_paths() -> tuple[str, ...]:
+    """Host directories the pods' stand-in tools come from: this Python (its prefixes, which the
+    ``python`` shim and the bundled entrypoints run on) and this package (the bundled entrypoint
+    scripts). A pod's own ``/tmp`` would hide them when they live under the host's ``/tmp`` (a
+    checkout or virtualenv there), so the bubblewrap sandbox binds those read-only again."""
+    import airflow_argo_eci
+
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable),
+                  os.path.dirname(airflow_argo_eci.__file__)}
+    return tuple(sorted({os.path.realpath(p) for p in candidates} | candidates))
 
 
 @dataclass
@@ -237,6 +252,9 @@ class BwrapSandbox(Sandbox):
                     continue
                 args += ["--ro-bind-try", full, full]
         args += ["--dev", "/dev", "--proc", "/proc", "--bind", str(fs.tmp_dir), POD_TMP]
+        for path in runtime_paths():
+            if _under_tmp(path):
+                args += ["--ro-bind-try", path, path]
         for hidden in self.hidden:
             if not _under_tmp(hidden) and os.path.isdir(hidden):
                 args += ["--tmpfs", hidden]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -239,6 +241,35 @@ def test_state_dir_hidden_from_pods(tmp_path: Path) -> None:
     finally:
         rt.shutdown()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@needs_bwrap
+def test_host_tools_under_tmp_stay_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout or virtualenv under the host's /tmp (CI clones there) must not vanish behind the
+    pod's own /tmp: the interpreter and the bundled entrypoints come from it."""
+    from airflow_argo_eci.local.runtime import sandbox
+
+    tools = Path(tempfile.mkdtemp(dir="/tmp", prefix="aae-tools-"))
+    try:
+        (tools / "tool.sh").write_text("echo tool ran\n")
+        monkeypatch.setattr(sandbox, "runtime_paths", lambda: (str(tools),))
+        rt = Runtime(StatePaths(tmp_path / "state"), sandbox="bwrap")
+        try:
+            result = run_one(rt, sh("tools", f"sh {tools}/tool.sh; touch {tools}/x 2>/dev/null || echo read-only"))
+        finally:
+            rt.shutdown()
+        assert result.stdout == "tool ran\nread-only"
+        assert not (tools / "x").exists()
+    finally:
+        shutil.rmtree(tools, ignore_errors=True)
+
+
+def test_runtime_paths_cover_this_python_and_package() -> None:
+    from airflow_argo_eci.local.runtime.sandbox import runtime_paths
+
+    paths = runtime_paths()
+    assert os.path.realpath(sys.prefix) in paths
+    assert any(Path(__file__).resolve().parents[3].joinpath("airflow_argo_eci") == Path(p) for p in paths)
 
 
 # ---------------------------------------------------------------------------- logs
