@@ -1,4 +1,4 @@
-"""Runs pods as sandboxed local processes (CONTRACT - see runtime/runner.py for the implementation).
+"""Runs pods as sandboxed local processes: the request and result types (the implementation is runtime/runner.py).
 
 The controller hands the runtime a :class:`PodRequest`; the runtime waits for capacity, runs the
 main container's command in a sandbox, writes its log to ``StatePaths.log_file`` and calls
