@@ -1,0 +1,83 @@
+"""Run the local OSS store on its own loopback port (HTTPS with the cluster certificate, or HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from airflow_argo_eci.local.oss.app import OSSApp
+
+if TYPE_CHECKING:
+    import oss2
+
+
+class OSSServer:
+    """The OSS store served in a background thread on 127.0.0.1.
+
+    ``tls`` is ``(certfile, keyfile)`` (e.g. from ``local.tls.ensure_certificate``) to serve HTTPS;
+    without it the store speaks plain HTTP. ``port=0`` picks a free port.
+    """
+
+    def __init__(self, root: Path | str, credentials: Mapping[str, str], *, port: int = 0,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.root = Path(root)
+        self.credentials = dict(credentials)
+        self.tls = tls
+        self.requested_port = port
+        self.app: OSSApp | None = None
+        self.port = 0
+        self._server: Any = None
+        self._thread: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint for ``oss2.Bucket`` (an IP, so oss2 uses path-style URLs)."""
+        if not self.port:
+            raise RuntimeError("the OSS store is not running; call start() first")
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def start(self) -> OSSServer:
+        """Open the store under ``root`` and start serving; returns self."""
+        from airflow_argo_eci.local.server import serve_in_thread
+
+        self.app = OSSApp(self.root, self.credentials)
+        cert, key = (str(self.tls[0]), str(self.tls[1])) if self.tls else (None, None)
+        self._server, self._thread, self.port = serve_in_thread(
+            self.app, port=self.requested_port, ssl_certfile=cert, ssl_keyfile=key)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (not waiting for idle keep-alive connections) and close the store."""
+        if self._server is not None:
+            self._server.should_exit = True
+            self._server.force_exit = True
+            self._thread.join(timeout=10)
+            self._server = None
+        if self.app is not None:
+            self.app.multipart.close()
+            self.app.storage.close()
+            self.app = None
+        self.port = 0
+
+    def session(self) -> oss2.Session:
+        """An ``oss2.Session`` that trusts this store's certificate (when serving HTTPS).
+
+        ``trust_env`` is turned off because requests lets ``REQUESTS_CA_BUNDLE`` override
+        ``Session.verify``; nothing but loopback is reached through this session.
+        """
+        import oss2
+
+        session = oss2.Session()
+        if self.tls:
+            session.session.verify = str(self.tls[0])
+            session.session.trust_env = False
+        return session
+
+    def __enter__(self) -> OSSServer:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

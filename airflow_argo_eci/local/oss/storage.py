@@ -1,0 +1,252 @@
+"""File-backed object storage for the local OSS store: one data file per object, SQLite metadata.
+
+Layout under ``root``: ``meta.sqlite3`` (buckets and objects), ``data/`` (object bodies, named by a
+random id), ``tmp/`` (uploads in progress). A put streams into ``tmp/``, is renamed into ``data/``
+and only then becomes visible by swapping the metadata row, so readers never see a partial object;
+an open reader keeps the old body (the file is unlinked, not truncated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airflow_argo_eci.local.oss.errors import OSSError, no_such_bucket, no_such_key
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+#: OSS's limit on an object key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1023
+
+
+def check_bucket_name(name: str) -> None:
+    """Raise 400 ``InvalidBucketName`` unless ``name`` follows OSS's bucket naming rules."""
+    if not _BUCKET_RE.match(name):
+        raise OSSError(400, "InvalidBucketName", "The specified bucket is not valid: 3-63 characters of "
+                       "lower-case letters, digits and hyphens, not starting or ending with a hyphen.",
+                       BucketName=name)
+
+
+def check_key(key: str) -> None:
+    """Raise 400 ``InvalidObjectName`` for an empty or over-long object key."""
+    if not key or len(key.encode()) > MAX_KEY_BYTES:
+        raise OSSError(400, "InvalidObjectName", f"The object name must be 1-{MAX_KEY_BYTES} bytes long.",
+                       Key=key)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Metadata of a stored object."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str  # without quotes, upper-case hex as OSS returns it
+    crc64: int
+    content_type: str
+    user_meta: dict[str, str] = field(default_factory=dict)
+    mtime: float = 0.0
+    data_file: str = ""
+    object_type: str = "Normal"
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    """A bucket and its creation time."""
+
+    name: str
+    created: float
+
+
+@dataclass
+class Listing:
+    """One page of a ListObjects result: objects, common prefixes and where the next page starts."""
+
+    objects: list[ObjectInfo]
+    prefixes: list[str]
+    truncated: bool
+    next_marker: str
+
+
+class Storage:
+    """Buckets and objects on disk; safe to use from several threads."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.data_dir = self.root / "data"
+        self.tmp_dir = self.root / "tmp"
+        for d in (self.root, self.data_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for leftover in self.tmp_dir.iterdir():  # uploads cut short by a crash of an earlier run
+            leftover.unlink(missing_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.root / "meta.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS buckets (name TEXT PRIMARY KEY, created REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS objects (
+                bucket TEXT NOT NULL, key TEXT NOT NULL, size INTEGER NOT NULL, etag TEXT NOT NULL,
+                crc64 TEXT NOT NULL, content_type TEXT NOT NULL, user_meta TEXT NOT NULL,
+                mtime REAL NOT NULL, data_file TEXT NOT NULL, object_type TEXT NOT NULL,
+                PRIMARY KEY (bucket, key));
+            """
+        )
+
+    def close(self) -> None:
+        """Close the metadata database."""
+        with self._lock:
+            self._db.close()
+
+    # buckets -------------------------------------------------------------------------------
+    def create_bucket(self, name: str) -> None:
+        """Create bucket ``name``; 409 ``BucketAlreadyExists`` if it exists."""
+        check_bucket_name(name)
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO buckets VALUES (?, ?)", (name, time.time()))
+            except sqlite3.IntegrityError:
+                raise OSSError(409, "BucketAlreadyExists", "The requested bucket name is not available.",
+                               BucketName=name) from None
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket; 404 ``NoSuchBucket`` / 409 ``BucketNotEmpty``."""
+        with self._lock:
+            self._require_bucket(name)
+            if self._db.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone():
+                raise OSSError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.",
+                               BucketName=name)
+            self._db.execute("DELETE FROM buckets WHERE name=?", (name,))
+
+    def list_buckets(self, prefix: str = "", marker: str = "", max_keys: int = 1000) -> tuple[list[BucketInfo], bool]:
+        """Return buckets after ``marker`` whose names start with ``prefix``, and whether more follow."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, created FROM buckets WHERE name > ? AND substr(name, 1, ?) = ? "
+                "ORDER BY name LIMIT ?", (marker, len(prefix), prefix, max_keys + 1)).fetchall()
+        return [BucketInfo(n, c) for n, c in rows[:max_keys]], len(rows) > max_keys
+
+    def head_bucket(self, name: str) -> BucketInfo:
+        """Return the bucket; 404 ``NoSuchBucket``."""
+        with self._lock:
+            return self._require_bucket(name)
+
+    def _require_bucket(self, name: str) -> BucketInfo:
+        row = self._db.execute("SELECT name, created FROM buckets WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise no_such_bucket(name)
+        return BucketInfo(row[0], row[1])
+
+    # objects -------------------------------------------------------------------------------
+    def new_temp_file(self) -> Path:
+        """Return a fresh path under ``tmp/`` for an upload in progress."""
+        return self.tmp_dir / uuid.uuid4().hex
+
+    def commit(self, info: ObjectInfo, temp_path: Path) -> ObjectInfo:
+        """Move a finished upload into place and make it the current version of its key."""
+        data_name = uuid.uuid4().hex
+        os.replace(temp_path, self.data_dir / data_name)
+        stored = ObjectInfo(info.bucket, info.key, info.size, info.etag, info.crc64, info.content_type,
+                            dict(info.user_meta), time.time(), data_name, info.object_type)
+        with self._lock:
+            try:
+                self._require_bucket(info.bucket)
+            except OSSError:
+                (self.data_dir / data_name).unlink(missing_ok=True)
+                raise
+            old = self._get(info.bucket, info.key)
+            self._db.execute(
+                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (stored.bucket, stored.key, stored.size, stored.etag, str(stored.crc64), stored.content_type,
+                 json.dumps(stored.user_meta), stored.mtime, data_name, stored.object_type))
+        if old is not None:
+            (self.data_dir / old.data_file).unlink(missing_ok=True)
+        return stored
+
+    def copy_to_temp(self, info: ObjectInfo) -> Path:
+        """Copy an object's body to a new temp file (for CopyObject) and return its path."""
+        tmp = self.new_temp_file()
+        shutil.copyfile(self.data_dir / info.data_file, tmp)
+        return tmp
+
+    def head(self, bucket: str, key: str) -> ObjectInfo:
+        """Return an object's metadata; 404 ``NoSuchBucket`` / ``NoSuchKey``."""
+        with self._lock:
+            self._require_bucket(bucket)
+            info = self._get(bucket, key)
+        if info is None:
+            raise no_such_key(key)
+        return info
+
+    def path_of(self, info: ObjectInfo) -> Path:
+        """Return the data file of ``info``."""
+        return self.data_dir / info.data_file
+
+    def delete(self, bucket: str, key: str) -> bool:
+        """Delete an object (absent is fine, as on OSS); return whether it existed."""
+        with self._lock:
+            self._require_bucket(bucket)
+            old = self._get(bucket, key)
+            if old is None:
+                return False
+            self._db.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
+        (self.data_dir / old.data_file).unlink(missing_ok=True)
+        return True
+
+    def list(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> Listing:
+        """List keys after ``marker`` under ``prefix``, rolling keys up to ``delimiter`` into prefixes.
+
+        Objects and common prefixes together count toward ``max_keys``, as on OSS.
+        """
+        objects: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        last = ""
+        truncated = False
+        start = max(marker, prefix)
+        with self._lock:
+            self._require_bucket(bucket)
+            cursor = self._db.execute(
+                "SELECT * FROM objects WHERE bucket=? AND key>=? ORDER BY key", (bucket, start))
+            for row in cursor:
+                info = self._row(row)
+                if info.key <= marker:
+                    continue
+                if not info.key.startswith(prefix):
+                    break
+                rolled = None
+                if delimiter:
+                    at = info.key.find(delimiter, len(prefix))
+                    if at >= 0:
+                        rolled = info.key[: at + len(delimiter)]
+                if rolled is not None and prefixes and prefixes[-1] == rolled:
+                    continue
+                if rolled is not None and rolled <= marker:
+                    continue
+                if len(objects) + len(prefixes) >= max_keys:
+                    truncated = True
+                    break
+                if rolled is not None:
+                    prefixes.append(rolled)
+                    last = rolled
+                else:
+                    objects.append(info)
+                    last = info.key
+            cursor.close()
+        return Listing(objects, prefixes, truncated, last if truncated else "")
+
+    def _get(self, bucket: str, key: str) -> ObjectInfo | None:
+        row = self._db.execute("SELECT * FROM objects WHERE bucket=? AND key=?", (bucket, key)).fetchone()
+        return None if row is None else self._row(row)
+
+    @staticmethod
+    def _row(row: tuple[object, ...]) -> ObjectInfo:
+        b, k, size, etag, crc, ctype, meta, mtime, data, otype = row
+        return ObjectInfo(str(b), str(k), int(str(size)), str(etag), int(str(crc)), str(ctype),
+                          json.loads(str(meta)), float(str(mtime)), str(data), str(otype))
