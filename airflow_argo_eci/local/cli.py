@@ -123,6 +123,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(phases.items())) or "none"
     print(f"local cluster running at {info['url']} (pid {info['pid']}, {version.get('gitVersion')})")
     print(f"state dir: {paths.root}")
+    if info.get("oss_endpoint"):
+        print(f"OSS store: {info['oss_endpoint']} (credentials in {paths.oss_credentials})")
     print(f"workflows: {summary}")
     return 0
 
@@ -143,6 +145,9 @@ def cmd_env(args: argparse.Namespace) -> int:
                              "ca_cert_path": str(paths.tls_cert)}}
     print(f"export KUBECONFIG={shlex.quote(str(paths.kubeconfig))}")
     print(f"export AIRFLOW_CONN_ARGO_DEFAULT={shlex.quote(json.dumps(kube_conn))}")
+    if info.get("oss_endpoint"):
+        print(f"export AIRFLOW_ARGO_ECI_OSS_ENDPOINT={shlex.quote(info['oss_endpoint'])}")
+        print(f"export AIRFLOW_ARGO_ECI_OSS_CREDENTIALS={shlex.quote(str(paths.oss_credentials))}")
     print(f"export AIRFLOW_CONN_ARGO_SERVER_LOCAL={shlex.quote(json.dumps(server_conn))}")
     return 0
 

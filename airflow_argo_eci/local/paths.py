@@ -50,6 +50,16 @@ class StatePaths:
     def server_log(self) -> Path:
         return self.root / "server.log"
 
+    @property
+    def oss_dir(self) -> Path:
+        """Buckets and objects of the local OSS-compatible store."""
+        return self.root / "oss"
+
+    @property
+    def oss_credentials(self) -> Path:
+        """JSON ``{"access_key_id", "access_key_secret"}`` of the local OSS store (mode 0600)."""
+        return self.root / "oss-credentials.json"
+
     def pod_dir(self, namespace: str, pod: str) -> Path:
         """Per-pod scratch: ``tmp/`` (mounted as /tmp), ``root/`` (other writable paths), scripts."""
         return self.root / "pods" / namespace / pod

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from airflow_argo_eci.local.api.store import Store
     from airflow_argo_eci.local.argo.controller import Controller
+    from airflow_argo_eci.local.oss.server import OSSServer
     from airflow_argo_eci.local.runtime.runner import Runtime
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class LocalCluster:
         self.store: Store | None = None
         self.runtime: Runtime | None = None
         self.controller: Controller | None = None
+        self.oss: OSSServer | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -152,17 +154,39 @@ class LocalCluster:
         except LocalClusterError:
             self.stop()
             raise
+        from airflow_argo_eci.local.oss.server import OSSServer
+
+        try:
+            self.oss = OSSServer(self.paths.oss_dir, self.oss_credentials(), tls=(cert, key)).start()
+        except Exception:
+            self.stop()
+            raise
         write_private(self.paths.token, self.token + "\n")
         write_kubeconfig(self.paths.kubeconfig, self.url, self.token, ca_pem=cert.read_bytes())
         write_private(
             self.paths.server_info,
-            json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time()}),
+            json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time(),
+                        "oss_endpoint": self.oss.endpoint}),
         )
         log.info("local cluster listening on %s (state in %s)", self.url, self.paths.root)
         return self
 
+    def oss_credentials(self) -> dict[str, str]:
+        """``{access key id: secret}`` of the local OSS store: made once per state directory and
+        kept (mode 0600) so clients configured earlier keep working after a restart."""
+        try:
+            creds = json.loads(self.paths.oss_credentials.read_text())
+        except FileNotFoundError:
+            creds = {"access_key_id": "LTAI" + secrets.token_hex(8).upper(),
+                     "access_key_secret": secrets.token_urlsafe(24)}
+            write_private(self.paths.oss_credentials, json.dumps(creds))
+        return {str(creds["access_key_id"]): str(creds["access_key_secret"])}
+
     def stop(self) -> None:
-        """Stop the HTTP server, the controller and every running pod; close the store."""
+        """Stop the HTTP servers, the controller and every running pod; close the stores."""
+        if self.oss is not None:
+            self.oss.stop()
+            self.oss = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

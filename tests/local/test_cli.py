@@ -60,6 +60,8 @@ def test_up_status_env_down(tmp_path: Path) -> None:
         conn = json.loads(shlex.split(exports["AIRFLOW_CONN_ARGO_DEFAULT"])[0])
         assert conn["conn_type"] == "argo_workflows"
         assert conn["extra"]["kube_config_path"] == str(kubeconfig)
+        assert shlex.split(exports["AIRFLOW_ARGO_ECI_OSS_ENDPOINT"])[0].startswith("https://127.0.0.1:")
+        assert shlex.split(exports["AIRFLOW_ARGO_ECI_OSS_CREDENTIALS"]) == [str(state / "oss-credentials.json")]
     finally:
         down = cli(state, "down")
     assert "stopped" in down.stdout
@@ -72,7 +74,7 @@ def test_state_dir_is_private(tmp_path: Path) -> None:
     cli(state, "up", "--detach")
     try:
         assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
-        for secret in ("token", "tls.key", "kubeconfig"):
+        for secret in ("token", "tls.key", "kubeconfig", "oss-credentials.json"):
             assert stat.S_IMODE((state / secret).stat().st_mode) == 0o600, secret
     finally:
         cli(state, "down")

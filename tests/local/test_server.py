@@ -163,3 +163,29 @@ def test_argo_server_retry_reruns_the_failed_pod(local_cluster: LocalCluster) ->
     assert pod["id"] == first_pod["id"] and pod["outputs"]["result"] == "second run"
     pods = _pods_of(local_cluster, "retried-by-server")
     assert len(pods) == 1 and pods[0].status.phase == "Succeeded"
+
+
+def test_serves_the_oss_store_with_kept_credentials(tmp_path: Path) -> None:
+    import json
+    import stat
+
+    import oss2
+
+    state = tmp_path / "oss-state"
+    with LocalCluster(state) as cluster:
+        assert cluster.oss is not None
+        creds = json.loads(cluster.paths.oss_credentials.read_text())
+        assert stat.S_IMODE(cluster.paths.oss_credentials.stat().st_mode) == 0o600
+        auth = oss2.Auth(creds["access_key_id"], creds["access_key_secret"])
+        oss2.Bucket(auth, cluster.oss.endpoint, "artifacts", session=cluster.oss.session()).create_bucket()
+        oss2.Bucket(auth, cluster.oss.endpoint, "artifacts", session=cluster.oss.session()).put_object(
+            "wf/out.txt", b"kept")
+        info = json.loads(cluster.paths.server_info.read_text())
+        assert info["oss_endpoint"] == cluster.oss.endpoint and info["oss_endpoint"].startswith("https://127.0.0.1:")
+
+    # a restart keeps the objects and the credentials that clients were configured with
+    with LocalCluster(state) as cluster:
+        assert cluster.oss is not None
+        assert json.loads(cluster.paths.oss_credentials.read_text()) == creds
+        bucket = oss2.Bucket(auth, cluster.oss.endpoint, "artifacts", session=cluster.oss.session())
+        assert bucket.get_object("wf/out.txt").read() == b"kept"
