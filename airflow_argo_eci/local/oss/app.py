@@ -363,9 +363,9 @@ class OSSApp:
     def _user_meta(headers: dict[str, str]) -> dict[str, str]:
         return {k: v for k, v in headers.items() if k.startswith(META_PREFIX)}
 
-    async def _put(self, request: Request, bucket: str, key: str, headers: dict[str, str]) -> Response:
-        check_bucket_name(bucket)
-        self.storage.head_bucket(bucket)
+    async def _receive(self, request: Request, headers: dict[str, str]) -> _Sink:
+        """Stream the request body into a temp file (hashing MD5 and CRC64 on the way) and check
+        ``Content-MD5``; on any failure nothing is left behind."""
         expected = self._expected_md5(headers)
         sink = _Sink(self.storage.new_temp_file())
         try:
@@ -376,6 +376,16 @@ class OSSApp:
             if expected is not None and expected != sink.md5.digest():
                 raise OSSError(400, "InvalidDigest", "The Content-MD5 you specified did not match what was "
                                "received.")
+        except BaseException:
+            sink.discard()
+            raise
+        return sink
+
+    async def _put(self, request: Request, bucket: str, key: str, headers: dict[str, str]) -> Response:
+        check_bucket_name(bucket)
+        self.storage.head_bucket(bucket)
+        sink = await self._receive(request, headers)
+        try:
             info = ObjectInfo(bucket, key, sink.size, sink.md5.hexdigest().upper(), sink.crc.crc,
                               headers.get("content-type") or "application/octet-stream",
                               self._user_meta(headers))
@@ -409,16 +419,8 @@ class OSSApp:
         raise OSSError(405, "MethodNotAllowed", f"{method} is not allowed on a multipart upload.")
 
     async def _upload_part(self, request: Request, upload: Upload, number: int, headers: dict[str, str]) -> Response:
-        expected = self._expected_md5(headers)
-        sink = _Sink(self.storage.new_temp_file())
+        sink = await self._receive(request, headers)
         try:
-            async for chunk in request.stream():
-                if chunk:
-                    await anyio.to_thread.run_sync(sink.write, chunk)
-            await anyio.to_thread.run_sync(sink.finish)
-            if expected is not None and expected != sink.md5.digest():
-                raise OSSError(400, "InvalidDigest", "The Content-MD5 you specified did not match what was "
-                               "received.")
             part = self.multipart.add_part(upload, number, sink.path, sink.size, sink.md5.hexdigest(),
                                            sink.crc.crc)
         except BaseException:
