@@ -28,7 +28,7 @@ from starlette.responses import Response, StreamingResponse
 
 from airflow_argo_eci.local.oss.errors import OSSError, new_request_id, no_such_key
 from airflow_argo_eci.local.oss.multipart import Multipart, Upload, check_part_number
-from airflow_argo_eci.local.oss.signature import verify
+from airflow_argo_eci.local.oss.signature import Keyring, verify
 from airflow_argo_eci.local.oss.storage import ObjectInfo, Storage, check_bucket_name, check_key
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,11 @@ RESPONSE_OVERRIDES = {
     "response-content-disposition": "content-disposition", "response-content-encoding": "content-encoding",
 }
 XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+DEFAULT_REGION = "cn-local"
+#: Query parameters that carry a signed URL's authentication (V1 and V4), not an operation's arguments.
+AUTH_PARAMS = ("OSSAccessKeyId", "Expires", "Signature", "security-token", "x-oss-signature-version",
+               "x-oss-credential", "x-oss-date", "x-oss-expires", "x-oss-signature", "x-oss-additional-headers",
+               "x-oss-security-token")
 
 
 def _iso(ts: float) -> str:
@@ -116,6 +121,66 @@ def _parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _parse_http_time(value: str | None) -> float | None:
+    """An HTTP date as a timestamp; None when absent or unparseable (then the condition is ignored)."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _etag_matches(value: str, etag: str) -> bool:
+    """Whether an If-Match / If-None-Match list (quoted or bare ETags, or ``*``) names ``etag``."""
+    for tag in value.split(","):
+        tag = tag.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == "*" or tag.strip('"').upper() == etag.upper():
+            return True
+    return False
+
+
+def _check_conditions(info: ObjectInfo, headers: Mapping[str, str], prefix: str = "") -> bool:
+    """Evaluate the conditional headers (``if-match`` ... or ``x-oss-copy-source-if-match`` ...).
+
+    Raises 412 ``PreconditionFailed`` (If-Match names another ETag, or the object was modified after
+    If-Unmodified-Since) and returns False when the answer is 304 Not Modified (If-None-Match names
+    its ETag, or it was not modified after If-Modified-Since). As in RFC 7232, a date condition is
+    ignored when the matching ETag condition is present; times compare at whole seconds.
+    """
+    modified = int(info.mtime)
+    if_match, if_none = headers.get(prefix + "if-match"), headers.get(prefix + "if-none-match")
+    failed = None
+    if if_match is not None:
+        if not _etag_matches(if_match, info.etag):
+            failed = "If-Match"
+    else:
+        since = _parse_http_time(headers.get(prefix + "if-unmodified-since"))
+        if since is not None and modified > since:
+            failed = "If-Unmodified-Since"
+    if failed is not None:
+        raise OSSError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
+                       Condition=prefix + failed.lower() if prefix else failed)
+    if if_none is not None:
+        return not _etag_matches(if_none, info.etag)
+    since = _parse_http_time(headers.get(prefix + "if-modified-since"))
+    return since is None or modified > since
+
+
+def _forbid_overwrite(headers: Mapping[str, str]) -> bool:
+    value = headers.get("x-oss-forbid-overwrite", "false").strip().lower()
+    if value not in ("true", "false"):
+        raise OSSError(400, "InvalidArgument", "x-oss-forbid-overwrite must be true or false.",
+                       ArgumentName="x-oss-forbid-overwrite", ArgumentValue=value)
+    return value == "true"
+
+
+def _not_modified(info: ObjectInfo) -> Response:
+    return Response(status_code=304, headers={"etag": f'"{info.etag}"', "last-modified": _http_date(info.mtime)})
+
+
 def _max_keys(params: Mapping[str, str]) -> int:
     raw = params.get("max-keys", "") or "100"
     if not raw.isdigit() or not 0 < int(raw) <= MAX_LIST_KEYS:
@@ -125,14 +190,20 @@ def _max_keys(params: Mapping[str, str]) -> int:
 
 
 class OSSApp:
-    """The ASGI application; ``credentials`` maps AccessKeyId -> AccessKeySecret."""
+    """The ASGI application.
 
-    def __init__(self, root: Path | str, credentials: Mapping[str, str], *, owner_id: str = "local") -> None:
-        if not credentials:
-            raise ValueError("credentials: at least one access key id -> secret is required")
+    ``credentials`` maps AccessKeyId -> AccessKeySecret; ``security_tokens`` maps the ids that are
+    STS temporary keys to their security token (requests with such a key must carry it, others
+    must carry none); ``region`` is the region V4 signatures must be scoped to.
+    """
+
+    def __init__(self, root: Path | str, credentials: Mapping[str, str], *, owner_id: str = "local",
+                 security_tokens: Mapping[str, str] | None = None, region: str = DEFAULT_REGION) -> None:
+        self.keyring = Keyring(dict(credentials), dict(security_tokens or {}), region)
         self.storage = Storage(root)
         self.multipart = Multipart(self.storage)
         self.credentials = dict(credentials)
+        self.region = region
         self.owner_id = owner_id
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -173,8 +244,8 @@ class OSSApp:
         params = dict(params_list)
         headers = {k.lower(): v for k, v in request.headers.items()}
         method = request.method
-        verify(self.credentials, method, headers, bucket, key, params_list)
-        for auth_param in ("OSSAccessKeyId", "Expires", "Signature", "security-token"):
+        verify(self.keyring, method, headers, bucket, key, params_list)
+        for auth_param in AUTH_PARAMS:
             params.pop(auth_param, None)
         if bucket is None:
             if method == "GET":
@@ -252,7 +323,7 @@ class OSSApp:
         for b in buckets:
             parts.append("<Bucket>" + _x("CreationDate", _iso(b.created))
                          + _x("ExtranetEndpoint", "127.0.0.1") + _x("IntranetEndpoint", "127.0.0.1")
-                         + _x("Location", "oss-local") + _x("Name", b.name) + _x("Region", "local")
+                         + _x("Location", f"oss-{self.region}") + _x("Name", b.name) + _x("Region", self.region)
                          + _x("StorageClass", "Standard") + "</Bucket>")
         parts.append("</Buckets></ListAllMyBucketsResult>")
         return Response("".join(parts), media_type="application/xml")
@@ -368,10 +439,19 @@ class OSSApp:
         ``Content-MD5``; on any failure nothing is left behind."""
         expected = self._expected_md5(headers)
         sink = _Sink(self.storage.new_temp_file())
+        pending: list[bytes] = []
+        size = 0
         try:
+            # the server hands over socket-sized pieces (16-64 KiB); hashing and writing them one worker
+            # thread hop each costs more than the hashing, so gather up to CHUNK bytes per hop
             async for chunk in request.stream():
-                if chunk:
-                    await anyio.to_thread.run_sync(sink.write, chunk)
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= CHUNK:
+                    data, pending, size = b"".join(pending), [], 0
+                    await anyio.to_thread.run_sync(sink.write, data)
+            if size:
+                await anyio.to_thread.run_sync(sink.write, b"".join(pending))
             await anyio.to_thread.run_sync(sink.finish)
             if expected is not None and expected != sink.md5.digest():
                 raise OSSError(400, "InvalidDigest", "The Content-MD5 you specified did not match what was "
@@ -383,13 +463,20 @@ class OSSApp:
 
     async def _put(self, request: Request, bucket: str, key: str, headers: dict[str, str]) -> Response:
         check_bucket_name(bucket)
+        for name in ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"):
+            if name.lower() in headers:
+                raise OSSError(400, "NotImplemented", "A header you provided implies functionality that is not "
+                               "implemented.", Header=name)
+        forbid = _forbid_overwrite(headers)
         self.storage.head_bucket(bucket)
+        if forbid:
+            self.storage.check_absent(bucket, key)  # fail before taking the body; commit checks again
         sink = await self._receive(request, headers)
         try:
             info = ObjectInfo(bucket, key, sink.size, sink.md5.hexdigest().upper(), sink.crc.crc,
                               headers.get("content-type") or "application/octet-stream",
                               self._user_meta(headers))
-            stored = await anyio.to_thread.run_sync(self.storage.commit, info, sink.path)
+            stored = await anyio.to_thread.run_sync(self.storage.commit, info, sink.path, forbid)
         except BaseException:
             sink.discard()
             raise
@@ -443,7 +530,7 @@ class OSSApp:
         elif body:
             raise OSSError(400, "InvalidArgument", "x-oss-complete-all: yes takes no part list in the body.",
                            ArgumentName="x-oss-complete-all")
-        stored = await anyio.to_thread.run_sync(self.multipart.complete, upload, wanted)
+        stored = await anyio.to_thread.run_sync(self.multipart.complete, upload, wanted, _forbid_overwrite(headers))
         xml = (XML_HEAD + "<CompleteMultipartUploadResult>" + _x("Location", f"/{stored.bucket}/{stored.key}")
                + _x("Bucket", stored.bucket) + _x("Key", stored.key) + _x("ETag", f'"{stored.etag}"')
                + "</CompleteMultipartUploadResult>")
@@ -527,7 +614,12 @@ class OSSApp:
             raise OSSError(400, "InvalidArgument", "x-oss-copy-source must be /<bucket>/<key>.",
                            ArgumentName="x-oss-copy-source", ArgumentValue=headers["x-oss-copy-source"])
         src = self.storage.head(src_bucket, src_key)
+        forbid = _forbid_overwrite(headers)
         self.storage.head_bucket(bucket)
+        if not _check_conditions(src, headers, "x-oss-copy-source-"):
+            return _not_modified(src)
+        if forbid:
+            self.storage.check_absent(bucket, key)
         directive = headers.get("x-oss-metadata-directive", "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
             raise OSSError(400, "InvalidArgument", "x-oss-metadata-directive must be COPY or REPLACE.",
@@ -540,7 +632,7 @@ class OSSApp:
         try:
             stored = self.storage.commit(
                 ObjectInfo(bucket, key, src.size, src.etag, src.crc64, ctype, meta, object_type=src.object_type),
-                tmp)
+                tmp, forbid)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -560,6 +652,8 @@ class OSSApp:
 
     def _get(self, bucket: str, key: str, headers: dict[str, str], *, head: bool) -> Response:
         info = self.storage.head(bucket, key)
+        if not _check_conditions(info, headers):
+            return _not_modified(info)
         out = self._object_headers(info)
         start, length, status = 0, info.size, 200
         if not head and "range" in headers:
@@ -588,6 +682,7 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def create_app(root: Path | str, credentials: Mapping[str, str]) -> OSSApp:
+def create_app(root: Path | str, credentials: Mapping[str, str], *, security_tokens: Mapping[str, str] | None = None,
+               region: str = DEFAULT_REGION) -> OSSApp:
     """Return the local OSS store's ASGI app, keeping its data under ``root``."""
-    return OSSApp(root, credentials)
+    return OSSApp(root, credentials, security_tokens=security_tokens, region=region)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from xml.sax.saxutils import escape
 
@@ -28,7 +29,7 @@ class OSSError(Exception):
         self.extra = extra
 
     def to_response(self, request_id: str, host_id: str, *, head: bool = False) -> Response:
-        """Render the error as OSS does; a HEAD response carries the headers but no body."""
+        """Render the error as OSS does; a HEAD response has no body but the error in ``x-oss-err``."""
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>\n<Error>',
             f"<Code>{escape(self.code)}</Code>",
@@ -38,8 +39,11 @@ class OSSError(Exception):
         ]
         parts += [f"<{name}>{escape(value)}</{name}>" for name, value in self.extra.items()]
         parts.append("</Error>\n")
+        xml = "".join(parts).encode()
         headers = {"x-oss-request-id": request_id, "x-oss-ec": self.code}
-        body = b"" if head else "".join(parts).encode()
+        if head:  # a HEAD answer has no body, so OSS carries the error document in x-oss-err
+            headers["x-oss-err"] = base64.b64encode(xml).decode()
+        body = b"" if head else xml
         return Response(body, status_code=self.status, media_type="application/xml", headers=headers)
 
 

@@ -153,11 +153,13 @@ class Multipart:
         for p in parts:
             (self.parts_dir / p.data_file).unlink(missing_ok=True)
 
-    def complete(self, upload: Upload, wanted: list[tuple[int, str]] | None) -> ObjectInfo:
+    def complete(self, upload: Upload, wanted: list[tuple[int, str]] | None, forbid_overwrite: bool = False
+                 ) -> ObjectInfo:
         """Join the ``wanted`` parts (number, etag) — or all parts if None — into the object.
 
         Errors as OSS: ``InvalidPartOrder`` (not ascending), ``InvalidPart`` (missing or ETag differs),
-        ``EntityTooSmall`` (a part before the last under 100 KiB). The ETag is the MD5 of the parts'
+        ``EntityTooSmall`` (a part before the last under 100 KiB), ``FileAlreadyExists`` (the key exists
+        and ``forbid_overwrite``; the upload stays open). The ETag is the MD5 of the parts'
         binary MD5s followed by ``-<count>``; the CRC-64 is combined from the parts' CRCs.
         """
         have = {p.number: p for p in self.parts(upload.upload_id)}
@@ -180,6 +182,8 @@ class Multipart:
             if part.size < MIN_PART_SIZE:
                 raise OSSError(400, "EntityTooSmall", f"Every part but the last must be at least {MIN_PART_SIZE} "
                                "bytes.", PartNumber=str(part.number))
+        if forbid_overwrite:
+            self.storage.check_absent(upload.bucket, upload.key)
         tmp = self.storage.new_temp_file()
         combine = Crc64(0)
         crc, size = 0, 0
@@ -194,7 +198,7 @@ class Multipart:
                     md5s.update(bytes.fromhex(part.etag))
             info = ObjectInfo(upload.bucket, upload.key, size, f"{md5s.hexdigest().upper()}-{len(chosen)}", crc,
                               upload.content_type, upload.user_meta, object_type="Multipart")
-            stored = self.storage.commit(info, tmp)
+            stored = self.storage.commit(info, tmp, forbid_overwrite)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

@@ -7,7 +7,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from airflow_argo_eci.local.oss.app import OSSApp
+from airflow_argo_eci.local.oss.app import DEFAULT_REGION, OSSApp
+from airflow_argo_eci.local.oss.signature import Keyring
 
 if TYPE_CHECKING:
     import oss2
@@ -17,13 +18,20 @@ class OSSServer:
     """The OSS store served in a background thread on 127.0.0.1.
 
     ``tls`` is ``(certfile, keyfile)`` (e.g. from ``local.tls.ensure_certificate``) to serve HTTPS;
-    without it the store speaks plain HTTP. ``port=0`` picks a free port.
+    without it the store speaks plain HTTP. ``port=0`` picks a free port. ``security_tokens`` maps
+    AccessKeyIds that are STS temporary keys to their security token; ``region`` is the region
+    (e.g. ``cn-hangzhou``) that V4 signatures must be scoped to — give it to ``oss2.Bucket(...,
+    region=...)`` along with ``oss2.AuthV4``.
     """
 
     def __init__(self, root: Path | str, credentials: Mapping[str, str], *, port: int = 0,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, security_tokens: Mapping[str, str] | None = None,
+                 region: str = DEFAULT_REGION) -> None:
+        Keyring(dict(credentials), dict(security_tokens or {}), region)  # fail here, not in start()
         self.root = Path(root)
         self.credentials = dict(credentials)
+        self.security_tokens = dict(security_tokens or {})
+        self.region = region
         self.tls = tls
         self.requested_port = port
         self.app: OSSApp | None = None
@@ -42,7 +50,7 @@ class OSSServer:
         """Open the store under ``root`` and start serving; returns self."""
         from airflow_argo_eci.local.server import serve_in_thread
 
-        self.app = OSSApp(self.root, self.credentials)
+        self.app = OSSApp(self.root, self.credentials, security_tokens=self.security_tokens, region=self.region)
         cert, key = (str(self.tls[0]), str(self.tls[1])) if self.tls else (None, None)
         self._server, self._thread, self.port = serve_in_thread(
             self.app, port=self.requested_port, ssl_certfile=cert, ssl_keyfile=key)

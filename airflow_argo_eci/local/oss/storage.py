@@ -26,6 +26,12 @@ _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1023
 
 
+def file_exists(key: str) -> OSSError:
+    """The 409 OSS returns when ``x-oss-forbid-overwrite: true`` meets an existing object."""
+    return OSSError(409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.",
+                    Key=key)
+
+
 def check_bucket_name(name: str) -> None:
     """Raise 400 ``InvalidBucketName`` unless ``name`` follows OSS's bucket naming rules."""
     if not _BUCKET_RE.match(name):
@@ -149,8 +155,18 @@ class Storage:
         """Return a fresh path under ``tmp/`` for an upload in progress."""
         return self.tmp_dir / uuid.uuid4().hex
 
-    def commit(self, info: ObjectInfo, temp_path: Path) -> ObjectInfo:
-        """Move a finished upload into place and make it the current version of its key."""
+    def check_absent(self, bucket: str, key: str) -> None:
+        """Raise 409 ``FileAlreadyExists`` if ``key`` exists (for ``x-oss-forbid-overwrite: true``)."""
+        with self._lock:
+            if self._get(bucket, key) is not None:
+                raise file_exists(key)
+
+    def commit(self, info: ObjectInfo, temp_path: Path, forbid_overwrite: bool = False) -> ObjectInfo:
+        """Move a finished upload into place and make it the current version of its key.
+
+        With ``forbid_overwrite`` an existing key is 409 ``FileAlreadyExists`` and the upload is
+        dropped; the check and the swap happen under one lock, so concurrent writers cannot both win.
+        """
         data_name = uuid.uuid4().hex
         os.replace(temp_path, self.data_dir / data_name)
         stored = ObjectInfo(info.bucket, info.key, info.size, info.etag, info.crc64, info.content_type,
@@ -158,10 +174,12 @@ class Storage:
         with self._lock:
             try:
                 self._require_bucket(info.bucket)
+                old = self._get(info.bucket, info.key)
+                if forbid_overwrite and old is not None:
+                    raise file_exists(info.key)
             except OSSError:
                 (self.data_dir / data_name).unlink(missing_ok=True)
                 raise
-            old = self._get(info.bucket, info.key)
             self._db.execute(
                 "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (stored.bucket, stored.key, stored.size, stored.etag, str(stored.crc64), stored.content_type,
