@@ -569,6 +569,16 @@ def _artifact_location(artifact: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _archive_kind(artifact: Mapping[str, Any]) -> str:
+    """How an output artifact was stored: Argo's default is a gzipped tar unless ``archive`` says otherwise."""
+    archive = artifact.get("archive")
+    if isinstance(archive, Mapping):
+        for kind in ("none", "zip", "tar"):
+            if kind in archive:
+                return kind
+    return "tar"
+
+
 def workflow_result(workflow: Mapping[str, Any]) -> dict[str, Any]:
     """The XCom return value of a finished workflow (JSON-serializable).
 
@@ -577,8 +587,8 @@ def workflow_result(workflow: Mapping[str, Any]) -> dict[str, Any]:
     workflow's global outputs, ``status.outputs.parameters``, as ``{name: value}``),
     ``node_outputs`` (``{displayName: {parameter: value}}`` of every node with output parameters;
     a retried step appears once, under its own name) and ``artifacts`` (``[{node, name, type, key,
-    bucket?, endpoint?, location?}]`` from the nodes' ``outputs.artifacts``; repository credentials
-    are never included).
+    bucket?, endpoint?, location?, archive}]`` (``archive``: ``tar`` | ``none`` | ``zip``) from the
+    nodes' ``outputs.artifacts``; repository credentials are never included).
     """
     metadata = workflow.get("metadata") or {}
     status = workflow.get("status") or {}
@@ -611,7 +621,8 @@ def workflow_result(workflow: Mapping[str, Any]) -> dict[str, Any]:
             location = _artifact_location(artifact)
             if location is None:
                 continue
-            artifacts.append({"node": display, "name": str(artifact.get("name") or ""), **location})
+            artifacts.append({"node": display, "name": str(artifact.get("name") or ""), **location,
+                              "archive": _archive_kind(artifact)})
 
     return {
         "name": metadata.get("name"),

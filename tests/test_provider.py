@@ -37,7 +37,8 @@ def test_provider_info_is_valid_and_importable() -> None:
 
 def test_operator_import_stays_light() -> None:
     """DAG parsing imports the operator: no kubernetes, hera or oss2 on that path."""
-    probe = ("import sys, airflow_argo_eci.operators.argo, airflow_argo_eci.sensors.argo; "
+    probe = ("import sys, airflow_argo_eci.operators.argo, airflow_argo_eci.sensors.argo, "
+             "airflow_argo_eci.operators.oss, airflow_argo_eci.sensors.oss, airflow_argo_eci.triggers.oss; "
              "print(sorted(m for m in ('kubernetes', 'kubernetes_asyncio', 'hera', 'oss2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -304,7 +304,8 @@ FAILED_WF: dict[str, Any] = {
                 "artifacts": [{"name": "data", "path": "/tmp/d", "oss": {"key": "etl-x7k/data.tgz",
                                                                          "bucket": "my-bucket",
                                                                          "accessKeySecret": {"name": "s", "key": "k"}}},
-                              {"name": "main-logs", "s3": {"key": "etl-x7k/etl-x7k-2/main.log"}},
+                              {"name": "main-logs", "s3": {"key": "etl-x7k/etl-x7k-2/main.log"},
+                               "archive": {"none": {}}},
                               {"name": "inline", "raw": {"data": "x"}},
                               {"name": "nowhere", "path": "/tmp/x"}]}),
             "etl-x7k-3": _node("transform", "Retry", "Failed", "03", message="No more retries left",
@@ -357,9 +358,10 @@ def test_workflow_result() -> None:
         "node_outputs": {"extract": {"rows": "10"}},
         "artifacts": [
             {"node": "extract", "name": "data", "type": "oss", "key": "etl-x7k/data.tgz", "bucket": "my-bucket",
-             "location": "oss://my-bucket/etl-x7k/data.tgz"},
-            {"node": "extract", "name": "main-logs", "type": "s3", "key": "etl-x7k/etl-x7k-2/main.log"},
-            {"node": "extract", "name": "inline", "type": "raw"},
+             "location": "oss://my-bucket/etl-x7k/data.tgz", "archive": "tar"},
+            {"node": "extract", "name": "main-logs", "type": "s3", "key": "etl-x7k/etl-x7k-2/main.log",
+             "archive": "none"},
+            {"node": "extract", "name": "inline", "type": "raw", "archive": "tar"},
         ],
     }
 
