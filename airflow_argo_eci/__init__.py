@@ -2,13 +2,52 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
+from airflow_argo_eci.hooks._oss_form import OSS_CONN_FIELDS, OSS_UI_FIELD_BEHAVIOUR
 from airflow_argo_eci.hooks.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 __version__ = "0.1.0"
 
 _INTEGRATION = "Argo Workflows on Alibaba Cloud ECI"
+_OSS_INTEGRATION = "Alibaba Cloud OSS artifacts"
+
+
+def _alibaba_provider_installed() -> bool:
+    """Whether apache-airflow-providers-alibaba is importable: it registers connection type ``oss``."""
+    try:
+        return importlib.util.find_spec("airflow.providers.alibaba") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _connection_types() -> list[dict[str, Any]]:
+    """``argo_workflows``, and ``oss`` unless the alibaba provider registers it.
+
+    Airflow keeps the first registration of a connection type (providers in package-name order, so
+    ours would come first) and warns about the other; registering ``oss`` beside the alibaba
+    provider would hand its users' ``oss`` connections to our hook and form. Our hook reads the
+    same extras, so with that provider installed its form edits connections we use.
+    """
+    types: list[dict[str, Any]] = [
+        {
+            "hook-class-name": "airflow_argo_eci.hooks.argo.ArgoWorkflowsHook",
+            "connection-type": "argo_workflows",
+            "hook-name": "Argo Workflows",
+            "conn-fields": CONN_FIELDS,
+            "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+        }
+    ]
+    if not _alibaba_provider_installed():
+        types.append({
+            "hook-class-name": "airflow_argo_eci.hooks.oss.OSSArtifactHook",
+            "connection-type": "oss",
+            "hook-name": "Alibaba Cloud OSS (Argo artifacts)",
+            "conn-fields": OSS_CONN_FIELDS,
+            "ui-field-behaviour": OSS_UI_FIELD_BEHAVIOUR,
+        })
+    return types
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -24,20 +63,29 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": _INTEGRATION,
                 "external-doc-url": "https://argo-workflows.readthedocs.io/",
                 "tags": ["software"],
-            }
-        ],
-        "operators": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.operators.argo"]}],
-        "sensors": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.argo"]}],
-        "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.argo"]}],
-        "triggers": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.argo"]}],
-        "connection-types": [
+            },
             {
-                "hook-class-name": "airflow_argo_eci.hooks.argo.ArgoWorkflowsHook",
-                "connection-type": "argo_workflows",
-                "hook-name": "Argo Workflows",
-                "conn-fields": CONN_FIELDS,
-                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
-            }
+                "integration-name": _OSS_INTEGRATION,
+                "external-doc-url": "https://www.alibabacloud.com/help/en/oss/",
+                "tags": ["alibaba"],
+            },
         ],
+        "operators": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.operators.argo"]},
+            {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.oss"]},
+        ],
+        "sensors": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.argo"]},
+            {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.oss"]},
+        ],
+        "hooks": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.argo"]},
+            {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.oss"]},
+        ],
+        "triggers": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.argo"]},
+            {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.oss"]},
+        ],
+        "connection-types": _connection_types(),
         "extra-links": ["airflow_argo_eci.links.argo.ArgoWorkflowLink"],
     }

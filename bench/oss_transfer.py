@@ -1,0 +1,161 @@
+"""Benchmark: upload and download of one large object on the local OSS store (HTTPS, CRC-64 on).
+
+Printed side by side in one run, for the same file and the same store:
+
+- ``OSSArtifactHook.upload_file`` / ``download_file`` with the hook's defaults (16 MiB parts,
+  4 in parallel, CRC-64 end to end),
+- ``oss2.resumable_upload`` / ``oss2.resumable_download`` with oss2's default settings
+  (``enable_crc`` on, 10 MiB parts, 1 upload thread, 4 download threads),
+- ``shutil.copyfile`` of the file on local disk (the floor no network transfer can beat),
+
+as MiB/s and ratios; then the streaming reader (``open_reader``) reading the whole object: its
+throughput and peak memory (tracemalloc peak of Python allocations, and the RSS growth sampled
+every 20 ms) against its documented bound for ``iter_chunks``: ``(parallelism + 2) x chunk_size``
+plus a 1 MiB socket read per connection.
+
+    .venv/bin/python bench/oss_transfer.py [--size 2GiB] [--quick]   (--quick: 256 MiB)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+import oss2
+
+from airflow_argo_eci.hooks.oss import OSSArtifactHook
+from airflow_argo_eci.local.oss.server import OSSServer
+from airflow_argo_eci.local.tls import ensure_certificate
+
+MiB = 1024 * 1024
+KEY_ID, SECRET, REGION = "LTAI-bench", "bench-secret", "cn-local"
+
+
+def parse_size(text: str) -> int:
+    units = {"k": 1024, "m": MiB, "g": 1024 * MiB}
+    value = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if value and value[-1] in units:
+        return int(float(value[:-1]) * units[value[-1]])
+    return int(value)
+
+
+def make_file(path: Path, size: int) -> None:
+    block = 16 * MiB
+    with open(path, "wb") as handle:
+        left = size
+        while left > 0:
+            handle.write(os.urandom(min(block, left)))
+            left -= block
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reader_memory(hook: OSSArtifactHook, key: str) -> tuple[float, int, int]:
+    """Read the whole object through the streaming reader: (seconds, tracemalloc peak, RSS growth)."""
+    peak_rss = [rss()]
+    base_rss = peak_rss[0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak_rss[0] = max(peak_rss[0], rss())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    tracemalloc.start()
+    started = time.perf_counter()
+    total = 0
+    with hook.open_reader(key) as reader:
+        for chunk in reader.iter_chunks():
+            total += len(chunk)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    stop.set()
+    sampler.join()
+    return seconds, peak, max(peak_rss[0] - base_rss, 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="2GiB", help="object size, e.g. 2GiB, 512MiB (default 2GiB)")
+    parser.add_argument("--quick", action="store_true", help="256 MiB instead of --size")
+    args = parser.parse_args()
+    size = 256 * MiB if args.quick else parse_size(args.size)
+
+    with tempfile.TemporaryDirectory(prefix="oss-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        tls = ensure_certificate(tmp / "tls.crt", tmp / "tls.key")
+        source = tmp / "source.bin"
+        make_file(source, size)
+        with OSSServer(tmp / "store", {KEY_ID: SECRET}, tls=tls, region=REGION) as store:
+            os.environ["AIRFLOW_CONN_BENCH_OSS"] = json.dumps({
+                "conn_type": "oss", "schema": "bench",
+                "extra": {"access_key_id": KEY_ID, "access_key_secret": SECRET, "region": REGION,
+                          "endpoint": store.endpoint, "ca_bundle": str(tls[0])}})
+            hook = OSSArtifactHook("bench_oss", checkpoint_dir=tmp / "hook-checkpoints", progress_interval=3600)
+            bucket = oss2.Bucket(oss2.Auth(KEY_ID, SECRET), store.endpoint, "bench", session=store.session())
+            bucket.create_bucket()
+
+            copy_s = timed(lambda: shutil.copyfile(source, tmp / "copy.bin"))
+            (tmp / "copy.bin").unlink()
+
+            hook_up = timed(lambda: hook.upload_file(source, "hook.bin", progress=False))
+            oss2_up = timed(lambda: oss2.resumable_upload(
+                bucket, "oss2.bin", str(source), store=oss2.ResumableStore(root=str(tmp / "oss2-up"))))
+            hook_down = timed(lambda: hook.download_file("hook.bin", tmp / "hook-down.bin", progress=False))
+            assert (tmp / "hook-down.bin").stat().st_size == size
+            (tmp / "hook-down.bin").unlink()
+            oss2_down = timed(lambda: oss2.resumable_download(
+                bucket, "oss2.bin", str(tmp / "oss2-down.bin"),
+                store=oss2.ResumableDownloadStore(root=str(tmp / "oss2-down"))))
+            assert (tmp / "oss2-down.bin").stat().st_size == size
+            (tmp / "oss2-down.bin").unlink()
+            read_s, traced_peak, rss_growth = reader_memory(hook, "hook.bin")
+            bound = (hook.parallelism + 2) * (hook.part_size or 16 * MiB) + hook.parallelism * MiB
+            hook.close()
+
+    mib = size / MiB
+
+    def rate(seconds: float) -> str:
+        return f"{mib / seconds:8.1f} MiB/s  ({seconds:6.2f} s)"
+
+    print(f"object: {mib:.0f} MiB on the local OSS store over HTTPS, CRC-64 checked by every client")
+    print(f"  local file copy (shutil.copyfile)        {rate(copy_s)}")
+    print(f"  upload   hook (16 MiB x 4 parallel)      {rate(hook_up)}")
+    print(f"  upload   oss2.resumable_upload defaults  {rate(oss2_up)}")
+    print(f"  download hook (16 MiB x 4 parallel)      {rate(hook_down)}")
+    print(f"  download oss2.resumable_download default {rate(oss2_down)}")
+    print(f"  stream   hook.open_reader (read it all)  {rate(read_s)}")
+    print("ratios:")
+    print(f"  upload:   hook / oss2 = {oss2_up / hook_up:.2f}x   hook / local copy = {copy_s / hook_up:.2f}x")
+    print(f"  download: hook / oss2 = {oss2_down / hook_down:.2f}x   hook / local copy = {copy_s / hook_down:.2f}x")
+    print(f"streaming reader memory: tracemalloc peak {traced_peak / MiB:.1f} MiB, "
+          f"RSS growth {rss_growth / MiB:.1f} MiB, bound (parallelism + 2) x chunk + parallelism x 1 MiB = "
+          f"{bound / MiB:.0f} MiB, "
+          f"object {mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
