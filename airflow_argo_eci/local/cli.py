@@ -136,19 +136,18 @@ def cmd_env(args: argparse.Namespace) -> int:
         print("# local cluster is not running: start it with `airflow-argo-eci local up --detach`",
               file=sys.stderr)
         return 3
-    token = paths.token.read_text().strip()
-    kube_conn = {"conn_type": "argo_workflows",
-                 "extra": {"transport": "kubernetes", "kube_config_path": str(paths.kubeconfig),
-                           "namespace": "argo"}}
-    server_conn = {"conn_type": "argo_workflows", "host": info["url"], "password": token,
-                   "extra": {"transport": "argo_server", "namespace": "argo",
-                             "ca_cert_path": str(paths.tls_cert)}}
+    from airflow_argo_eci.local.connections import argo_kubernetes_connection, argo_server_connection, oss_connection
+    from airflow_argo_eci.local.oss.app import DEFAULT_REGION
+
     print(f"export KUBECONFIG={shlex.quote(str(paths.kubeconfig))}")
-    print(f"export AIRFLOW_CONN_ARGO_DEFAULT={shlex.quote(json.dumps(kube_conn))}")
+    print(f"export AIRFLOW_CONN_ARGO_DEFAULT={shlex.quote(json.dumps(argo_kubernetes_connection(paths)))}")
+    server_conn = argo_server_connection(paths, info["url"])
+    print(f"export AIRFLOW_CONN_ARGO_SERVER_LOCAL={shlex.quote(json.dumps(server_conn))}")
     if info.get("oss_endpoint"):
+        oss_conn = oss_connection(paths, info["oss_endpoint"], region=info.get("oss_region", DEFAULT_REGION))
+        print(f"export AIRFLOW_CONN_OSS_DEFAULT={shlex.quote(json.dumps(oss_conn))}")
         print(f"export AIRFLOW_ARGO_ECI_OSS_ENDPOINT={shlex.quote(info['oss_endpoint'])}")
         print(f"export AIRFLOW_ARGO_ECI_OSS_CREDENTIALS={shlex.quote(str(paths.oss_credentials))}")
-    print(f"export AIRFLOW_CONN_ARGO_SERVER_LOCAL={shlex.quote(json.dumps(server_conn))}")
     return 0
 
 

@@ -31,11 +31,13 @@ FILE_LABEL = "conformance.airflow-argo-eci.io/file"
 
 @dataclass(frozen=True)
 class Case:
-    """One example file and the outcome the manifest expects of it."""
+    """One example file (or an inline ``document``) and the outcome the manifest expects of it."""
 
     file: str
     scope: str
     label: str | None
+    #: a Workflow given inline (e.g. from a seed document) instead of ``file`` in the examples folder
+    document: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def expected(self) -> tuple[str, ...]:
@@ -73,6 +75,23 @@ def select_cases(
         if entry["scope"] in scopes and entry.get("no_test_label") in labels
         and "Workflow" in entry.get("kinds", [])
     ]
+
+
+def skipped_cases(manifest: dict[str, dict[str, Any]], scopes: Iterable[str], labels: Iterable[str]
+                  ) -> dict[str, str]:
+    """Workflow files in ``scopes`` left out because of their no-test label: file -> why."""
+    reasons = {
+        "environment": "needs an external system (S3/GCS/Azure/HDFS/Git/HTTP/Artifactory store, volumes...)",
+        "flaky": "labelled flaky upstream",
+        "duration": "runs too long for a test",
+    }
+    scopes, labels = set(scopes), set(labels)
+    return {
+        name: f"no-test label {entry['no_test_label']!r}: {reasons.get(entry['no_test_label'], 'see the manifest')}"
+        for name, entry in sorted(manifest.items())
+        if entry["scope"] in scopes and entry.get("no_test_label") in labels
+        and "Workflow" in entry.get("kinds", [])
+    }
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
@@ -131,7 +150,9 @@ class ConformanceRunner:
 
     def submit(self, case: Case) -> list[str]:
         names = []
-        for doc in _docs(self.examples / case.file):
+        docs = [json.loads(json.dumps(case.document))] if case.document is not None else _docs(
+            self.examples / case.file)
+        for doc in docs:
             if doc.get("kind") != "Workflow":
                 continue
             labels = doc.setdefault("metadata", {}).setdefault("labels", {})
@@ -204,12 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("examples", type=Path, help="the argo-examples folder holding MANIFEST.json")
     parser.add_argument("--kubeconfig", type=Path, help="a cluster to use instead of a fresh local one")
     parser.add_argument("--namespace", default="argo")
-    parser.add_argument("--scope", action="append", help="manifest scopes (default: tier1)")
+    parser.add_argument("--scope", action="append", help="manifest scopes (default: tier1; e.g. tier2-artifacts)")
+    parser.add_argument("--with-flaky", action="store_true", help="also run the examples labelled flaky")
     parser.add_argument("--concurrency", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
     manifest = load_manifest(args.examples)
-    cases = select_cases(manifest, args.scope or ["tier1"])
+    labels: list[str | None] = [None, "expected-failure"] + (["flaky"] if args.with_flaky else [])
+    cases = select_cases(manifest, args.scope or ["tier1"], labels)
 
     def execute(kubeconfig: Path) -> int:
         from kubernetes import config

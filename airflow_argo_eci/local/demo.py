@@ -51,15 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no DAG file {args.dag}.py in {dags_folder}; run from the repository or pass --dags-folder",
               file=sys.stderr)
         return 2
+    from airflow_argo_eci.local.connections import argo_kubernetes_connection, oss_connection
     from airflow_argo_eci.local.server import LocalCluster
 
     with tempfile.TemporaryDirectory(prefix="argo-eci-demo-") as tmp, LocalCluster(Path(tmp) / "cluster") as cluster:
         home = Path(tmp) / "airflow"
-        conn = {"conn_type": "argo_workflows",
-                "extra": {"transport": "kubernetes", "kube_config_path": str(cluster.kubeconfig_path),
-                          "namespace": "argo"}}
+        assert cluster.oss is not None
+        conns = {"AIRFLOW_CONN_ARGO_DEFAULT": argo_kubernetes_connection(cluster.paths),
+                 "AIRFLOW_CONN_OSS_DEFAULT": oss_connection(cluster.paths, cluster.oss.endpoint,
+                                                            region=cluster.oss.region)}
         env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-               "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW_CONN_ARGO_DEFAULT": json.dumps(conn)}
+               "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **{k: json.dumps(v) for k, v in conns.items()}}
         print(f"local cluster on {cluster.url}; Airflow home {home}", flush=True)
         subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
                        stdout=subprocess.DEVNULL)

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+#: the bucket ``local up`` creates for workflow artifacts
+ARTIFACT_BUCKET = "argo-artifacts"
+#: the Secret holding the local OSS store's keys, in every initial namespace
+OSS_CREDENTIALS_SECRET = "argo-oss-credentials"  # noqa: S105  # a Secret name
+#: the repository key of the ``artifact-repositories`` ConfigMap
+ARTIFACT_REPOSITORY_KEY = "default-v1"
+#: records the data this server last wrote into a ConfigMap/Secret it manages: an object whose data
+#: still matches is refreshed (e.g. a new OSS port), one a user edited is left alone
+MANAGED_ANNOTATION = "local.airflow-argo-eci.io/managed-data"
 
 
 class LocalClusterError(RuntimeError):
@@ -144,21 +153,23 @@ class LocalCluster:
         os.chmod(self.paths.root, 0o700)
         self.store = Store(self.paths.db)
         self.runtime = Runtime(self.paths, capacity_vcpu=self.capacity_vcpu, sandbox=self.sandbox)
+        cert, key = ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
+        try:
+            self.oss = self._start_oss(cert, key)
+            self.setup_artifact_repository()
+        except Exception:
+            self.stop()
+            raise
         if self.run_controller:
             self.controller = Controller(self.store, self.runtime, self.paths)
+            key_id, secret = next(iter(self.oss_credentials().items()))
+            self.controller.artifact_repository = {"oss": self.artifact_repository_spec(default=True)}
+            self.controller.artifact_credentials = (key_id, secret)
             self.controller.start()
-        cert, key = ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
         try:
             self._server, self._thread, self.port = serve_in_thread(
                 self.build_app(), port=self.port, ssl_certfile=str(cert), ssl_keyfile=str(key), timeout=timeout)
         except LocalClusterError:
-            self.stop()
-            raise
-        from airflow_argo_eci.local.oss.server import OSSServer
-
-        try:
-            self.oss = OSSServer(self.paths.oss_dir, self.oss_credentials(), tls=(cert, key)).start()
-        except Exception:
             self.stop()
             raise
         write_private(self.paths.token, self.token + "\n")
@@ -166,10 +177,109 @@ class LocalCluster:
         write_private(
             self.paths.server_info,
             json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time(),
-                        "oss_endpoint": self.oss.endpoint}),
+                        "oss_endpoint": self.oss.endpoint, "oss_region": self.oss.region}),
         )
         log.info("local cluster listening on %s (state in %s)", self.url, self.paths.root)
         return self
+
+    @property
+    def _oss_port_file(self) -> Path:
+        return self.paths.root / "oss-port"
+
+    def _start_oss(self, cert: Path, key: Path) -> OSSServer:
+        """Start the OSS store on the port it had before (so recorded endpoints stay valid across
+        restarts), or a new one when that port is taken."""
+        from airflow_argo_eci.local.oss.server import OSSServer
+
+        try:
+            previous = int(self._oss_port_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            previous = 0
+        try:
+            server = OSSServer(self.paths.oss_dir, self.oss_credentials(), port=previous, tls=(cert, key)).start()
+        except LocalClusterError:
+            if not previous:
+                raise
+            log.warning("the OSS store's previous port %d is taken; using a new one", previous)
+            server = OSSServer(self.paths.oss_dir, self.oss_credentials(), tls=(cert, key)).start()
+        write_private(self._oss_port_file, f"{server.port}\n")
+        return server
+
+    def artifact_repository_spec(self, *, default: bool = False) -> dict[str, Any]:
+        """The ``oss`` artifact repository of the local store (Argo's ``OSSArtifactRepository``);
+        ``default=True`` gives the controller's default, which names no Secret (keys are built in)."""
+        assert self.oss is not None
+        spec: dict[str, Any] = {"endpoint": self.oss.endpoint, "bucket": ARTIFACT_BUCKET,
+                                "keyFormat": "{{workflow.name}}/{{pod.name}}"}
+        if not default:
+            spec["accessKeySecret"] = {"name": OSS_CREDENTIALS_SECRET, "key": "accessKey"}
+            spec["secretKeySecret"] = {"name": OSS_CREDENTIALS_SECRET, "key": "secretKey"}
+        return spec
+
+    def setup_artifact_repository(self) -> None:
+        """Create the artifacts bucket and, in each initial namespace, the Secret
+        ``argo-oss-credentials`` and the ConfigMap ``artifact-repositories`` (default key
+        ``default-v1``) as an Argo installation on ACK One has them. Idempotent; objects a user
+        edited are never overwritten."""
+        import base64
+
+        import oss2
+        import yaml
+
+        from airflow_argo_eci.local.api.resources import CONFIGMAPS, SECRETS
+        from airflow_argo_eci.local.api.store import INITIAL_NAMESPACES
+
+        assert self.oss is not None and self.store is not None
+        key_id, secret = next(iter(self.oss_credentials().items()))
+        session = self.oss.session()
+        try:
+            bucket = oss2.Bucket(oss2.Auth(key_id, secret), self.oss.endpoint, ARTIFACT_BUCKET, session=session)
+            try:
+                bucket.create_bucket()
+            except oss2.exceptions.OssError as exc:
+                if exc.status != 409:  # BucketAlreadyExists: kept from an earlier start
+                    raise
+        finally:
+            session.session.close()
+        repo_yaml = yaml.safe_dump({"oss": self.artifact_repository_spec()}, sort_keys=False)
+        secret_data = {"accessKey": base64.b64encode(key_id.encode()).decode(),
+                       "secretKey": base64.b64encode(secret.encode()).decode()}
+        for namespace in INITIAL_NAMESPACES:
+            self._ensure_managed(SECRETS, namespace, OSS_CREDENTIALS_SECRET,
+                                 {"type": "Opaque", "data": secret_data}, {})
+            self._ensure_managed(
+                CONFIGMAPS, namespace, "artifact-repositories", {"data": {ARTIFACT_REPOSITORY_KEY: repo_yaml}},
+                {"workflows.argoproj.io/default-artifact-repository": ARTIFACT_REPOSITORY_KEY})
+
+    def _ensure_managed(self, rt: Any, namespace: str, name: str, body: dict[str, Any],
+                        annotations: dict[str, str]) -> None:
+        import hashlib
+
+        from airflow_argo_eci.local.api.errors import ApiError
+
+        assert self.store is not None
+        digest = hashlib.sha256(json.dumps(body.get("data"), sort_keys=True).encode()).hexdigest()
+        obj = {"apiVersion": "v1", "kind": rt.kind,
+               "metadata": {"name": name, "namespace": namespace,
+                            "annotations": {**annotations, MANAGED_ANNOTATION: digest}}, **body}
+        try:
+            self.store.create(rt, namespace, obj)
+            return
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+
+        def refresh(current: dict[str, Any]) -> dict[str, Any] | None:
+            meta = current.setdefault("metadata", {})
+            recorded = (meta.get("annotations") or {}).get(MANAGED_ANNOTATION)
+            actual = hashlib.sha256(json.dumps(current.get("data"), sort_keys=True).encode()).hexdigest()
+            if recorded != actual or actual == digest:
+                return current  # edited by a user, or already up to date: leave it
+            current["data"] = body["data"]
+            meta.setdefault("annotations", {})[MANAGED_ANNOTATION] = digest
+            return None
+
+        self.store.update(rt, namespace, name, refresh)
 
     def oss_credentials(self) -> dict[str, str]:
         """``{access key id: secret}`` of the local OSS store: made once per state directory and

@@ -14,6 +14,8 @@ import httpx
 import pytest
 import yaml
 
+from airflow_argo_eci.hooks.oss import OSSArtifactHook
+
 
 def cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -22,7 +24,7 @@ def cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     )
 
 
-def test_up_status_env_down(tmp_path: Path) -> None:
+def test_up_status_env_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state = tmp_path / "state"
     assert cli(state, "status", check=False).returncode == 3
 
@@ -62,6 +64,12 @@ def test_up_status_env_down(tmp_path: Path) -> None:
         assert conn["extra"]["kube_config_path"] == str(kubeconfig)
         assert shlex.split(exports["AIRFLOW_ARGO_ECI_OSS_ENDPOINT"])[0].startswith("https://127.0.0.1:")
         assert shlex.split(exports["AIRFLOW_ARGO_ECI_OSS_CREDENTIALS"]) == [str(state / "oss-credentials.json")]
+        # the printed connections work as they are: the OSS one reaches the artifact bucket
+        oss_conn = shlex.split(exports["AIRFLOW_CONN_OSS_DEFAULT"])[0]
+        assert json.loads(oss_conn)["schema"] == "argo-artifacts"
+        monkeypatch.setenv("AIRFLOW_CONN_OSS_DEFAULT", oss_conn)
+        ok, message = OSSArtifactHook().test_connection()
+        assert ok, message
     finally:
         down = cli(state, "down")
     assert "stopped" in down.stdout

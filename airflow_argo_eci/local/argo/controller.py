@@ -15,11 +15,19 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS, ResourceType
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.argo.artifacts import (
+    ArtifactError,
+    OSSClients,
+    delete_artifact,
+    gc_strategy,
+    location_of,
+)
 from airflow_argo_eci.local.argo.nodes import now_rfc3339
 from airflow_argo_eci.local.argo.operator import ANNOTATION_OUTPUTS, LABEL_COMPLETED, LABEL_WORKFLOW, Operation
 from airflow_argo_eci.local.paths import StatePaths
@@ -30,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: why a pod that was running when the previous server stopped has no result
 POD_LOST = "pod lost: the local cluster stopped while it was running"
+
+#: uploads a finished pod's output artifacts: (node-status entries, "" or why saving failed)
+ArtifactSaver = Callable[[PodResult], tuple[list[dict[str, Any]], str]]
 
 
 class RuntimeLike(Protocol):
@@ -57,6 +68,14 @@ class Controller:
         self._lock = threading.RLock()
         self._wake_at: dict[tuple[str, str], float] = {}
         self._listening = False
+        self._savers: dict[tuple[str, str], ArtifactSaver] = {}
+        self._gc_threads: list[threading.Thread] = []
+        #: the controller's default artifact repository (``{"oss": {...}}``, Argo's controller
+        #: ConfigMap ``artifactRepository``) for namespaces without an ``artifact-repositories``
+        #: ConfigMap, and the keys used for locations that name no Secrets
+        self.artifact_repository: dict[str, Any] | None = None
+        self.artifact_credentials: tuple[str, str] | None = None
+        self.oss_clients = OSSClients(paths.tls_cert)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -86,6 +105,7 @@ class Controller:
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace", "default"), meta.get("name", "")
         if rt is WORKFLOWS:
+            self._collect_on_deletion(namespace, obj)
             pods, _, _ = self.store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
             for pod in pods:
                 try:
@@ -102,6 +122,63 @@ class Controller:
                 self._killed.discard(key)
             shutil.rmtree(self.paths.pod_dir(namespace, name), ignore_errors=True)
             shutil.rmtree(self.paths.log_file(namespace, name).parent, ignore_errors=True)
+
+    # ------------------------------------------------------------------ artifact GC
+
+    def collect_artifact_garbage(self, namespace: str, status: dict[str, Any], workflow_strategy: str,
+                                 strategy: str) -> tuple[list[tuple[str, int]], list[str], bool]:
+        """Delete the objects of every pod output artifact in ``status`` whose effective
+        ``artifactGC`` strategy is ``strategy``. Returns (deleted (node id, index) pairs, errors,
+        whether any artifact had that strategy). Never raises for a store or OSS failure."""
+        deleted: list[tuple[str, int]] = []
+        errors: list[str] = []
+        found = False
+        done: set[tuple[str, str, str]] = set()
+        for node_id, node in (status.get("nodes") or {}).items():
+            if node.get("type") != "Pod":
+                continue
+            for index, art in enumerate((node.get("outputs") or {}).get("artifacts") or []):
+                if not isinstance(art, dict) or gc_strategy(art, workflow_strategy) != strategy:
+                    continue
+                found = True
+                oss = art.get("oss")
+                if art.get("deleted") or not isinstance(oss, dict):
+                    continue
+                place = (str(oss.get("endpoint")), str(oss.get("bucket")), str(oss.get("key")))
+                try:
+                    if place not in done:
+                        loc = location_of(self.store, namespace, oss, place[2], self.artifact_credentials)
+                        delete_artifact(self.oss_clients, loc)
+                        done.add(place)
+                    deleted.append((node_id, index))
+                except Exception as exc:  # any failure becomes a condition; the controller goes on
+                    errors.append(f"failed to delete artifact {art.get('name')} "
+                                  f"(oss://{place[1]}/{place[2]}): {exc}")
+        return deleted, errors, found
+
+    def _collect_on_deletion(self, namespace: str, wf: dict[str, Any]) -> None:
+        """``artifactGC`` OnWorkflowDeletion, in a background thread (the workflow is gone, so
+        failures are only logged)."""
+        status = wf.get("status") or {}
+        spec = wf.get("spec") or {}
+        gc = spec.get("artifactGC") or (status.get("storedWorkflowTemplateSpec") or {}).get("artifactGC") or {}
+        workflow_strategy = str(gc.get("strategy") or "")
+
+        def work() -> None:
+            _, errors, _ = self.collect_artifact_garbage(namespace, status, workflow_strategy, "OnWorkflowDeletion")
+            for error in errors:
+                log.warning("artifact GC of deleted workflow %s/%s: %s", namespace,
+                            wf.get("metadata", {}).get("name"), error)
+
+        thread = threading.Thread(target=work, name="artifact-gc", daemon=True)
+        thread.start()
+        self._gc_threads = [t for t in self._gc_threads if t.is_alive()] + [thread]
+
+    def wait_for_artifact_gc(self, timeout: float = 30.0) -> None:
+        """Wait for deletion-time artifact GC started so far (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._gc_threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def recover_lost_pods(self) -> int:
         """Pods the store says are Pending/Running but the runtime does not know end as Error
@@ -191,8 +268,11 @@ class Controller:
                 return None
             raise
 
-    def create_and_submit(self, pod: dict[str, Any], request: PodRequest) -> None:
-        """Create the Pod object and hand it to the runtime, exactly once per pod name."""
+    def create_and_submit(self, pod: dict[str, Any], request: PodRequest, *,
+                          save_artifacts: ArtifactSaver | None = None) -> None:
+        """Create the Pod object and hand it to the runtime, exactly once per pod name;
+        ``save_artifacts`` runs in the runtime's thread when the pod ends, before its result is
+        recorded (Argo's wait container)."""
         key = (request.namespace, request.pod_name)
         with self._lock:
             if key in self._submitted:
@@ -206,6 +286,8 @@ class Controller:
                     return
                 raise
             self._submitted.add(key)
+            if save_artifacts is not None:
+                self._savers[key] = save_artifacts
         self.runtime.submit(request, self._record_result)
         if self.runtime.is_running(request.namespace, request.pod_name):
             self.mark_pod_running(request.namespace, request.pod_name)
@@ -249,7 +331,18 @@ class Controller:
             log.info("dropping the result of pod %s/%s: the controller is stopped", result.namespace,
                      result.pod_name)
             return
-        outputs = {
+        with self._lock:
+            saver = self._savers.pop((result.namespace, result.pod_name), None)
+        artifacts: list[dict[str, Any]] = []
+        if saver is not None and result.phase in ("Succeeded", "Failed"):
+            try:
+                artifacts, error = saver(result)
+            except (ArtifactError, OSError) as exc:
+                error = str(exc)
+            if error and result.phase == "Succeeded":
+                result.phase = "Error"
+                result.message = error
+        outputs: dict[str, Any] = {
             "phase": result.phase,
             "exitCode": result.exit_code if result.exit_code >= 0 else None,
             "result": result.stdout,
@@ -258,6 +351,8 @@ class Controller:
             "startedAt": result.started_at,
             "finishedAt": result.finished_at,
         }
+        if artifacts:
+            outputs["artifacts"] = artifacts
 
         def mutate(obj: dict[str, Any]) -> None:
             status = obj.setdefault("status", {})

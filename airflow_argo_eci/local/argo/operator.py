@@ -12,14 +12,32 @@ from __future__ import annotations
 import copy
 import json
 import math
+import posixpath
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CLUSTER_WORKFLOW_TEMPLATES, CONFIGMAPS, SECRETS, WORKFLOW_TEMPLATES
 from airflow_argo_eci.local.argo import nodes as N
+from airflow_argo_eci.local.argo.artifacts import (
+    DEFAULT_KEY_FORMAT,
+    ArtifactError,
+    Location,
+    NotFound,
+    artifact_key,
+    check_supported,
+    has_location_or_key,
+    load_artifact,
+    location_of,
+    missing_output_message,
+    resolve_repository,
+    save_artifact,
+    status_location,
+    strip_location,
+)
 from airflow_argo_eci.local.argo.expressions import ExpressionError, evaluate, evaluate_when
 from airflow_argo_eci.local.argo.templates import (
     UNSUPPORTED_TYPES,
@@ -34,7 +52,7 @@ from airflow_argo_eci.local.argo.templates import (
     validate_workflow,
 )
 from airflow_argo_eci.local.argo.variables import Scope, TemplateError, substitute, substitute_obj, unresolved_tags
-from airflow_argo_eci.local.runtime import PodRequest
+from airflow_argo_eci.local.runtime import HostPathOf, PodRequest, PodResult
 
 if TYPE_CHECKING:
     from airflow_argo_eci.local.argo.controller import Controller
@@ -46,6 +64,10 @@ ANNOTATION_NODE_NAME = "workflows.argoproj.io/node-name"
 ANNOTATION_NODE_ID = "workflows.argoproj.io/node-id"
 ANNOTATION_OUTPUTS = "workflows.argoproj.io/outputs"
 ANNOTATION_TEMPLATE = "workflows.argoproj.io/template"
+
+#: template keys left alone when a template's tags are substituted: metrics (evaluated when the node
+#: ends) and artifact references (resolved as artifacts, not as text, when the step runs)
+_UNSUBSTITUTED = frozenset({"metrics", "from", "fromExpression"})
 
 #: pod-spec fields of a template / the workflow copied into the Pod spec
 _POD_SPEC_FIELDS = ("nodeSelector", "tolerations", "affinity", "schedulerName", "priorityClassName",
@@ -70,6 +92,20 @@ def _params(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _value_str(value: Any) -> str:
     return N.go_string(value)
+
+
+def _arts(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not obj:
+        return []
+    return [a for a in (obj.get("artifacts") or []) if isinstance(a, dict)]
+
+
+def _tag_name(text: str) -> str:
+    """``{{steps.a.outputs.artifacts.b}}`` -> ``steps.a.outputs.artifacts.b``."""
+    stripped = text.strip()
+    if stripped.startswith("{{") and stripped.endswith("}}"):
+        return stripped[2:-2].strip()
+    return stripped
 
 
 class Operation:
@@ -325,6 +361,8 @@ class Operation:
         scope.set("workflow.parameters.json", N.go_json(params))
         for p in _params(self.status.get("outputs")):
             scope.set(f"workflow.outputs.parameters.{p['name']}", p.get("value", ""))
+        for a in _arts(self.status.get("outputs")):
+            scope.set(f"workflow.outputs.artifacts.{a['name']}", a)
 
     def _global_param_value(self, p: dict[str, Any]) -> str:
         if p.get("value") is not None:
@@ -429,6 +467,7 @@ class Operation:
     def _finish(self, phase: str, message: str) -> None:
         if self.shutdown or self.deadline_exceeded:
             self._kill_running(message or "workflow shutdown")
+        self._collect_artifacts_on_completion()
         self.status["phase"] = phase
         self.status.setdefault("startedAt", self.now)
         self.status["finishedAt"] = self.now
@@ -441,6 +480,26 @@ class Operation:
         if started is not None:
             self.status["estimatedDuration"] = int(N.seconds_between(self.status["startedAt"], self.now))
         self._set_labels()
+
+    def _collect_artifacts_on_completion(self) -> None:
+        """``artifactGC`` OnWorkflowCompletion: delete those artifacts' objects now, mark them
+        ``deleted`` in node status, record the strategy as processed and failures as conditions."""
+        gc_status = self.status.get("artifactGCStatus") or {}
+        if (gc_status.get("strategiesProcessed") or {}).get("OnWorkflowCompletion"):
+            return
+        strategy = str((self.spec.get("artifactGC") or {}).get("strategy") or "")
+        deleted, errors, found = self.ctl.collect_artifact_garbage(self.namespace, self.status, strategy,
+                                                                   "OnWorkflowCompletion")
+        if not found:
+            return
+        for node_id, index in deleted:
+            self.nodes[node_id]["outputs"]["artifacts"][index]["deleted"] = True
+        gc_status = self.status.setdefault("artifactGCStatus", {})
+        gc_status.setdefault("strategiesProcessed", {})["OnWorkflowCompletion"] = True
+        if errors:
+            conditions = self.status.setdefault("conditions", [])
+            conditions.append({"type": "ArtifactGCError", "status": "True",
+                               "message": "; ".join(errors)[:2000]})
 
     def _stop_running(self) -> None:
         message = (f"workflow shutdown with strategy: {self.shutdown}" if self.shutdown
@@ -549,10 +608,39 @@ class Operation:
         if inputs:
             tmpl.setdefault("inputs", {})["parameters"] = inputs
             local.set("inputs.parameters", N.go_json(inputs))
+        arg_arts = {a.get("name"): a for a in _arts(args)}
+        in_arts: list[dict[str, Any]] = []
+        for a in _arts(tmpl.get("inputs")):
+            name = a.get("name")
+            resolved = a
+            if not has_location_or_key(a):
+                arg = arg_arts.get(name)
+                if arg is not None and has_location_or_key(arg):
+                    resolved = {**copy.deepcopy(arg), "name": name}
+                    for key in ("path", "mode", "recurseMode", "optional"):
+                        if a.get(key) is not None:
+                            resolved[key] = a[key]
+                elif not a.get("optional"):
+                    if arg is None:
+                        raise SpecError(f"inputs.artifacts.{name} was not supplied")
+                    raise SpecError(f"inputs.artifacts.{name} missing location information")
+            in_arts.append(resolved)
+            if a.get("path"):
+                local.set(f"inputs.artifacts.{name}.path", str(a["path"]))
+            local.set(f"inputs.artifacts.{name}", copy.deepcopy(resolved))
+        if in_arts:
+            tmpl.setdefault("inputs", {})["artifacts"] = in_arts
+        if template_type(tmpl) in ("container", "script"):
+            for a in _arts(tmpl.get("outputs")):
+                if a.get("path"):
+                    local.set(f"outputs.artifacts.{a.get('name')}.path", str(a["path"]))
+            for p in _params(tmpl.get("outputs")):
+                if (p.get("valueFrom") or {}).get("path"):
+                    local.set(f"outputs.parameters.{p.get('name')}.path", str(p["valueFrom"]["path"]))
         if template_type(tmpl) in ("container", "script"):
             pod_tmpl_name = tmpl.get("name", "")
             local.set("pod.name", N.pod_name(self.name, node_name, pod_tmpl_name))
-        tmpl = substitute_obj(tmpl, local, skip=frozenset({"metrics"}))
+        tmpl = substitute_obj(tmpl, local, skip=_UNSUBSTITUTED)
         return tmpl, local
 
     def _execute_retry(self, node: dict[str, Any] | None, node_name: str, display: str, holder: dict[str, Any],
@@ -601,7 +689,7 @@ class Operation:
         if template_type(child_tmpl) in ("container", "script"):
             attempt_scope.set("pod.name", N.pod_name(self.name, child_name, child_tmpl.get("name", "")))
             child_tmpl = substitute_obj(copy.deepcopy({k: v for k, v in raw.items() if k != "retryStrategy"}),
-                                        attempt_scope, skip=frozenset({"metrics"}))
+                                        attempt_scope, skip=_UNSUBSTITUTED)
             if tmpl.get("inputs"):
                 child_tmpl["inputs"] = tmpl["inputs"]
         existing = self.node_by_name(child_name)
@@ -717,7 +805,7 @@ class Operation:
             self.active_pods += 1
             try:
                 self._create_pod(pod, node, tmpl)
-            except (SpecError, TemplateError, ExpressionError) as exc:
+            except (SpecError, TemplateError, ExpressionError, ArtifactError) as exc:
                 self.mark(node, "Error", str(exc))
                 self.active_pods -= 1
                 return node
@@ -801,6 +889,8 @@ class Operation:
         node["hostNodeName"] = spec["nodeName"]
         output_paths = [str((p.get("valueFrom") or {}).get("path")) for p in out_params
                         if (p.get("valueFrom") or {}).get("path")]
+        inputs_plan = self._input_artifact_plan(node, tmpl)
+        outputs_plan, key_prefix = self._output_artifact_plan(tmpl, pod)
         request = PodRequest(
             namespace=self.namespace,
             pod_name=pod,
@@ -811,8 +901,131 @@ class Operation:
             deadline_seconds=deadline,
             labels=labels,
             annotations=annotations,
+            input_paths=[str(a["path"]) for a, _ in inputs_plan],
+            artifact_paths=[str(a["path"]) for a, _, _, _ in outputs_plan],
+            prepare=self._artifact_loader(inputs_plan) if inputs_plan else None,
         )
-        self.ctl.create_and_submit(pod_obj, request)
+        saver = self._artifact_saver(outputs_plan, key_prefix) if outputs_plan else None
+        self.ctl.create_and_submit(pod_obj, request, save_artifacts=saver)
+
+    # ------------------------------------------------------------------ artifacts
+
+    def _repository(self) -> dict[str, Any]:
+        """The artifact repository of this workflow (resolved once, recorded in status)."""
+        ref = self.status.get("artifactRepositoryRef")
+        if not isinstance(ref, dict) or not isinstance(ref.get("artifactRepository"), dict):
+            ref = resolve_repository(self.store, self.namespace, self.spec.get("artifactRepositoryRef"),
+                                     self.ctl.artifact_repository)
+            self.status["artifactRepositoryRef"] = ref
+        repo: dict[str, Any] = ref["artifactRepository"]
+        return repo
+
+    def _artifact_place(self, art: dict[str, Any], where: str) -> tuple[dict[str, Any], str | None]:
+        """The OSS place of an artifact (the repository's, with the artifact's own oss fields on top)
+        and its own key (None: the executor derives it from the repository's keyFormat)."""
+        check_supported(art, where)
+        oss: dict[str, Any] = dict(self._repository()["oss"])
+        own = art.get("oss")
+        if isinstance(own, dict):
+            oss.update({k: v for k, v in own.items() if v not in (None, "")})
+        oss.pop("keyFormat", None)
+        oss.pop("key", None)
+        return oss, artifact_key(art)
+
+    def _location(self, oss: dict[str, Any], key: str) -> Location:
+        return location_of(self.store, self.namespace, oss, key, self.ctl.artifact_credentials)
+
+    def _input_artifact_plan(self, node: dict[str, Any], tmpl: dict[str, Any]
+                             ) -> list[tuple[dict[str, Any], Location | None]]:
+        """Input artifacts to place before start, each with its location (None for raw data);
+        the node's ``inputs.artifacts`` get the resolved OSS locations, as Argo records them."""
+        plan: list[tuple[dict[str, Any], Location | None]] = []
+        recorded: list[dict[str, Any]] = []
+        tname = tmpl.get("name", "")
+        for a in _arts(tmpl.get("inputs")):
+            name = a.get("name")
+            where = f"templates.{tname}.inputs.artifacts.{name}"
+            if not a.get("path"):
+                raise SpecError(f"{where}.path is required")
+            if not has_location_or_key(a):
+                if a.get("optional"):
+                    recorded.append(a)
+                    continue
+                raise ArtifactError(f"required artifact '{name}' not supplied")
+            if a.get("raw") is not None:
+                plan.append((a, None))
+                recorded.append(a)
+                continue
+            oss, key = self._artifact_place(a, where)
+            if key is None:
+                raise ArtifactError(f"{where}: the artifact has no key")
+            plan.append((a, self._location(oss, key)))
+            entry = strip_location(a)
+            entry["oss"] = status_location(oss, key)
+            recorded.append(entry)
+        if recorded:
+            node.setdefault("inputs", {})["artifacts"] = recorded
+        return plan
+
+    def _artifact_loader(self, plan: list[tuple[dict[str, Any], Location | None]]) -> Any:
+        clients = self.ctl.oss_clients
+
+        def prepare(host_of: HostPathOf) -> None:
+            for art, loc in plan:
+                try:
+                    load_artifact(clients, art, host_of(str(art["path"])), loc)
+                except NotFound as exc:
+                    if art.get("optional"):
+                        continue
+                    raise ArtifactError(f"artifact {art.get('name')} failed to load: {exc}") from exc
+
+        return prepare
+
+    def _output_artifact_plan(self, tmpl: dict[str, Any], pod: str
+                              ) -> tuple[list[tuple[dict[str, Any], dict[str, Any], str | None, Location]], str]:
+        """Output artifacts with their place, own key and location, and the pod's key prefix."""
+        prefix = ""
+        plan: list[tuple[dict[str, Any], dict[str, Any], str | None, Location]] = []
+        tname = tmpl.get("name", "")
+        for a in _arts(tmpl.get("outputs")):
+            where = f"templates.{tname}.outputs.artifacts.{a.get('name')}"
+            if not a.get("name"):
+                raise SpecError(f"templates.{tname}.outputs.artifacts: every artifact needs a name")
+            if not a.get("path"):
+                raise SpecError(f"{where}.path is required")
+            oss, key = self._artifact_place(a, where)
+            plan.append((a, oss, key, self._location(oss, key or "")))
+        if plan:
+            repo_oss = self._repository()["oss"]
+            key_format = str(repo_oss.get("keyFormat") or DEFAULT_KEY_FORMAT)
+            prefix = substitute(key_format, self.global_scope.child({"pod.name": pod}))
+            if unresolved_tags(prefix):
+                raise ArtifactError(f"artifact repository keyFormat: failed to resolve {unresolved_tags(prefix)[0]}")
+        return plan, prefix
+
+    def _artifact_saver(self, plan: list[tuple[dict[str, Any], dict[str, Any], str | None, Location]],
+                        prefix: str) -> Any:
+        """Argo's wait container: after exit, upload what the pod left at each output path."""
+        clients = self.ctl.oss_clients
+
+        def save(result: PodResult) -> tuple[list[dict[str, Any]], str]:
+            saved: list[dict[str, Any]] = []
+            errors: list[str] = []
+            scratch = Path(str(result.extra.get("pod_dir") or self.ctl.paths.pod_dir(
+                result.namespace, result.pod_name))) / "artifacts-staging"
+            for art, oss, key, place in plan:
+                host = result.artifact_paths.get(str(art["path"]))
+                if host is None:
+                    if not art.get("optional") and result.phase == "Succeeded":
+                        errors.append(missing_output_message(str(art["path"])))
+                    continue
+                try:
+                    saved.append(save_artifact(clients, art, Path(host), oss, key, prefix, place, scratch))
+                except ArtifactError as exc:
+                    errors.append(str(exc))
+            return saved, "; ".join(errors)
+
+        return save
 
     def _field_ref(self, ref: dict[str, Any], pod: str) -> str:
         path = ref.get("fieldPath", "")
@@ -904,6 +1117,12 @@ class Operation:
             params.append(entry)
         if params:
             outputs["parameters"] = params
+        saved_arts = [a for a in (info.get("artifacts") or []) if isinstance(a, dict)]
+        if saved_arts:
+            outputs["artifacts"] = saved_arts
+            for a in saved_arts:
+                if a.get("globalName"):
+                    self._set_global_artifact(str(a["globalName"]), a)
         if outputs:
             node["outputs"] = outputs
         node["hostNodeName"] = (obj.get("spec") or {}).get("nodeName", "local")
@@ -919,6 +1138,18 @@ class Operation:
                                      "memory": max(1, round(duration * _mem_units(requests.get("memory"))))}
         self.mark(node, node_phase if node_phase in ("Succeeded", "Failed", "Error") else "Error", message)
         self.active_pods = max(0, self.active_pods - 1)
+
+    def _set_global_artifact(self, name: str, art: dict[str, Any]) -> None:
+        entry = {**copy.deepcopy(art), "name": name}
+        entry.pop("globalName", None)
+        outs = self.status.setdefault("outputs", {}).setdefault("artifacts", [])
+        for i, a in enumerate(outs):
+            if a.get("name") == name:
+                outs[i] = entry
+                break
+        else:
+            outs.append(entry)
+        self.global_scope.set(f"workflow.outputs.artifacts.{name}", copy.deepcopy(entry))
 
     def _set_global_output(self, name: str, value: str) -> None:
         outs = self.status.setdefault("outputs", {}).setdefault("parameters", [])
@@ -1120,7 +1351,11 @@ class Operation:
                                           f"when '{text}' evaluated false")
                     self._skipped_outputs(node, step, ctx)
                     return node
-        args = self._step_args(step, scope)
+        try:
+            args = self._step_args(step, scope)
+        except TemplateError as exc:
+            return existing or self.init_node(child_name, "Skipped", display, ctx, None, step, boundary, "Error",
+                                              str(exc))
         return self.execute(child_name, step, ctx, args, boundary=boundary, scope=self.global_scope,
                             on_exit=on_exit, display=display)
 
@@ -1138,7 +1373,42 @@ class Operation:
                 p["value"] = value
             params.append(p)
         args["parameters"] = params
+        arts = []
+        for a in _arts(args):
+            if a.get("from") in (None, "") and a.get("fromExpression") in (None, ""):
+                arts.append(substitute_obj(a, scope))
+                continue
+            try:
+                src = self._artifact_reference(a, scope)
+            except ExpressionError as exc:
+                raise TemplateError(f"failed to evaluate artifact fromExpression: {exc}") from exc
+            if src is None:
+                if a.get("optional"):
+                    arts.append({k: v for k, v in a.items() if k not in ("from", "fromExpression")})
+                    continue
+                raise TemplateError(f"Unable to resolve: {a.get('from') or a.get('fromExpression')}")
+            entry = {k: v for k, v in src.items() if k not in ("name", "path", "globalName", "artifactGC",
+                                                                  "deleted", "optional", "mode", "recurseMode")}
+            entry.update({k: v for k, v in a.items() if k not in ("from", "fromExpression", "subPath")})
+            sub_path = a.get("subPath")
+            if sub_path and isinstance(entry.get("oss"), dict):
+                entry["oss"] = {**entry["oss"], "key": posixpath.join(str(entry["oss"].get("key", "")),
+                                                                      str(substitute(str(sub_path), scope)))}
+            arts.append(entry)
+        if arts:
+            args["artifacts"] = arts
         return args
+
+    def _artifact_reference(self, art: dict[str, Any], scope: Scope) -> dict[str, Any] | None:
+        """The artifact a ``from`` / ``fromExpression`` names, or None when it does not exist."""
+        if art.get("fromExpression") not in (None, ""):
+            value = evaluate(str(art["fromExpression"]), scope.env())
+            return copy.deepcopy(value) if isinstance(value, dict) and value else None
+        ref = art.get("from")
+        if ref in (None, ""):
+            return None
+        value = scope.values.get(_tag_name(str(ref)))
+        return copy.deepcopy(value) if isinstance(value, dict) else None
 
     def _skipped_outputs(self, node: dict[str, Any], holder: dict[str, Any], ctx: TemplateContext) -> None:
         assert self.resolver is not None
@@ -1163,8 +1433,15 @@ class Operation:
             return True
         hook_scope = scope.child()
         self._scope_outputs(hook_scope, prefix, own_name, [child], False)
-        args = self._step_args(hook, hook_scope)
         hook_name = f"{child['name']}.onExit"
+        try:
+            args = self._step_args(hook, hook_scope)
+        except TemplateError as exc:
+            failed = self.node_by_name(hook_name) or self.init_node(
+                hook_name, "Skipped", f"{child.get('displayName', '')}.onExit", ctx, None, hook,
+                child.get("boundaryID", ""), "Error", str(exc))
+            self.add_child(child, failed["id"])
+            return True
         hook_node = self.execute(hook_name, hook, ctx, args, boundary=child.get("boundaryID", ""),
                                  scope=self.global_scope.child({"workflow.status": child["phase"]}),
                                  on_exit=True, display=f"{child.get('displayName', '')}.onExit")
@@ -1195,6 +1472,8 @@ class Operation:
                 values[f"{key}.exitCode"] = outputs["exitCode"]
             for p in outputs.get("parameters") or []:
                 values[f"{key}.outputs.parameters.{p['name']}"] = p.get("value", "")
+            for a in outputs.get("artifacts") or []:
+                values[f"{key}.outputs.artifacts.{a['name']}"] = copy.deepcopy(a)
             scope.update(values)
             return
         results: list[Any] = []
@@ -1254,6 +1533,26 @@ class Operation:
             params.append(entry)
         if params:
             node.setdefault("outputs", {})["parameters"] = params
+        arts = []
+        for a in _arts(tmpl.get("outputs")):
+            try:
+                src = self._artifact_reference(a, scope)
+            except (ExpressionError, TemplateError) as exc:
+                self.mark(node, "Error", f"failed to resolve outputs.artifacts.{a.get('name')}: {exc}")
+                return
+            if src is None:
+                if a.get("optional"):
+                    continue
+                ref = a.get("from") or a.get("fromExpression") or ""
+                self.mark(node, "Error", f"Unable to resolve: {ref}" if ref else
+                          f"outputs.artifacts.{a.get('name')}: from or fromExpression is required")
+                return
+            entry = {**src, **{k: v for k, v in a.items() if k not in ("from", "fromExpression")}}
+            arts.append(entry)
+            if a.get("globalName"):
+                self._set_global_artifact(str(a["globalName"]), entry)
+        if arts:
+            node.setdefault("outputs", {})["artifacts"] = arts
         result_ref = (tmpl.get("outputs") or {}).get("result")
         if result_ref:
             node.setdefault("outputs", {})["result"] = substitute(_value_str(result_ref), scope)

@@ -7,8 +7,13 @@ main container's command in a sandbox, writes its log to ``StatePaths.log_file``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+#: maps an absolute pod path to where it lives on the host (see ``PodRequest.prepare``)
+HostPathOf = Callable[[str], Path]
 
 
 @dataclass
@@ -33,6 +38,16 @@ class PodRequest:
     #: labels/annotations of the pod (for the virtual-kubelet placement record)
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    #: pod paths (files or directories) that ``prepare`` creates before start (input artifacts);
+    #: their directories become writable like those of ``input_files``
+    input_paths: list[str] = field(default_factory=list)
+    #: pod paths (files or directories) of output artifacts; after exit their host locations are
+    #: reported in ``PodResult.artifact_paths`` (nothing is read into memory)
+    artifact_paths: list[str] = field(default_factory=list)
+    #: Argo's init container: called in the pod's thread once its filesystem exists and before the
+    #: process starts, with a function mapping a pod path to its host path (to place input
+    #: artifacts). An exception ends the pod as ``Error`` with the exception's text as message.
+    prepare: Callable[[HostPathOf], None] | None = None
 
 
 @dataclass
@@ -53,3 +68,6 @@ class PodResult:
     finished_at: str  # RFC3339
     #: directories readable on the host that hold the pod's view of the given output paths
     extra: dict[str, Any] = field(default_factory=dict)
+    #: each ``PodRequest.artifact_paths`` entry -> the host path holding what the pod left there
+    #: (a file or a directory), or None when the pod did not create it
+    artifact_paths: dict[str, str | None] = field(default_factory=dict)

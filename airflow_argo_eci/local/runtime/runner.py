@@ -243,6 +243,10 @@ class Runtime:
             fs.add_file(pod_path(out, f"output_paths[{index}]"))
         for path in req.input_files:
             fs.add_file(pod_path(path, f"input_files[{path!r}]"))
+        for path in req.input_paths:
+            fs.add_file(pod_path(path, f"input_paths[{path!r}]"))
+        for path in req.artifact_paths:
+            fs.add_output_path(pod_path(path, f"artifact_paths[{path!r}]"))
         if script:
             fs.add_file(SCRIPT_PATH)
         fs.add_dir(working_dir)
@@ -333,6 +337,11 @@ class Runtime:
                 target = fs.host_path(pod_path(path, "input_files"))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(content)
+            if req.prepare is not None:
+                try:
+                    req.prepare(lambda path: fs.host_path(pod_path(path, "input_paths")))
+                except Exception as exc:  # Argo's init container failing: the pod never starts
+                    return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error", str(exc))
             if req.script_source is not None:
                 script = fs.host_path(SCRIPT_PATH)
                 script.parent.mkdir(parents=True, exist_ok=True)
@@ -396,6 +405,7 @@ class Runtime:
         else:
             phase, message = "Failed", f"Error (exit code {code})"
         result = self._result(pod, started, code, stdout, outputs, phase, message)
+        result.artifact_paths = self._artifact_paths(pod)
         if truncated[0]:
             result.extra["stdout_truncated"] = True
         return result
@@ -411,6 +421,33 @@ class Runtime:
             except OSError:
                 outputs[out] = None
         return outputs
+
+    def _artifact_paths(self, pod: _Pod) -> dict[str, str | None]:
+        """Where each output artifact path is on the host: what the pod wrote, else (like a file of the
+        container image) the host's own file at that path, which the pod saw read-only. Never the
+        host's /tmp or anything under the cluster's state directory."""
+        fs = pod.fs
+        assert fs is not None
+        state = os.path.realpath(self.paths.root)
+        found: dict[str, str | None] = {}
+        spliced = set(fs.spliced()) if self.sandbox.isolated else set()
+        for out in pod.req.artifact_paths:
+            norm = pod_path(out, "artifact_paths")
+            real = os.path.realpath(norm)
+            in_state = real == state or real.startswith(state + os.sep)
+            special = norm in ("/tmp", "/proc", "/dev", "/sys") or norm.startswith(POD_TMP_PREFIXES)  # noqa: S108
+            from_host = not special and not in_state and os.path.exists(norm) and not _written_below(fs, norm)
+            if from_host and _bound_from_host(norm, spliced, fs):
+                found[out] = norm  # the sandbox showed the host's (read-only) copy; its mount point is empty
+                continue
+            host = fs.host_path(norm)
+            if os.path.lexists(host):
+                found[out] = str(host)
+            elif from_host:
+                found[out] = norm
+            else:
+                found[out] = None
+        return found
 
     def _result(
         self, pod: _Pod, started: float, code: int, stdout: str, outputs: dict[str, str | None],
@@ -473,6 +510,32 @@ def _pump(
                 if len(raw) > room:
                     truncated[0] = True
                 captured.extend(raw[: max(0, room)])
+
+
+#: pod paths whose host counterpart is never an artifact (the pod's own /tmp is per pod)
+POD_TMP_PREFIXES = ("/tmp/", "/proc/", "/dev/", "/sys/")  # noqa: S108
+
+
+def _written_below(fs: PodFilesystem, path: str) -> bool:
+    """Whether the pod may have replaced ``path`` with its own (an ancestor is one of its files)."""
+    current = path
+    while current not in ("/", ""):
+        if current in fs.files:
+            return True
+        current = os.path.dirname(current)
+    return False
+
+
+def _bound_from_host(path: str, spliced: set[str], fs: PodFilesystem) -> bool:
+    """Whether bubblewrap bound ``path`` (or an ancestor) read-only from the host: an entry of a
+    spliced directory that is neither spliced itself nor one of the pod's own files."""
+    current = path
+    while current not in ("/", ""):
+        parent = os.path.dirname(current)
+        if parent in spliced:
+            return current not in spliced and current not in fs.files
+        current = parent
+    return False
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -125,6 +125,8 @@ class PodFilesystem:
     files: set[str] = field(default_factory=set)
     #: pod directories that must be writable
     writable_dirs: set[str] = field(default_factory=set)
+    #: further pod paths the best-effort sandbox rewrites (output artifacts)
+    rewritten: set[str] = field(default_factory=set)
 
     @property
     def tmp_dir(self) -> Path:
@@ -147,6 +149,19 @@ class PodFilesystem:
         parent = posixpath.dirname(resolved)
         if not _under_tmp(parent):
             self.writable_dirs.add(parent)
+
+    def add_output_path(self, path: str) -> None:
+        """Let the pod create ``path`` (an output artifact: file or directory, made by the pod with
+        any missing parents) without creating anything beforehand: the nearest ancestor that exists
+        on the host becomes writable, and ``path`` is rewritten in best-effort mode. What the image
+        (the host) already has at ``path`` stays visible read-only under bubblewrap."""
+        self.rewritten.add(path)
+        if _under_tmp(path):
+            return
+        ancestor = posixpath.dirname(path)
+        while ancestor != "/" and not os.path.isdir(ancestor):
+            ancestor = posixpath.dirname(ancestor)
+        self.writable_dirs.add(os.path.realpath(ancestor))
 
     def add_dir(self, path: str) -> None:
         """Make the directory ``path`` writable (workingDir, HOME)."""
@@ -275,7 +290,7 @@ class BestEffortSandbox(Sandbox):
     isolated = False
 
     def _pattern(self, fs: PodFilesystem) -> re.Pattern[str] | None:
-        known = {POD_TMP, *fs.files, *(d for d in fs.writable_dirs if d != "/")}
+        known = {POD_TMP, *fs.files, *fs.rewritten, *(d for d in fs.writable_dirs if d != "/")}
         if not known:
             return None
         alternatives = "|".join(re.escape(p) for p in sorted(known, key=len, reverse=True))
