@@ -7,16 +7,21 @@ multi-zone placement, fail-fast, retries), and Airflow's own Jinja (``{{ ds }}``
 
 ``sync`` waits on a worker and streams pod logs as it goes; ``deferred`` waits in the triggerer
 without holding a worker slot and prints the logs when it resumes. A sensor then waits on the
-same workflow by label, and a last task reads the outputs from XCom.
+same workflow by label. The reduce step's JSON report comes back from OSS as text (the workflow
+left it in the cluster's artifact repository), a last task checks it against the outputs in
+XCom, and the sync run's artifacts (one per shard plus the report) are reclaimed from OSS.
 """
 
 from __future__ import annotations
+
+import json
 
 import pendulum
 from airflow.sdk import DAG, task
 
 from airflow_argo_eci.eci import EciProfile, RetryStrategy
 from airflow_argo_eci.operators.argo import ArgoWorkflowOperator
+from airflow_argo_eci.operators.oss import ArgoArtifactDownloadOperator, OSSArtifactGCOperator
 from airflow_argo_eci.sensors.argo import ArgoWorkflowSensor
 
 ECI = EciProfile(
@@ -61,12 +66,24 @@ with DAG(
         timeout=300,
     )
 
+    fetch_report = ArgoArtifactDownloadOperator(
+        task_id="fetch_report",
+        workflow=deferred.output,
+        artifacts=["report"],
+        as_text=True,
+    )
+    reclaim = OSSArtifactGCOperator(task_id="reclaim_sync_artifacts", workflow=sync.output)
+
     @task
-    def report(result: dict) -> str:
+    def report(result: dict, files: dict) -> str:
         total = result["node_outputs"][result["name"]]["total"]  # the entrypoint template's outputs
-        line = f"workflow {result['name']} {result['phase']}: total={total}"
+        from_oss = json.loads(files["report"])
+        if str(from_oss["total"]) != str(total):
+            raise ValueError(f"report artifact says total={from_oss['total']}, outputs say {total}")
+        line = f"workflow {result['name']} {result['phase']}: total={total} over {from_oss['shards']} shards"
         print(line)
         return line
 
     sync >> deferred >> wait_again
-    report(deferred.output)
+    sync >> reclaim
+    report(deferred.output, fetch_report.output)

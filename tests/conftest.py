@@ -87,6 +87,14 @@ def server_connection(cluster: LocalCluster, **extra: object) -> str:
                                  "ca_cert_path": str(cluster.paths.tls_cert), **extra}})
 
 
+def oss_connection(cluster: LocalCluster) -> str:
+    """``AIRFLOW_CONN_*`` value: the local cluster's OSS store, artifact bucket in ``schema``."""
+    from airflow_argo_eci.local.connections import oss_connection as build
+
+    assert cluster.oss is not None
+    return json.dumps(build(cluster.paths, cluster.oss.endpoint, region=cluster.oss.region))
+
+
 @pytest.fixture
 def argo_default(local_cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> LocalCluster:
     """``argo_default`` points at the local cluster (kubernetes transport) for this test."""

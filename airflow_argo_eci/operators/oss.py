@@ -291,7 +291,8 @@ class ArgoArtifactDownloadOperator(_WorkflowArtifacts, OSSHookMixin, BaseOperato
 
     def select(self, refs: Sequence[ArtifactRef], where: str) -> list[tuple[str, ArtifactRef]]:
         """``(result key, ref)`` for every requested artifact; one the workflow did not produce, or
-        a name several nodes produced, is an error listing what the workflow has."""
+        a name several nodes produced as different objects, is an error listing what the workflow has
+        (a steps/DAG template passing its child's artifact on refers to the same object: no ambiguity)."""
         specs = _artifact_specs(self.task_id, self.artifacts)
         produced = ", ".join(sorted({f"{r.node}/{r.name}" for r in refs})) or "none"
         chosen = []
@@ -304,7 +305,7 @@ class ArgoArtifactDownloadOperator(_WorkflowArtifacts, OSSHookMixin, BaseOperato
                 raise WorkflowSpecError(
                     f"task {self.task_id}: workflow {where} produced no OSS artifact {_spec_label(spec)!r}; "
                     f"it produced (node/name): {produced}. Fix artifacts=")
-            if len({(r.node, r.key) for r in matches}) > 1:
+            if len({(r.bucket, r.key) for r in matches}) > 1:  # a template exporting its child's artifact is one object
                 nodes = ", ".join(sorted(r.node for r in matches))
                 raise WorkflowSpecError(
                     f"task {self.task_id}: artifact {spec!r} of workflow {where} was produced by several nodes "

@@ -147,6 +147,15 @@ def test_name_produced_by_several_nodes_needs_the_node(oss: OSSTarget, produced:
     assert run(op) == {"a/log": "from a\n"}
 
 
+def test_parent_passing_on_a_childs_artifact_is_not_ambiguous(oss: OSSTarget, produced: dict[str, Any]) -> None:
+    """A steps template exporting ``from: {{steps.gen.outputs.artifacts.report}}`` names the same object."""
+    produced["status"]["nodes"]["wf-1-0"] = node("wf-1-0", "wf-1", [
+        {"name": "report", "path": "/tmp/report.txt", "oss": {"key": "wf-1/wf-1-gen-1/report.tgz"}}])
+    op = make(ArgoArtifactDownloadOperator, "dl_exported", workflow=workflow_result(produced), artifacts=["report"],
+              as_text=True)
+    assert run(op) == {"report": "rows: 42\n"}
+
+
 def test_rendered_xcom_text_is_accepted(oss: OSSTarget, produced: dict[str, Any]) -> None:
     """``workflow="{{ ti.xcom_pull('run') }}"`` without native rendering arrives as the dict's repr."""
     op = make(ArgoArtifactDownloadOperator, "dl_repr", workflow=str(workflow_result(produced)),
