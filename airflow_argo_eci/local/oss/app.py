@@ -276,6 +276,8 @@ class OSSApp:
             return self._list_uploads(bucket, params)
         if method == "POST" and "delete" in params:
             return await self._delete_multiple(request, bucket, params, headers)
+        if method == "GET" and set(params) in ({"bucketInfo"}, {"location"}, {"acl"}):
+            return self._bucket_facts(bucket, next(iter(params)))
         raise OSSError(501, "NotImplemented", f"{method} with {sorted(params)} on a bucket is not implemented "
                        "by the local OSS store.")
 
@@ -310,6 +312,26 @@ class OSSApp:
     # buckets ---------------------------------------------------------------------------------
     def _owner(self) -> str:
         return f"<Owner>{_x('ID', self.owner_id)}{_x('DisplayName', self.owner_id)}</Owner>"
+
+    def _bucket_facts(self, bucket: str, which: str) -> Response:
+        """GetBucketInfo / GetBucketLocation / GetBucketAcl: a private, Standard, LRS bucket here."""
+        info = self.storage.head_bucket(bucket)
+        location = f"oss-{self.region}"
+        if which == "location":
+            body = XML_HEAD + _x("LocationConstraint", location)
+        elif which == "acl":
+            body = (XML_HEAD + "<AccessControlPolicy>" + self._owner()
+                    + "<AccessControlList><Grant>private</Grant></AccessControlList></AccessControlPolicy>")
+        else:
+            body = (XML_HEAD + "<BucketInfo><Bucket>" + _x("AccessMonitor", "Disabled")
+                    + _x("CreationDate", _iso(info.created)) + _x("ExtranetEndpoint", "127.0.0.1")
+                    + _x("IntranetEndpoint", "127.0.0.1") + _x("Location", location) + _x("StorageClass", "Standard")
+                    + _x("TransferAcceleration", "Disabled") + _x("CrossRegionReplication", "Disabled")
+                    + _x("DataRedundancyType", "LRS") + _x("Name", info.name) + _x("Region", self.region)
+                    + self._owner() + "<AccessControlList><Grant>private</Grant></AccessControlList>"
+                    + "<ServerSideEncryptionRule>" + _x("SSEAlgorithm", "None") + "</ServerSideEncryptionRule>"
+                    + "</Bucket></BucketInfo>")
+        return Response(body, media_type="application/xml")
 
     def _list_buckets(self, params: dict[str, str]) -> Response:
         prefix, marker = params.get("prefix", ""), params.get("marker", "")

@@ -50,6 +50,17 @@ def test_list_buckets_paginates(make_bucket: MakeBucket, service: oss2.Service) 
     assert names == ["page-0", "page-1", "page-2"]
 
 
+def test_bucket_info_location_and_acl(bucket: oss2.Bucket, make_bucket: MakeBucket) -> None:
+    info = bucket.get_bucket_info()
+    assert (info.name, info.location, info.storage_class, info.acl.grant) == (
+        bucket.bucket_name, "oss-cn-local", "Standard", "private")
+    assert info.owner.id == "local" and info.creation_date.endswith("Z")
+    assert bucket.get_bucket_location().location == "oss-cn-local"
+    assert bucket.get_bucket_acl().acl == "private"
+    with pytest.raises(oss2.exceptions.NoSuchBucket):
+        make_bucket("never-created").get_bucket_info()
+
+
 def test_put_get_head_with_etag_crc_and_metadata(bucket: oss2.Bucket) -> None:
     data = b"hello oss\n" * 1000
     md5 = hashlib.md5(data).hexdigest().upper()
