@@ -49,6 +49,7 @@ from airflow_argo_eci.local.runtime.sandbox import (
     make_sandbox,
     pod_path,
     probe_bwrap,
+    remove_mount_points,
 )
 
 log = logging.getLogger(__name__)
@@ -392,6 +393,8 @@ class Runtime:
 
         if code < 0:
             code = 128 - code
+        if self.sandbox.isolated and pod.fs is not None:
+            remove_mount_points(pod.fs.tmp_dir)
         outputs = self._read_outputs(pod)
         stdout = captured.decode("utf-8", errors="replace")
         if stdout.endswith("\n"):

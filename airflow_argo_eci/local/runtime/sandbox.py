@@ -116,6 +116,24 @@ def runtime_paths() -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(p) for p in candidates} | candidates))
 
 
+def remove_mount_points(tmp_dir: Path, paths: tuple[str, ...] | None = None) -> None:
+    """Remove the empty directories bubblewrap made inside a pod's ``/tmp`` (``tmp_dir`` on the host)
+    as mount points for the :func:`runtime_paths` it re-binds there, once the pod has ended, so the
+    pod's ``/tmp`` holds only what the pod wrote (an artifact saved from ``/tmp`` must not carry
+    them). Directories that are not empty are left alone. ``paths``: default :func:`runtime_paths`."""
+    bound = runtime_paths() if paths is None else paths
+    targets = [tmp_dir / p[len(POD_TMP):].lstrip("/") for p in bound if _under_tmp(p) and p != POD_TMP]
+    for target in sorted(targets, key=lambda t: len(t.parts), reverse=True):
+        current = target
+        while current != tmp_dir and tmp_dir in current.parents:
+            try:
+                current.rmdir()
+            except OSError:  # not empty (the pod wrote there, or another mount point remains) or gone
+                if current.exists():
+                    break
+            current = current.parent
+
+
 @dataclass
 class PodFilesystem:
     """The host side of one pod's writable paths (see the module docstring)."""

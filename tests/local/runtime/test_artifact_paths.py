@@ -11,6 +11,7 @@ import pytest
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.runtime import HostPathOf, PodRequest, PodResult
 from airflow_argo_eci.local.runtime.runner import Runtime
+from airflow_argo_eci.local.runtime.sandbox import remove_mount_points
 from tests.local.runtime.test_runtime import Collector, needs_bwrap
 
 
@@ -89,3 +90,19 @@ def test_tmp_itself_is_the_pods_own_tmp(runtime: Runtime) -> None:
         host = Path(str(result.artifact_paths[path]))
         assert host == runtime.paths.pod_dir("argo", "own-tmp") / "tmp"
         assert [p.name for p in host.iterdir()] == ["only-mine"]
+
+
+def test_mount_points_for_runtime_paths_under_tmp_are_removed(tmp_path: Path) -> None:
+    """With the checkout under the host's /tmp, bubblewrap leaves empty mount-point directories in
+    the pod's /tmp; they go once the pod ends, what the pod wrote stays."""
+    pod_tmp = tmp_path / "tmp"
+    (pod_tmp / "ci" / "main" / ".venv").mkdir(parents=True)
+    (pod_tmp / "ci" / "main" / "pkg").mkdir(parents=True)
+    (pod_tmp / "ci" / "mine").mkdir()
+    (pod_tmp / "ci" / "mine" / "out.txt").write_text("kept")
+    (pod_tmp / "only-mine").write_text("x")
+    remove_mount_points(pod_tmp, ("/tmp/ci/main/.venv", "/tmp/ci/main/pkg", "/usr/lib/python3"))
+    assert sorted(p.relative_to(pod_tmp).as_posix() for p in pod_tmp.rglob("*")) == [
+        "ci", "ci/mine", "ci/mine/out.txt", "only-mine"]
+    remove_mount_points(pod_tmp, ("/tmp/ci/mine/out.txt/x",))  # nothing to remove: no error
+    assert (pod_tmp / "ci" / "mine" / "out.txt").read_text() == "kept"
