@@ -75,16 +75,20 @@ def any_cluster(request: pytest.FixtureRequest) -> ClusterTarget:
 
 def kube_connection(cluster: LocalCluster, **extra: object) -> str:
     """``AIRFLOW_CONN_*`` value: the kubernetes transport to ``cluster``."""
-    return json.dumps({"conn_type": "argo_workflows",
-                       "extra": {"transport": "kubernetes", "kube_config_path": str(cluster.kubeconfig_path),
-                                 "namespace": "argo", **extra}})
+    from airflow_argo_eci.local.connections import argo_kubernetes_connection
+
+    conn = argo_kubernetes_connection(cluster.paths)
+    conn["extra"].update(extra)
+    return json.dumps(conn)
 
 
 def server_connection(cluster: LocalCluster, **extra: object) -> str:
     """``AIRFLOW_CONN_*`` value: the argo_server transport to ``cluster``."""
-    return json.dumps({"conn_type": "argo_workflows", "host": cluster.url, "password": cluster.token,
-                       "extra": {"transport": "argo_server", "namespace": "argo",
-                                 "ca_cert_path": str(cluster.paths.tls_cert), **extra}})
+    from airflow_argo_eci.local.connections import argo_server_connection
+
+    conn = argo_server_connection(cluster.paths, cluster.url)
+    conn["extra"].update(extra)
+    return json.dumps(conn)
 
 
 def oss_connection(cluster: LocalCluster) -> str:
