@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_argo_eci.errors import (
     ArgoEciError,
+    ConflictError,
     InvalidError,
     NotFoundError,
     WorkflowFailedError,
@@ -203,29 +204,66 @@ class WorkflowLifecycle:
             self._delete(ref)
 
     def apply_kill_action(self, ref: WorkflowRef, action: str) -> None:
-        """``on_kill_action`` (also on timeout): stop (exit handlers run), terminate, delete, keep."""
+        """``on_kill_action`` (also on timeout): stop (exit handlers run), terminate, delete, keep.
+
+        Decided by :func:`kill_decision` (the trigger's ``on_kill`` uses the same function) and
+        fenced by ``ref.uid``: a finished workflow, a gone one and a same-named successor are left
+        alone, and the request itself carries the uid as a precondition."""
+        if action not in KILL_ACTIONS:
+            raise WorkflowSpecError(f"on_kill_action={action!r}: use one of {', '.join(KILL_ACTIONS)}")
         if action == "keep":
+            return
+        where = f"{ref.namespace}/{ref.name}"
+        try:
+            current: dict[str, Any] | None = self.hook.get_workflow(ref.name, namespace=ref.namespace)
+        except NotFoundError:
+            current = None
+        decision, why = kill_decision(current, ref.uid, action)
+        if decision != "apply":
+            self.log.info("Workflow %s: %s", where, why)
             return
         try:
             if action == "stop":
-                self.hook.stop_workflow(ref.name, namespace=ref.namespace, message="stopped by Airflow")
+                self.hook.stop_workflow(ref.name, namespace=ref.namespace, message="stopped by Airflow", uid=ref.uid)
             elif action == "terminate":
-                self.hook.terminate_workflow(ref.name, namespace=ref.namespace)
-            elif action == "delete":
-                self._delete(ref)
+                self.hook.terminate_workflow(ref.name, namespace=ref.namespace, uid=ref.uid)
             else:
-                raise WorkflowSpecError(f"on_kill_action={action!r}: use one of {', '.join(KILL_ACTIONS)}")
-            self.log.info("Applied %s to workflow %s/%s", action, ref.namespace, ref.name)
+                self.hook.delete_workflow(ref.name, namespace=ref.namespace, uid=ref.uid)
+            self.log.info("Applied %s to workflow %s", action, where)
         except NotFoundError:
-            self.log.info("Workflow %s/%s is already gone", ref.namespace, ref.name)
-        except InvalidError as exc:  # e.g. the Argo Server refuses to stop a finished workflow
-            self.log.info("Workflow %s/%s: %s not applied: %s", ref.namespace, ref.name, action, exc)
+            self.log.info("Workflow %s is already gone", where)
+        except ConflictError:
+            self.log.info("Workflow %s was replaced by a same-named successor: left alone", where)
+        except InvalidError as exc:  # e.g. the Argo Server refuses to stop a workflow that just finished
+            self.log.info("Workflow %s: %s not applied: %s", where, action, exc)
 
     def _delete(self, ref: WorkflowRef) -> None:
         try:
-            self.hook.delete_workflow(ref.name, namespace=ref.namespace)
+            self.hook.delete_workflow(ref.name, namespace=ref.namespace, uid=ref.uid)
         except NotFoundError:
             pass
+        except ConflictError:
+            self.log.info("Workflow %s/%s was replaced by a same-named successor: not deleted", ref.namespace, ref.name)
+
+
+KillDecision = Literal["apply", "keep", "gone", "not_ours", "finished"]
+
+
+def kill_decision(workflow: Mapping[str, Any] | None, uid: str, action: str) -> tuple[KillDecision, str]:
+    """What killing the task does to its workflow (``workflow`` as read now, None when gone):
+    the one decision behind the sync path (``on_kill``, timeouts) and the trigger's ``on_kill``.
+    Returns the decision and a sentence for the task log."""
+    if action == "keep":
+        return "keep", "on_kill_action=keep: left running"
+    if workflow is None:
+        return "gone", "already gone"
+    meta = workflow.get("metadata") or {}
+    if uid and meta.get("uid") != uid:
+        return "not_ours", f"now has uid {meta.get('uid')}, not ours ({uid}): left alone"
+    phase = (workflow.get("status") or {}).get("phase")
+    if phase_outcome(phase) != "wait":
+        return "finished", f"already finished ({phase})"
+    return "apply", f"applying on_kill_action={action}"
 
 
 def validate_action(name: str, value: str, allowed: tuple[str, ...]) -> str:

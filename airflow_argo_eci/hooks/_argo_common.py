@@ -21,11 +21,14 @@ import yaml
 
 from airflow_argo_eci.errors import (
     ArgoApiError,
+    ConflictError,
     GoneError,
     TransientError,
     WorkflowSpecError,
     to_api_error,
 )
+from airflow_argo_eci.hooks._masking import mask, mask_kubeconfig
+from airflow_argo_eci.workflows import workflow_nodes
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +160,6 @@ def _server_url(conn_id: str, host: str | None, schema: str | None, port: int | 
     return text
 
 
-def _mask(value: str) -> None:
-    from airflow.sdk.log import mask_secret
-
-    mask_secret(value)
-
-
 def parse_connection(
     conn_id: str,
     extra: Mapping[str, Any],
@@ -234,15 +231,9 @@ def parse_connection(
                 f"connection {conn_id!r}: extras {' and '.join(sources)} are alternatives; set only one"
             )
         inline = values.get("kube_config")
-        if isinstance(inline, str):
-            _mask(inline)
+        mask(inline)
         kube_config = _load_inline_kube_config(conn_id, inline) if inline is not None else None
-        if kube_config is not None:
-            for user in kube_config.get("users") or []:
-                for key in ("token", "password", "client-key-data"):
-                    secret = ((user or {}).get("user") or {}).get(key)
-                    if isinstance(secret, str):
-                        _mask(secret)
+        mask_kubeconfig(kube_config)
         settings.update(
             kube_config_path=str(values["kube_config_path"]) if "kube_config_path" in values else None,
             kube_config=kube_config,
@@ -253,8 +244,7 @@ def parse_connection(
         token = (password or "").strip()
         if token.lower().startswith("bearer "):
             token = token[7:].strip()
-        if token:
-            _mask(token)
+        mask(token)
         settings.update(host=_server_url(conn_id, host, schema, port), token=token or None)
     result = ArgoConnectionSettings(**settings)
     if not result.verify_ssl:
@@ -382,6 +372,46 @@ def check_name(kind: str, name: Any) -> str:
     return name
 
 
+def shutdown_patch(strategy: str, uid: str = "") -> dict[str, Any]:
+    """The merge patch of ``argo stop`` / ``argo terminate``; with ``uid`` it is fenced: the API
+    server treats ``metadata.uid`` in a patch as a precondition and answers 409 when the object
+    now is a same-named successor."""
+    body: dict[str, Any] = {"spec": {"shutdown": strategy}}
+    if uid:
+        body["metadata"] = {"uid": uid}
+    return body
+
+
+def uid_conflict(error: ArgoApiError) -> ArgoApiError:
+    """A fenced patch refused because ``metadata.uid`` differs (the API server answers 422
+    "field is immutable" for it) is a :class:`ConflictError`; any other error is returned as is."""
+    fields = {str(cause.get("field")) for cause in error.causes if isinstance(cause, dict)}
+    if error.status == 422 and "metadata.uid" in fields:
+        return ConflictError(f"{error.message} (a same-named successor: left alone)", status=409,
+                             reason="Conflict", body=error.body)
+    return error
+
+
+def delete_options(uid: str = "") -> dict[str, Any] | None:
+    """``DeleteOptions`` of a workflow delete; with ``uid``, ``preconditions.uid`` makes the API
+    server refuse (409) to delete a same-named successor."""
+    return {"preconditions": {"uid": uid}} if uid else None
+
+
+def delete_precondition_params(uid: str = "") -> dict[str, str]:
+    """The Argo Server's spelling of ``delete_options(uid)`` (grpc-gateway query parameters)."""
+    return {"deleteOptions.preconditions.uid": uid} if uid else {}
+
+
+def check_uid(workflow: Mapping[str, Any], uid: str) -> None:
+    """:class:`ConflictError` when ``workflow`` is not the one with ``uid`` (a same-named successor)."""
+    meta = workflow.get("metadata") or {}
+    if uid and meta.get("uid") != uid:
+        raise ConflictError(
+            f"workflow {meta.get('namespace')}/{meta.get('name')} now has uid {meta.get('uid')}, not {uid}: "
+            "it is a same-named successor, left alone", status=409, reason="Conflict")
+
+
 def check_body(body: Any) -> dict[str, Any]:
     """A Workflow body as a new dict with apiVersion/kind defaulted; errors name the field."""
     if not isinstance(body, Mapping):
@@ -424,7 +454,7 @@ def pod_name(workflow: Mapping[str, Any], node_id: str, node: Mapping[str, Any])
 
 def pods_of(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(node display name, pod name)`` of every pod node of ``workflow``, in start order."""
-    nodes = ((workflow.get("status") or {}).get("nodes") or {}).items()
+    nodes = workflow_nodes(workflow.get("status")).items()
     pods = [(node.get("startedAt") or "", str(node.get("displayName") or node.get("name") or node_id),
              pod_name(workflow, node_id, node))
             for node_id, node in nodes if node.get("type") == "Pod"]

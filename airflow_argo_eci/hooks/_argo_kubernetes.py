@@ -36,10 +36,14 @@ from airflow_argo_eci.hooks._argo_common import (
     Retrying,
     backoff_delay,
     check_body,
+    delete_options,
     parse_log_lines,
+    shutdown_patch,
     since_seconds,
     status_error_from_event,
+    uid_conflict,
 )
+from airflow_argo_eci.hooks._masking import mask_kubeconfig
 from airflow_argo_eci.retry import (
     RetryError,
     formulate_resubmit,
@@ -135,6 +139,7 @@ class KubernetesTransport(CachedClients):
                         s.kube_config, context=s.context, client_configuration=cfg, persist_config=False
                     )
                 else:
+                    mask_kubeconfig(self._kubeconfig_doc())
                     config.load_kube_config(
                         config_file=s.kube_config_path, context=s.context, client_configuration=cfg,
                         persist_config=False,
@@ -159,6 +164,7 @@ class KubernetesTransport(CachedClients):
                 elif s.kube_config is not None:
                     await config.load_kube_config_from_dict(s.kube_config, context=s.context, client_configuration=cfg)
                 else:
+                    mask_kubeconfig(self._kubeconfig_doc())
                     await config.load_kube_config(
                         config_file=s.kube_config_path, context=s.context, client_configuration=cfg,
                         persist_config=False,
@@ -258,24 +264,29 @@ class KubernetesTransport(CachedClients):
         except NotFoundError:
             return self._patch(context, name, namespace, {"status": status_patch})
 
-    def _shutdown(self, name: str, namespace: str, strategy: str) -> dict[str, Any]:
-        return self._patch(f"{strategy.lower()} workflow {namespace}/{name}", name, namespace,
-                           {"spec": {"shutdown": strategy}})
+    def _shutdown(self, name: str, namespace: str, strategy: str, uid: str = "") -> dict[str, Any]:
+        try:
+            return self._patch(f"{strategy.lower()} workflow {namespace}/{name}", name, namespace,
+                               shutdown_patch(strategy, uid))
+        except InvalidError as exc:
+            raise uid_conflict(exc) from exc
 
-    def stop_workflow(self, name: str, namespace: str, message: str | None, node_field_selector: str) -> dict[str, Any]:
+    def stop_workflow(
+        self, name: str, namespace: str, message: str | None, node_field_selector: str, uid: str = ""
+    ) -> dict[str, Any]:
         if node_field_selector:
             return self._set_suspend_nodes(name, namespace, "Failed", message or "", node_field_selector, "stop")
-        return self._shutdown(name, namespace, "Stop")
+        return self._shutdown(name, namespace, "Stop", uid)
 
-    def terminate_workflow(self, name: str, namespace: str) -> dict[str, Any]:
-        return self._shutdown(name, namespace, "Terminate")
+    def terminate_workflow(self, name: str, namespace: str, uid: str = "") -> dict[str, Any]:
+        return self._shutdown(name, namespace, "Terminate", uid)
 
-    def delete_workflow(self, name: str, namespace: str) -> None:
+    def delete_workflow(self, name: str, namespace: str, uid: str = "") -> None:
         custom = self._custom()
         self._call(
             f"delete workflow {namespace}/{name}",
             lambda: custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, WORKFLOWS, name, _request_timeout=self._timeout
+                GROUP, VERSION, namespace, WORKFLOWS, name, body=delete_options(uid), _request_timeout=self._timeout
             ),
         )
 
@@ -463,20 +474,25 @@ class KubernetesTransport(CachedClients):
         )
         return result
 
-    async def astop_workflow(self, name: str, namespace: str) -> dict[str, Any]:
-        return await self._apatch(f"stop workflow {namespace}/{name}", name, namespace, {"spec": {"shutdown": "Stop"}})
+    async def _ashutdown(self, name: str, namespace: str, strategy: str, uid: str) -> dict[str, Any]:
+        try:
+            return await self._apatch(f"{strategy.lower()} workflow {namespace}/{name}", name, namespace,
+                                      shutdown_patch(strategy, uid))
+        except InvalidError as exc:
+            raise uid_conflict(exc) from exc
 
-    async def aterminate_workflow(self, name: str, namespace: str) -> dict[str, Any]:
-        return await self._apatch(
-            f"terminate workflow {namespace}/{name}", name, namespace, {"spec": {"shutdown": "Terminate"}}
-        )
+    async def astop_workflow(self, name: str, namespace: str, uid: str = "") -> dict[str, Any]:
+        return await self._ashutdown(name, namespace, "Stop", uid)
 
-    async def adelete_workflow(self, name: str, namespace: str) -> None:
+    async def aterminate_workflow(self, name: str, namespace: str, uid: str = "") -> dict[str, Any]:
+        return await self._ashutdown(name, namespace, "Terminate", uid)
+
+    async def adelete_workflow(self, name: str, namespace: str, uid: str = "") -> None:
         custom = await self._acustom()
         await self.retrying.acall(
             f"delete workflow {namespace}/{name}",
             lambda: custom.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, WORKFLOWS, name, _request_timeout=self._timeout
+                GROUP, VERSION, namespace, WORKFLOWS, name, body=delete_options(uid), _request_timeout=self._timeout
             ),
         )
 

@@ -20,6 +20,8 @@ from airflow_argo_eci.hooks._argo_common import (
     CachedClients,
     Retrying,
     check_body,
+    check_uid,
+    delete_precondition_params,
     parse_log_lines,
     timestamp_key,
 )
@@ -164,7 +166,16 @@ class ArgoServerTransport(CachedClients):
         return self._request(f"{verb} workflow {namespace}/{name}", "PUT", self._wf(namespace, name, verb),
                              json={"name": name, "namespace": namespace, **body}, idempotent=idempotent)
 
-    def stop_workflow(self, name: str, namespace: str, message: str | None, node_field_selector: str) -> dict[str, Any]:
+    def _fence(self, name: str, namespace: str, uid: str) -> None:
+        """The Argo Server's stop/terminate take no precondition: check the uid just before
+        (a same-named successor is refused with :class:`ConflictError`)."""
+        if uid:
+            check_uid(self.get_workflow(name, namespace), uid)
+
+    def stop_workflow(
+        self, name: str, namespace: str, message: str | None, node_field_selector: str, uid: str = ""
+    ) -> dict[str, Any]:
+        self._fence(name, namespace, uid)
         body: dict[str, Any] = {}
         if message:
             body["message"] = message
@@ -173,12 +184,14 @@ class ArgoServerTransport(CachedClients):
         result: dict[str, Any] = self._put("stop", name, namespace, body)
         return result
 
-    def terminate_workflow(self, name: str, namespace: str) -> dict[str, Any]:
+    def terminate_workflow(self, name: str, namespace: str, uid: str = "") -> dict[str, Any]:
+        self._fence(name, namespace, uid)
         result: dict[str, Any] = self._put("terminate", name, namespace, {})
         return result
 
-    def delete_workflow(self, name: str, namespace: str) -> None:
-        self._request(f"delete workflow {namespace}/{name}", "DELETE", self._wf(namespace, name))
+    def delete_workflow(self, name: str, namespace: str, uid: str = "") -> None:
+        self._request(f"delete workflow {namespace}/{name}", "DELETE", self._wf(namespace, name),
+                      params=delete_precondition_params(uid))
 
     def suspend_workflow(self, name: str, namespace: str) -> dict[str, Any]:
         result: dict[str, Any] = self._put("suspend", name, namespace, {})
@@ -289,11 +302,18 @@ class ArgoServerTransport(CachedClients):
         )
         return result
 
-    async def astop_workflow(self, name: str, namespace: str) -> dict[str, Any]:
+    async def _afence(self, name: str, namespace: str, uid: str) -> None:
+        if uid:
+            check_uid(await self.aget_workflow(name, namespace), uid)
+
+    async def astop_workflow(self, name: str, namespace: str, uid: str = "") -> dict[str, Any]:
+        await self._afence(name, namespace, uid)
         return await self._aput("stop", name, namespace)
 
-    async def aterminate_workflow(self, name: str, namespace: str) -> dict[str, Any]:
+    async def aterminate_workflow(self, name: str, namespace: str, uid: str = "") -> dict[str, Any]:
+        await self._afence(name, namespace, uid)
         return await self._aput("terminate", name, namespace)
 
-    async def adelete_workflow(self, name: str, namespace: str) -> None:
-        await self._arequest(f"delete workflow {namespace}/{name}", "DELETE", self._wf(namespace, name))
+    async def adelete_workflow(self, name: str, namespace: str, uid: str = "") -> None:
+        await self._arequest(f"delete workflow {namespace}/{name}", "DELETE", self._wf(namespace, name),
+                             params=delete_precondition_params(uid))

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_argo_eci.errors import ArgoEciError, redact
+from airflow_argo_eci.hooks._masking import mask
 
 if TYPE_CHECKING:
     import oss2
@@ -199,18 +200,12 @@ def parse_oss_connection(
         raise _config_error(conn_id, "signature_version 4 needs extra 'region' (e.g. cn-hangzhou)")
     ca_bundle = str(values["ca_bundle"]) if values.get("ca_bundle") else None
     bucket = (schema or "").strip() or None
-    _mask(secret)
-    if token:
-        _mask(token)
+    mask(secret)
+    mask(token)
     return OSSConnectionSettings(conn_id=conn_id, access_key_id=key_id, access_key_secret=secret, endpoint=endpoint,
                                  region=region_text, bucket=bucket, security_token=token, ca_bundle=ca_bundle,
                                  signature_version=version)
 
-
-def _mask(value: str) -> None:
-    from airflow.sdk.log import mask_secret
-
-    mask_secret(value)
 
 
 def make_session(settings: OSSConnectionSettings, pool_size: int) -> oss2.Session:

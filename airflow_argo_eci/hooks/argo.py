@@ -166,21 +166,24 @@ class ArgoWorkflowsHook(BaseHook):
         return self.get_conn().list_workflows(self._ns(namespace), label_selector, field_selector)
 
     def stop_workflow(
-        self, name: str, namespace: str | None = None, message: str | None = None, *, node_field_selector: str = ""
+        self, name: str, namespace: str | None = None, message: str | None = None, *, node_field_selector: str = "",
+        uid: str = "",
     ) -> dict[str, Any]:
         """``argo stop``: ``spec.shutdown: Stop`` (exit handlers still run). With
-        ``node_field_selector``, only the matching Suspend nodes are failed, with ``message``."""
+        ``node_field_selector``, only the matching Suspend nodes are failed, with ``message``.
+        With ``uid``, a same-named successor is refused with :class:`ConflictError`."""
         return self.get_conn().stop_workflow(
-            check_name("workflow", name), self._ns(namespace), message, node_field_selector
+            check_name("workflow", name), self._ns(namespace), message, node_field_selector, uid
         )
 
-    def terminate_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
-        """``argo terminate``: ``spec.shutdown: Terminate`` (no exit handlers)."""
-        return self.get_conn().terminate_workflow(check_name("workflow", name), self._ns(namespace))
+    def terminate_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> dict[str, Any]:
+        """``argo terminate``: ``spec.shutdown: Terminate`` (no exit handlers); fenced by ``uid``."""
+        return self.get_conn().terminate_workflow(check_name("workflow", name), self._ns(namespace), uid)
 
-    def delete_workflow(self, name: str, namespace: str | None = None) -> None:
-        """Delete the Workflow (its pods go with it)."""
-        self.get_conn().delete_workflow(check_name("workflow", name), self._ns(namespace))
+    def delete_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> None:
+        """Delete the Workflow (its pods go with it); with ``uid``, only that workflow
+        (``preconditions.uid``: a same-named successor is refused with :class:`ConflictError`)."""
+        self.get_conn().delete_workflow(check_name("workflow", name), self._ns(namespace), uid)
 
     def retry_workflow(
         self,
@@ -311,17 +314,17 @@ class ArgoWorkflowsHook(BaseHook):
         ):
             yield item
 
-    async def astop_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
-        """Async :meth:`stop_workflow` (whole workflow)."""
+    async def astop_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> dict[str, Any]:
+        """Async :meth:`stop_workflow` (whole workflow), fenced by ``uid``."""
         transport = await self._atransport()
-        return await transport.astop_workflow(check_name("workflow", name), await self._ans(namespace))
+        return await transport.astop_workflow(check_name("workflow", name), await self._ans(namespace), uid)
 
-    async def aterminate_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
-        """Async :meth:`terminate_workflow`."""
+    async def aterminate_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> dict[str, Any]:
+        """Async :meth:`terminate_workflow`, fenced by ``uid``."""
         transport = await self._atransport()
-        return await transport.aterminate_workflow(check_name("workflow", name), await self._ans(namespace))
+        return await transport.aterminate_workflow(check_name("workflow", name), await self._ans(namespace), uid)
 
-    async def adelete_workflow(self, name: str, namespace: str | None = None) -> None:
-        """Async :meth:`delete_workflow`."""
+    async def adelete_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> None:
+        """Async :meth:`delete_workflow`, fenced by ``uid``."""
         transport = await self._atransport()
-        await transport.adelete_workflow(check_name("workflow", name), await self._ans(namespace))
+        await transport.adelete_workflow(check_name("workflow", name), await self._ans(namespace), uid)

@@ -17,16 +17,47 @@ from typing import Any
 from airflow_argo_eci.local.paths import StatePaths, default_state_dir
 
 
-def _server_info(paths: StatePaths) -> dict[str, Any] | None:
-    """The running server's info, or None when no live server owns this state directory."""
-    try:
-        info: dict[str, Any] = json.loads(paths.server_info.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    pid = int(info.get("pid", 0))
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process of this user: not gone, not a zombie (a ``kill -9``ed
+    server whose parent has not reaped it still answers ``kill(pid, 0)``)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here: kill(pid, 0) is all there is
+        return True
+    state = stat.rsplit(")", 1)[-1].split()[:1]
+    return state not in (["Z"], ["X"], ["x"])
+
+
+def _listening(url: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections where ``url`` points (the server's loopback port)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _server_info(paths: StatePaths) -> dict[str, Any] | None:
+    """The running server's info, or None when no live server owns this state directory (no
+    ``server.json``, its process gone or a zombie, or nothing listening on its port)."""
+    try:
+        info: dict[str, Any] = json.loads(paths.server_info.read_text())
+        pid = int(info.get("pid", 0))
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+        return None
+    if not _process_alive(pid) or not _listening(str(info.get("url", ""))):
         return None
     return info
 
@@ -52,7 +83,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         paths.root.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "airflow_argo_eci.local.cli", "local", "up",
                "--state-dir", str(paths.root), "--port", str(args.port),
-               "--capacity", str(args.capacity), "--sandbox", args.sandbox]
+               "--capacity", str(args.capacity), "--sandbox", args.sandbox, "--pids-limit", str(args.pids_limit)]
         with open(paths.server_log, "ab") as logf:
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
@@ -74,7 +105,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     from airflow_argo_eci.local.server import LocalCluster
 
-    cluster = LocalCluster(paths.root, port=args.port, capacity_vcpu=args.capacity, sandbox=args.sandbox)
+    cluster = LocalCluster(paths.root, port=args.port, capacity_vcpu=args.capacity, sandbox=args.sandbox,
+                           pids_limit=args.pids_limit or None)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -169,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="vCPUs that running pods may request in total (default: %(default)s)")
     up.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
                     help="bubblewrap isolation per pod (auto: when available)")
+    up.add_argument("--pids-limit", type=int, default=1024,
+                    help="processes and threads per pod, like the kubelet's podPidsLimit; 0: no limit "
+                         "(default: %(default)s)")
     up.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a detached start")
     up.set_defaults(func=cmd_up)
 

@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_argo_eci.errors import NotFoundError, WorkflowSpecError
-from airflow_argo_eci.lifecycle import KILL_ACTIONS
+from airflow_argo_eci.errors import ConflictError, NotFoundError, WorkflowSpecError
+from airflow_argo_eci.lifecycle import KILL_ACTIONS, kill_decision
 from airflow_argo_eci.triggers.watch_hub import WorkflowOutcome, get_hub
-from airflow_argo_eci.workflows import phase_outcome
 
 if TYPE_CHECKING:
     from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
@@ -169,27 +168,24 @@ class ArgoWorkflowTrigger(BaseTrigger):
     async def _kill(self, hook: ArgoWorkflowsHook) -> None:
         where = f"{self.namespace}/{self.name}"
         try:
-            workflow = await hook.aget_workflow(self.name, self.namespace)
+            workflow: dict[str, Any] | None = await hook.aget_workflow(self.name, self.namespace)
         except NotFoundError:
-            self.log.info("Task killed; workflow %s is already gone", where)
-            return
-        meta = workflow.get("metadata") or {}
-        if self.uid and meta.get("uid") != self.uid:
-            self.log.info("Task killed; workflow %s now has uid %s, not ours (%s): left alone",
-                          where, meta.get("uid"), self.uid)
-            return
-        phase = (workflow.get("status") or {}).get("phase")
-        if phase_outcome(phase) != "wait":
-            self.log.info("Task killed; workflow %s already finished (%s)", where, phase)
+            workflow = None
+        decision, why = kill_decision(workflow, self.uid, self.on_kill_action)
+        if decision != "apply":
+            self.log.info("Task killed; workflow %s: %s", where, why)
             return
         try:
             if self.on_kill_action == "stop":
-                await hook.astop_workflow(self.name, self.namespace)
+                await hook.astop_workflow(self.name, self.namespace, uid=self.uid)
             elif self.on_kill_action == "terminate":
-                await hook.aterminate_workflow(self.name, self.namespace)
+                await hook.aterminate_workflow(self.name, self.namespace, uid=self.uid)
             else:
-                await hook.adelete_workflow(self.name, self.namespace)
+                await hook.adelete_workflow(self.name, self.namespace, uid=self.uid)
         except NotFoundError:
             self.log.info("Task killed; workflow %s is already gone", where)
+            return
+        except ConflictError:
+            self.log.info("Task killed; workflow %s was replaced by a same-named successor: left alone", where)
             return
         self.log.info("Task killed; applied on_kill_action=%s to workflow %s", self.on_kill_action, where)

@@ -86,3 +86,36 @@ def test_state_dir_is_private(tmp_path: Path) -> None:
             assert stat.S_IMODE((state / secret).stat().st_mode) == 0o600, secret
     finally:
         cli(state, "down")
+
+
+def test_up_after_kill_9_starts_anew_even_while_the_dead_server_is_a_zombie(tmp_path: Path) -> None:
+    """A server killed with SIGKILL whose parent has not reaped it (a zombie answers ``kill(pid, 0)``)
+    and whose port is closed is not "already running": ``local up`` starts a new one."""
+    import signal
+    import time
+
+    state = tmp_path / "state"
+    server = subprocess.Popen(  # our child: it stays a zombie until we wait() for it
+        [sys.executable, "-m", "airflow_argo_eci.local.cli", "local", "up", "--state-dir", str(state),
+         "--capacity", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (state / "server.json").exists():
+            assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+            time.sleep(0.1)
+        old = json.loads((state / "server.json").read_text())
+        os.kill(server.pid, signal.SIGKILL)
+        while Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(server.pid, 0)  # the zombie still "exists"
+        assert cli(state, "status", check=False).returncode == 3
+        up = cli(state, "up", "--detach", "--capacity", "1")
+        assert "already running" not in up.stdout and "local cluster running at" in up.stdout
+        new = json.loads((state / "server.json").read_text())
+        assert new["pid"] != old["pid"]
+        assert cli(state, "status").returncode == 0
+    finally:
+        server.kill()
+        server.wait()
+        cli(state, "down", check=False)

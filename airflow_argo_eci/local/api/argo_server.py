@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import re2
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -48,6 +48,8 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.k8s_routes import int_query
+from airflow_argo_eci.local.api.limits import read_json_body
 from airflow_argo_eci.local.api.resources import (
     CLUSTER_WORKFLOW_TEMPLATES,
     CRON_WORKFLOWS,
@@ -57,6 +59,7 @@ from airflow_argo_eci.local.api.resources import (
     ResourceType,
 )
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.api.validation import dns1123_label
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.retry import (
     RetryError,
@@ -81,7 +84,9 @@ LOG_POLL_INTERVAL = 0.1
 
 _COMPLETED_PHASES = ("Succeeded", "Failed", "Error")
 _POD_DONE_PHASES = ("Succeeded", "Failed")
-_GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 410: 9, 415: 3, 422: 3, 500: 13, 501: 12}
+_GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 410: 9, 413: 8, 415: 3, 422: 3, 500: 13, 501: 12}
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
 
 
 # ---------------------------------------------------------------------------- errors
@@ -118,13 +123,9 @@ class _ArgoRoute(APIRoute):
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw.strip():
+    data = await read_json_body(request, required=False)
+    if data is None:
         return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise errors.bad_request(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise errors.bad_request(f"the request body must be a JSON object, got {type(data).__name__}")
     return data
@@ -142,16 +143,7 @@ def _query_bool(request: Request, key: str) -> bool:
 
 
 def _query_int(request: Request, key: str) -> int | None:
-    raw = request.query_params.get(key)
-    if raw in (None, ""):
-        return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise errors.bad_request(f'query parameter "{key}" must be an integer, got "{raw}"') from exc
-    if value < 0:
-        raise errors.bad_request(f'query parameter "{key}" must be >= 0, got {value}')
-    return value
+    return int_query(request.query_params.get(key), key)
 
 
 def _object_field(body: dict[str, Any], key: str, required: bool = True) -> dict[str, Any]:
@@ -333,6 +325,9 @@ class _LogQuery:
         qp = request.query_params
         self.pod_name = pod_name or qp.get("podName") or None
         self.container = qp.get("logOptions.container") or "main"
+        if dns1123_label(self.container):
+            raise errors.bad_request(f'logOptions.container "{self.container[:80]}" is not a container name (an RFC '
+                                     '1123 label such as "main")')
         self.follow = _query_bool(request, "logOptions.follow")
         self.timestamps = _query_bool(request, "logOptions.timestamps")
         self.tail = _query_int(request, "logOptions.tailLines")
@@ -345,10 +340,11 @@ class _LogQuery:
         if since_time is not None:
             self.since = float(since_time)
         grep = qp.get("grep") or ""
+        # Argo compiles grep with Go's regexp: linear time, RE2 syntax
         try:
-            self.grep = re.compile(grep) if grep else None
-        except re.error as exc:
-            raise errors.bad_request(f'grep: invalid regular expression "{grep}": {exc}') from exc
+            self.grep = re2.compile(grep, _RE2_OPTIONS) if grep else None
+        except re2.error as exc:
+            raise errors.bad_request(f'grep: invalid regular expression "{grep[:200]}": {exc}') from exc
 
     def entry(self, pod: str, line: str) -> tuple[float, bytes] | None:
         """``(timestamp, NDJSON line)`` of one log file line, or None when filtered out."""
@@ -509,13 +505,18 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
                 if exc.code != 404:
                     raise
 
-    def delete_workflow(namespace: str, name: str) -> None:
-        store.delete(WORKFLOWS, namespace, name)
+    def delete_workflow(namespace: str, name: str, preconditions: dict[str, str] | None = None) -> None:
+        store.delete(WORKFLOWS, namespace, name, preconditions=preconditions)
         delete_pods(namespace, name)
 
     @router.delete("/api/v1/workflows/{namespace}/{name}")
-    async def workflow_delete(namespace: str, name: str) -> dict[str, Any]:
-        await call(delete_workflow, namespace, name)
+    async def workflow_delete(namespace: str, name: str, request: Request) -> dict[str, Any]:
+        # grpc-gateway spells WorkflowDeleteRequest.deleteOptions.preconditions as query parameters
+        preconditions = {
+            key: request.query_params[f"deleteOptions.preconditions.{key}"]
+            for key in ("uid", "resourceVersion") if request.query_params.get(f"deleteOptions.preconditions.{key}")
+        }
+        await call(delete_workflow, namespace, name, preconditions or None)
         return {}
 
     def mutate_workflow(
