@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_argo_eci.workflows import workflow_nodes
+
 API_VERSION = "argoproj.io/v1alpha1"
 LABEL_COMPLETED = "workflows.argoproj.io/completed"
 LABEL_PHASE = "workflows.argoproj.io/phase"
@@ -113,7 +115,7 @@ def update_suspend_nodes(
     fine), with one the matching Suspend nodes (none is a :class:`RetryError`). Output parameters with
     ``valueFrom.supplied`` take their default; without one, ``Succeeded`` is a :class:`RetryError`."""
     match = node_field_selector(selector, field) if selector else None
-    nodes: dict[str, Any] = (workflow.get("status") or {}).get("nodes") or {}
+    nodes: dict[str, Any] = workflow_nodes(workflow.get("status"))
     now = _now()
     changed: dict[str, dict[str, Any]] = {}
     for node_id, original in nodes.items():
@@ -167,7 +169,8 @@ def formulate_retry(
         )
     new = copy.deepcopy(dict(workflow))
     status = new.setdefault("status", {})
-    nodes: dict[str, dict[str, Any]] = status.get("nodes") or {}
+    nodes: dict[str, dict[str, Any]] = workflow_nodes(status)
+    status.pop("compressedNodes", None)  # written back uncompressed; the controller packs it again
     parents: dict[str, str] = {}
     for node_id, node in nodes.items():
         for child in node.get("children") or []:

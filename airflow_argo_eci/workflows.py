@@ -7,11 +7,14 @@ and the local cluster can all share them. Hera is imported lazily, only when han
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import hashlib
 import json
 import os
 import re
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +40,7 @@ __all__ = [
     "ti_labels",
     "validate_workflow",
     "workflow_from_template_ref",
+    "workflow_nodes",
     "workflow_result",
 ]
 
@@ -445,10 +449,47 @@ def phase_outcome(phase: str | None) -> Literal["wait", "success", "failure"]:
         f"unknown workflow phase {phase!r}: expected one of '', Pending, Running, Succeeded, Failed, Error")
 
 
+#: the most ``status.compressedNodes`` may inflate to (a gzip bomb is refused, not inflated)
+MAX_INFLATED_NODES_BYTES = 64 * 1024 * 1024
+
+
+def workflow_nodes(status: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The node map of a Workflow ``status``: ``status.nodes``, or, when Argo compressed it because
+    the workflow grew too large, ``status.compressedNodes`` (base64 of gzipped JSON) inflated.
+
+    Raises :class:`~airflow_argo_eci.errors.ArgoEciError` when ``compressedNodes`` is not valid
+    base64/gzip/JSON or inflates beyond :data:`MAX_INFLATED_NODES_BYTES`.
+    """
+    if not isinstance(status, Mapping):
+        return {}
+    nodes = status.get("nodes")
+    plain = dict(nodes) if isinstance(nodes, Mapping) else {}
+    packed = status.get("compressedNodes")
+    if not packed:
+        return plain
+    try:
+        raw = base64.b64decode(str(packed), validate=True)
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # gzip or zlib header
+        text = inflater.decompress(raw, MAX_INFLATED_NODES_BYTES + 1)
+        if len(text) > MAX_INFLATED_NODES_BYTES or inflater.unconsumed_tail:
+            raise ArgoEciError(f"status.compressedNodes inflates to more than {MAX_INFLATED_NODES_BYTES} bytes; "
+                               "refusing to read it")
+        decoded = json.loads(text)
+    except (binascii.Error, zlib.error, ValueError) as exc:
+        raise ArgoEciError(f"status.compressedNodes is not base64-encoded gzipped JSON: {exc}") from exc
+    if not isinstance(decoded, dict):
+        raise ArgoEciError("status.compressedNodes does not hold a JSON object of nodes")
+    decoded.update(plain)  # nodes merge-patched into a compressed status (argo stop/resume) win
+    return decoded
+
+
 def _nodes(workflow: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    status = workflow.get("status") or {}
-    nodes = status.get("nodes") or {} if isinstance(status, Mapping) else {}
-    return {k: v for k, v in nodes.items() if isinstance(v, dict)} if isinstance(nodes, Mapping) else {}
+    """The workflow's nodes for messages and results; unreadable compressed nodes count as none."""
+    try:
+        nodes = workflow_nodes(workflow.get("status"))
+    except ArgoEciError:
+        return {}
+    return {k: v for k, v in nodes.items() if isinstance(v, dict)}
 
 
 def _parents(nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:

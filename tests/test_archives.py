@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_argo_eci.archives import ArchiveError, pack_tgz, unpack_tgz, unpack_tgz_into
+from airflow_argo_eci.archives import ArchiveError, PackPolicy, pack_tgz, unpack_tgz, unpack_tgz_into
 
 
 def _tgz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
@@ -109,7 +109,7 @@ def test_existing_destination_is_kept_unless_overwrite(tmp_path: Path) -> None:
         ([_link("out", "/etc/passwd")], "symbolic link to '/etc/passwd'"),
         ([_link("out", "../../x")], "symbolic link to '../../x'"),
         ([_file("out/f"), _link("out/h", "../../f", tarfile.LNKTYPE)], "hard link"),
-        ([_link("out/s", "."), _link("out/s/t", "../../escape")], "outside|unsafe"),
+        ([_link("out/s", "."), _link("out/s/t", "../../escape")], "outside|unsafe|below the symbolic link"),
         ([_link("dev", "", tarfile.CHRTYPE)], "device, FIFO or special"),
         ([_link("fifo", "", tarfile.FIFOTYPE)], "device, FIFO or special"),
     ],
@@ -160,3 +160,134 @@ def test_pack_refuses_special_files_and_missing_source(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="compression_level"):
         (tmp_path / "f").write_text("x")
         pack_tgz(tmp_path / "f", io.BytesIO(), compression_level=11)
+
+
+@pytest.mark.parametrize(
+    ("members", "why"),
+    [
+        ([_link("top", ".")], "a top-level entry cannot be a link"),
+        ([_file("sibling", b"s"), _file("top/f"), _link("top/l", "../sibling")], "climbs above the top-level entry"),
+        ([_file("top/x"), _link("top/a/l", "../../top/x")], "climbs above the top-level entry 'top'"),
+        ([_file("top/f"), _link("top/d", "."), _link("top/s", "d/../x")], "climbs above"),
+        ([_file("top/f"), _link("top/d", "sub/../.."), _file("top/g")], "climbs above"),
+        ([_file("top/f"), _link("top/a", "b"), _link("top/b", "/etc"), _link("top/c", "a/passwd")],
+         "the target is absolute"),
+        ([_file("top/f"), _link("top/a", "b"), _link("top/b", "a"), _link("top/c", "a/x")], "too many levels"),
+        ([_file("a", b"1"), _link("b", "a", tarfile.LNKTYPE)], "hard link to 'a'"),
+        ([_file("top/f"), _link("top/h", "other/f", tarfile.LNKTYPE)], "not an earlier file"),
+        ([_file("top/f"), _link("top/h", "top/later", tarfile.LNKTYPE), _file("top/later")], "not an earlier file"),
+        ([_file("top/f"), _link("top/d", "sub"), _file("top/d/x")], "lies below the symbolic link 'top/d'"),
+        ([_file("top/f"), _link("top/l", "f"), _file("top/l", b"overwrite")], "replaces the symbolic link"),
+        ([_file("top/f"), _link("top/f", "g")], "replaces an earlier member with a link"),
+    ],
+    ids=["top-dot", "sibling", "out-and-back", "through-dot-link", "dotdot-inside-target", "through-absolute-link",
+         "loop", "top-level-hardlink", "hardlink-other-entry", "hardlink-forward", "below-link", "replace-link",
+         "link-replaces-file"],
+)
+def test_links_must_stay_inside_their_own_entry(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], why: str
+) -> None:
+    data = _tgz(members)
+    for unpack in (lambda d: unpack_tgz(io.BytesIO(data), d, single_entry=False),
+                   lambda d: unpack_tgz_into(io.BytesIO(data), d)):
+        with pytest.raises(ArchiveError, match=why):
+            unpack(tmp_path / "dest")
+        assert list(tmp_path.iterdir()) in ([], [tmp_path / "dest"])
+        assert not (tmp_path / "dest").exists() or list((tmp_path / "dest").iterdir()) == []
+
+
+def test_links_inside_their_entry_are_kept(tmp_path: Path) -> None:
+    data = _tgz([_file("top/sub/f", b"inner"), _link("top/l", "sub/f"), _link("top/sub/up", "../l"),
+                 _link("top/self", "."), _link("top/d", "sub"), _link("top/via", "d/f"),
+                 _link("top/h", "top/sub/f", tarfile.LNKTYPE)])
+    dest = unpack_tgz(io.BytesIO(data), tmp_path / "renamed")
+    assert (dest / "l").read_bytes() == (dest / "sub" / "up").read_bytes() == (dest / "via").read_bytes() == b"inner"
+    assert os.readlink(dest / "self") == "." and os.path.realpath(dest / "self") == str(dest.resolve())
+    assert (dest / "h").read_bytes() == b"inner" and not (dest / "h").is_symlink()
+    assert os.stat(dest / "h").st_ino == os.stat(dest / "sub" / "f").st_ino
+
+
+def _tree(tmp_path: Path) -> Path:
+    src = tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("inner")
+    (src / "l").symlink_to("sub/f")
+    os.link(src / "sub" / "f", src / "hard")
+    return src
+
+
+def test_pack_keeps_links_and_hard_links_as_members(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    buf = io.BytesIO()
+    assert pack_tgz(src, buf) == []
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        kinds = {m.name: (m.type, m.linkname) for m in tar.getmembers()}
+    assert kinds == {"out": (tarfile.DIRTYPE, ""), "out/hard": (tarfile.REGTYPE, ""),
+                     "out/l": (tarfile.SYMTYPE, "sub/f"), "out/sub": (tarfile.DIRTYPE, ""),
+                     "out/sub/f": (tarfile.LNKTYPE, "out/hard")}
+    dest = unpack_tgz(io.BytesIO(buf.getvalue()), tmp_path / "back")
+    assert (dest / "l").read_text() == (dest / "sub" / "f").read_text() == "inner"
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../secret", "../../out/sub/f", "."])
+def test_pack_refuses_links_out_of_the_artifact(tmp_path: Path, target: str) -> None:
+    src = _tree(tmp_path)
+    (tmp_path / "secret").write_text("never packed")
+    (src / "sub" / "esc").symlink_to(target)
+    if target == ".":  # harmless inside sub: make it escape through it
+        (src / "esc2").symlink_to("sub/esc/../../secret")
+    with pytest.raises(ArchiveError, match=r"is a symbolic link to .*outside the artifact"):
+        pack_tgz(src, io.BytesIO())
+
+
+def test_pack_refuses_special_files_inside_and_a_link_on_top(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    os.mkfifo(src / "sub" / "pipe")
+    with pytest.raises(ArchiveError, match=r"'out/sub/pipe': it is a FIFO"):
+        pack_tgz(src, io.BytesIO())
+    (tmp_path / "top").symlink_to(src / "sub" / "f")
+    with pytest.raises(ArchiveError, match="it is a symbolic link; archive the path it points to"):
+        pack_tgz(tmp_path / "top", io.BytesIO())
+
+
+def test_pack_size_budget(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    (src / "big").write_bytes(b"0" * 10_000)
+    with pytest.raises(ArchiveError, match=r"more than 5000 bytes of files \(the size budget; reached at 'out/big'\)"):
+        pack_tgz(src, io.BytesIO(), policy=PackPolicy(max_bytes=5000))
+    pack_tgz(src, io.BytesIO(), policy=PackPolicy(max_bytes=10_005))  # hard links count once
+
+
+def test_pack_host_copy_skips_what_not_every_user_may_read(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    os.chmod(src, 0o755)
+    os.chmod(src / "sub", 0o755)
+    os.chmod(src / "sub" / "f", 0o644)
+    (src / "private").mkdir(mode=0o700)
+    (src / "private" / "f").write_text("p")
+    (src / "secret").write_text("s")
+    os.chmod(src / "secret", 0o600)
+    (src / "esc").symlink_to("/etc/passwd")
+    os.mkfifo(src / "pipe")
+    (src / "home").mkdir(mode=0o755)
+    buf = io.BytesIO()
+    skipped = pack_tgz(src, buf, policy=PackPolicy(host_copy=True, exclude=frozenset({str(src / "home")})))
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        names = sorted(tar.getnames())
+    assert names == ["out", "out/hard", "out/l", "out/sub", "out/sub/f"]
+    assert len(skipped) == 5 and any("esc" in s and "outside the artifact" in s for s in skipped), skipped
+
+
+def test_pack_top_entry_is_named_after_the_artifact_path_and_checked(tmp_path: Path) -> None:
+    src = _tree(tmp_path)
+    buf = io.BytesIO()
+    pack_tgz(src, buf, name="d")  # the pod's /tmp/d was a link to what is packed
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        assert sorted(tar.getnames()) == ["d", "d/hard", "d/l", "d/sub", "d/sub/f"]
+    with pytest.raises(ArchiveError, match="must be a plain name"):
+        pack_tgz(src, io.BytesIO(), name="../x")
+    secret = tmp_path / "secret-file"  # the host's copy: the top entry too must be readable by all
+    secret.write_text("s")
+    os.chmod(secret, 0o600)
+    with pytest.raises(ArchiveError, match="not readable by every user"):
+        pack_tgz(secret, io.BytesIO(), policy=PackPolicy(host_copy=True))

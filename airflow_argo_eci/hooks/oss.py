@@ -55,6 +55,7 @@ from airflow_argo_eci.hooks._oss_common import (
     to_oss_error,
 )
 from airflow_argo_eci.hooks._oss_form import OSS_UI_FIELD_BEHAVIOUR
+from airflow_argo_eci.workflows import workflow_nodes
 
 if TYPE_CHECKING:
     import oss2
@@ -496,7 +497,7 @@ def workflow_artifacts(workflow: Mapping[str, Any], *, node: str | None = None,
     repo = ((status.get("artifactRepositoryRef") or {}).get("artifactRepository") or {}).get("oss") or {}
     found: list[ArtifactRef] = []
     everything: list[str] = []
-    for node_id, item in sorted((status.get("nodes") or {}).items(), key=lambda kv: str(kv[1].get("startedAt") or "")):
+    for node_id, item in sorted(workflow_nodes(status).items(), key=lambda kv: str(kv[1].get("startedAt") or "")):
         display = str(item.get("displayName") or item.get("name") or node_id)
         for artifact in ((item.get("outputs") or {}).get("artifacts") or []):
             oss = artifact.get("oss")

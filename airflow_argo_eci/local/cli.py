@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import signal
@@ -73,6 +74,23 @@ def _probe(paths: StatePaths, url: str, path: str = "/version") -> dict[str, Any
     return body
 
 
+def _sandbox_lines(info: dict[str, Any]) -> list[str]:
+    """What the running cluster's pod sandbox holds and lacks, from ``server.json``."""
+    from airflow_argo_eci.local.runtime.isolation import SandboxReport
+
+    report = SandboxReport.from_dict(info.get("sandbox"))
+    if report is None:
+        return ["sandbox: not recorded (the server predates the sandbox report; restart it)"]
+    return report.lines()
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     paths = StatePaths(Path(args.state_dir).expanduser().resolve())
     running = _server_info(paths)
@@ -84,6 +102,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         cmd = [sys.executable, "-m", "airflow_argo_eci.local.cli", "local", "up",
                "--state-dir", str(paths.root), "--port", str(args.port),
                "--capacity", str(args.capacity), "--sandbox", args.sandbox, "--pids-limit", str(args.pids_limit)]
+        if args.sandbox_uid is not None:
+            cmd += ["--sandbox-uid", str(args.sandbox_uid)]
         with open(paths.server_log, "ab") as logf:
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
@@ -92,26 +112,35 @@ def cmd_up(args: argparse.Namespace) -> int:
             info = _server_info(paths)
             if info and info.get("pid") == proc.pid:
                 print(f"local cluster running at {info['url']} (pid {proc.pid}); logs: {paths.server_log}")
+                print("\n".join(_sandbox_lines(info)))
                 print(f"export KUBECONFIG={shlex.quote(str(paths.kubeconfig))}")
                 return 0
             if proc.poll() is not None:
                 print(f"local cluster exited with code {proc.returncode}; see {paths.server_log}",
                       file=sys.stderr)
+                print(_log_tail(paths.server_log), file=sys.stderr)
                 return 1
             time.sleep(0.1)
         proc.terminate()
         print(f"local cluster did not start within {args.wait}s; see {paths.server_log}", file=sys.stderr)
         return 1
 
-    from airflow_argo_eci.local.server import LocalCluster
+    from airflow_argo_eci.local.server import LocalCluster, LocalClusterError
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("airflow_argo_eci").setLevel(logging.INFO)
     cluster = LocalCluster(paths.root, port=args.port, capacity_vcpu=args.capacity, sandbox=args.sandbox,
-                           pids_limit=args.pids_limit or None)
+                           pids_limit=args.pids_limit or None, sandbox_uid=args.sandbox_uid)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    cluster.start()
+    try:
+        cluster.start()
+    except LocalClusterError as exc:
+        print(f"local cluster did not start: {exc}", file=sys.stderr, flush=True)
+        return 1
     print(f"local cluster listening on {cluster.url}; state in {paths.root}", flush=True)
+    print("\n".join(_sandbox_lines({"sandbox": cluster.sandbox_report})), flush=True)
     print(f"export KUBECONFIG={shlex.quote(str(cluster.kubeconfig_path))}", flush=True)
     try:
         stop.wait()
@@ -158,6 +187,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if info.get("oss_endpoint"):
         print(f"OSS store: {info['oss_endpoint']} (credentials in {paths.oss_credentials})")
     print(f"workflows: {summary}")
+    print("\n".join(_sandbox_lines(info)))
     return 0
 
 
@@ -200,7 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--capacity", type=float, default=float(os.cpu_count() or 2) * 4,
                     help="vCPUs that running pods may request in total (default: %(default)s)")
     up.add_argument("--sandbox", choices=["auto", "bwrap", "none"], default="auto",
-                    help="bubblewrap isolation per pod (auto: when available)")
+                    help="per-pod isolation: auto/bwrap run pods in the full sandbox (bubblewrap, user "
+                         "namespace, no capabilities, seccomp) and refuse to start when a piece is missing; "
+                         "none runs pods WITHOUT isolation (default: %(default)s)")
+    up.add_argument("--sandbox-uid", type=int, default=None,
+                    help="unprivileged host uid pods run as when the cluster runs as root (default: 65534)")
     up.add_argument("--pids-limit", type=int, default=1024,
                     help="processes and threads per pod, like the kubelet's podPidsLimit; 0: no limit "
                          "(default: %(default)s)")

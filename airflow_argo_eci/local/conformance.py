@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -75,6 +76,13 @@ def select_cases(
         if entry["scope"] in scopes and entry.get("no_test_label") in labels
         and "Workflow" in entry.get("kinds", [])
     ]
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid Kubernetes label value: ``[A-Za-z0-9._-]``, at most 63 characters,
+    starting and ending alphanumeric (``seed:x (doc)`` -> ``seed-x-doc``)."""
+    value = re.sub(r"[^A-Za-z0-9._-]+", "-", text.replace("/", "."))[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
 
 
 def skipped_cases(manifest: dict[str, dict[str, Any]], scopes: Iterable[str], labels: Iterable[str]
@@ -157,7 +165,7 @@ class ConformanceRunner:
                 continue
             labels = doc.setdefault("metadata", {}).setdefault("labels", {})
             labels[RUN_LABEL] = self.run_id
-            labels[FILE_LABEL] = case.file.replace("/", ".")[:63]
+            labels[FILE_LABEL] = label_value(case.file)
             created = self.objects.create_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, "workflows", doc)
             names.append(created["metadata"]["name"])

@@ -93,6 +93,12 @@ class LocalCluster:
     kubeconfig with the bearer token). Restarting on the same ``state_dir`` keeps every object;
     pods that were running when it stopped end as ``Error`` and their ``retryStrategy`` applies.
 
+    ``sandbox``: ``"auto"`` (default) and ``"bwrap"`` run every pod in the full sandbox (see
+    ``runtime/sandbox.py``) and :meth:`start` raises :class:`LocalClusterError` naming each missing
+    piece when this machine lacks one; ``"none"`` runs pods without any isolation and must be asked
+    for explicitly. ``sandbox_uid``: the unprivileged host uid pods run as when the cluster runs as
+    root (default 65534). :attr:`sandbox_report` says what holds.
+
     The server only ever binds the loopback interface, serves HTTPS with a self-signed
     certificate that the kubeconfig pins, and rejects any request without the random bearer token
     written into the kubeconfig, because it executes commands.
@@ -105,8 +111,10 @@ class LocalCluster:
         port: int = 0,
         capacity_vcpu: float = 8.0,
         sandbox: str = "auto",
+        pids_limit: int | None = 1024,
         token: str | None = None,
         run_controller: bool = True,
+        sandbox_uid: int | None = None,
     ) -> None:
         if capacity_vcpu <= 0:
             raise ValueError(f"capacity_vcpu must be > 0 (got {capacity_vcpu}); it bounds concurrent pods")
@@ -116,6 +124,10 @@ class LocalCluster:
         self.port = port
         self.capacity_vcpu = capacity_vcpu
         self.sandbox = sandbox
+        #: the unprivileged host uid pods run as when the cluster runs as root (None: 65534)
+        self.sandbox_uid = sandbox_uid
+        #: processes and threads per pod (the kubelet's podPidsLimit); None: no limit
+        self.pids_limit = pids_limit
         self.token = token or secrets.token_urlsafe(32)
         self.run_controller = run_controller
         self.store: Store | None = None
@@ -128,6 +140,13 @@ class LocalCluster:
     @property
     def url(self) -> str:
         return f"https://{LOOPBACK}:{self.port}"
+
+    @property
+    def sandbox_report(self) -> dict[str, Any] | None:
+        """What the pods' sandbox holds and lacks (:class:`.runtime.isolation.SandboxReport` as a
+        dict: mode, requested, holds, missing, notes), once started; recorded in ``server.json``."""
+        report = self.runtime.sandbox.report if self.runtime is not None else None
+        return report.to_dict() if report is not None else None
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -148,11 +167,20 @@ class LocalCluster:
         from airflow_argo_eci.local.api.store import Store
         from airflow_argo_eci.local.argo.controller import Controller
         from airflow_argo_eci.local.runtime.runner import Runtime
+        from airflow_argo_eci.local.runtime.sandbox import SandboxError
 
         self.paths.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.paths.root, 0o700)
         self.store = Store(self.paths.db)
-        self.runtime = Runtime(self.paths, capacity_vcpu=self.capacity_vcpu, sandbox=self.sandbox)
+        try:  # refuses an incomplete sandbox (isolation.py) before anything listens
+            self.runtime = Runtime(self.paths, capacity_vcpu=self.capacity_vcpu, sandbox=self.sandbox,
+                                   pids_limit=self.pids_limit, sandbox_uid=self.sandbox_uid)
+        except SandboxError as exc:
+            self.stop()
+            raise LocalClusterError(str(exc)) from exc
+        except Exception:
+            self.stop()
+            raise
         cert, key = ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
         try:
             self.oss = self._start_oss(cert, key)
@@ -177,7 +205,8 @@ class LocalCluster:
         write_private(
             self.paths.server_info,
             json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time(),
-                        "oss_endpoint": self.oss.endpoint, "oss_region": self.oss.region}),
+                        "oss_endpoint": self.oss.endpoint, "oss_region": self.oss.region,
+                        "limits": self.runtime.limits_method, "sandbox": self.sandbox_report}),
         )
         log.info("local cluster listening on %s (state in %s)", self.url, self.paths.root)
         return self

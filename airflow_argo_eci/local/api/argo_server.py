@@ -49,7 +49,7 @@ from starlette.concurrency import run_in_threadpool
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.k8s_routes import int_query
-from airflow_argo_eci.local.api.limits import read_json_body
+from airflow_argo_eci.local.api.limits import json_response, read_json_body
 from airflow_argo_eci.local.api.resources import (
     CLUSTER_WORKFLOW_TEMPLATES,
     CRON_WORKFLOWS,
@@ -58,6 +58,7 @@ from airflow_argo_eci.local.api.resources import (
     WORKFLOWS,
     ResourceType,
 )
+from airflow_argo_eci.local.api.selectors import parse_label_selector
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.api.validation import dns1123_label
 from airflow_argo_eci.local.paths import StatePaths
@@ -229,7 +230,8 @@ def _set_suspend_nodes(wf: dict[str, Any], selector: str, phase: str, message: s
     with _as_bad_request():
         changed = update_suspend_nodes(wf, phase, message=message, selector=selector, field="nodeFieldSelector")
     if changed:
-        wf["status"]["nodes"].update(changed)
+        # merged over status.compressedNodes by workflow_nodes() when the controller compressed them
+        wf["status"].setdefault("nodes", {}).update(changed)
 
 
 # ---------------------------------------------------------------------------- retry / resubmit / submit
@@ -332,6 +334,7 @@ class _LogQuery:
         self.timestamps = _query_bool(request, "logOptions.timestamps")
         self.tail = _query_int(request, "logOptions.tailLines")
         self.selector = qp.get("selector") or ""
+        parse_label_selector(self.selector)  # a bad selector is a 400 now, not a broken stream later
         since_seconds = _query_int(request, "logOptions.sinceSeconds")
         since_time = _query_int(request, "logOptions.sinceTime.seconds")
         self.since: float | None = None
@@ -396,6 +399,10 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
     def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         return run_in_threadpool(fn, *args, **kwargs)
 
+    async def respond(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Response:
+        """Run ``fn`` and serialize its result in the thread pool (a large workflow never stalls the loop)."""
+        return await json_response(await run_in_threadpool(fn, *args, **kwargs))
+
     # ------------------------------------------------------------------ info
 
     @router.get("/api/v1/version")
@@ -432,18 +439,16 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return store.create(WORKFLOWS, namespace, wf)
 
     @router.post("/api/v1/workflows/{namespace}")
-    async def workflow_create(namespace: str, request: Request) -> dict[str, Any]:
+    async def workflow_create(namespace: str, request: Request) -> Response:
         body = await _body(request)
         wf = _object_field(body, "workflow")
         dry = bool(body.get("serverDryRun")) or bool((body.get("createOptions") or {}).get("dryRun"))
-        result: dict[str, Any] = await call(create_workflow, namespace, wf, dry)
-        return result
+        return await respond(create_workflow, namespace, wf, dry)
 
     @router.post("/api/v1/workflows/{namespace}/lint")
-    async def workflow_lint(namespace: str, request: Request) -> dict[str, Any]:
+    async def workflow_lint(namespace: str, request: Request) -> Response:
         body = await _body(request)
-        result: dict[str, Any] = await call(create_workflow, namespace, _object_field(body, "workflow"), True)
-        return result
+        return await respond(create_workflow, namespace, _object_field(body, "workflow"), True)
 
     def list_workflows(namespace: str, request: Request) -> dict[str, Any]:
         qp = request.query_params
@@ -460,14 +465,12 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return _list_response(WORKFLOWS, items, rv, token)
 
     @router.get("/api/v1/workflows/{namespace}")
-    async def workflow_list(namespace: str, request: Request) -> dict[str, Any]:
-        result: dict[str, Any] = await call(list_workflows, namespace, request)
-        return result
+    async def workflow_list(namespace: str, request: Request) -> Response:
+        return await respond(list_workflows, namespace, request)
 
     @router.get("/api/v1/workflows/")
-    async def workflow_list_all(request: Request) -> dict[str, Any]:
-        result: dict[str, Any] = await call(list_workflows, "", request)
-        return result
+    async def workflow_list_all(request: Request) -> Response:
+        return await respond(list_workflows, "", request)
 
     def submit(namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         kind = body.get("resourceKind")
@@ -483,15 +486,13 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return create_workflow(namespace, wf, bool(options.get("dryRun") or options.get("serverDryRun")))
 
     @router.post("/api/v1/workflows/{namespace}/submit")
-    async def workflow_submit(namespace: str, request: Request) -> dict[str, Any]:
+    async def workflow_submit(namespace: str, request: Request) -> Response:
         body = await _body(request)
-        result: dict[str, Any] = await call(submit, namespace, body)
-        return result
+        return await respond(submit, namespace, body)
 
     @router.get("/api/v1/workflows/{namespace}/{name}")
-    async def workflow_get(namespace: str, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await call(store.get, WORKFLOWS, namespace, name)
-        return result
+    async def workflow_get(namespace: str, name: str) -> Response:
+        return await respond(store.get, WORKFLOWS, namespace, name)
 
     def delete_pods(namespace: str, name: str, only_nodes: set[str] | None = None) -> None:
         pods, _, _ = store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
@@ -542,16 +543,14 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return mutate_workflow(namespace, name, change)
 
     @router.put("/api/v1/workflows/{namespace}/{name}/stop")
-    async def workflow_stop(namespace: str, name: str, request: Request) -> dict[str, Any]:
+    async def workflow_stop(namespace: str, name: str, request: Request) -> Response:
         body = await _body(request)
-        result: dict[str, Any] = await call(shutdown, namespace, name, "Stop", body)
-        return result
+        return await respond(shutdown, namespace, name, "Stop", body)
 
     @router.put("/api/v1/workflows/{namespace}/{name}/terminate")
-    async def workflow_terminate(namespace: str, name: str, request: Request) -> dict[str, Any]:
+    async def workflow_terminate(namespace: str, name: str, request: Request) -> Response:
         await _body(request)
-        result: dict[str, Any] = await call(shutdown, namespace, name, "Terminate", {})
-        return result
+        return await respond(shutdown, namespace, name, "Terminate", {})
 
     def suspend(namespace: str, name: str) -> dict[str, Any]:
         def change(wf: dict[str, Any]) -> None:
@@ -563,10 +562,9 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return mutate_workflow(namespace, name, change)
 
     @router.put("/api/v1/workflows/{namespace}/{name}/suspend")
-    async def workflow_suspend(namespace: str, name: str, request: Request) -> dict[str, Any]:
+    async def workflow_suspend(namespace: str, name: str, request: Request) -> Response:
         await _body(request)
-        result: dict[str, Any] = await call(suspend, namespace, name)
-        return result
+        return await respond(suspend, namespace, name)
 
     def resume(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         selector = body.get("nodeFieldSelector") or ""
@@ -583,10 +581,9 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return mutate_workflow(namespace, name, change)
 
     @router.put("/api/v1/workflows/{namespace}/{name}/resume")
-    async def workflow_resume(namespace: str, name: str, request: Request) -> dict[str, Any]:
+    async def workflow_resume(namespace: str, name: str, request: Request) -> Response:
         body = await _body(request)
-        result: dict[str, Any] = await call(resume, namespace, name, body)
-        return result
+        return await respond(resume, namespace, name, body)
 
     def retry(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         selector = body.get("nodeFieldSelector") or ""
@@ -610,10 +607,9 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return result
 
     @router.put("/api/v1/workflows/{namespace}/{name}/retry")
-    async def workflow_retry(namespace: str, name: str, request: Request) -> dict[str, Any]:
+    async def workflow_retry(namespace: str, name: str, request: Request) -> Response:
         body = await _body(request)
-        result: dict[str, Any] = await call(retry, namespace, name, body)
-        return result
+        return await respond(retry, namespace, name, body)
 
     def resubmit(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
         old = store.get(WORKFLOWS, namespace, name)
@@ -622,10 +618,9 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         return create_workflow(namespace, wf, False)
 
     @router.put("/api/v1/workflows/{namespace}/{name}/resubmit")
-    async def workflow_resubmit(namespace: str, name: str, request: Request) -> dict[str, Any]:
+    async def workflow_resubmit(namespace: str, name: str, request: Request) -> Response:
         body = await _body(request)
-        result: dict[str, Any] = await call(resubmit, namespace, name, body)
-        return result
+        return await respond(resubmit, namespace, name, body)
 
     # ------------------------------------------------------------------ logs
 
@@ -755,32 +750,26 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
         else:
             collection, item = base, base + "/{name}"
 
-        async def create_route(request: Request, namespace: str | None = None) -> dict[str, Any]:
+        async def create_route(request: Request, namespace: str | None = None) -> Response:
             body = await _body(request)
-            result: dict[str, Any] = await call(create, namespace, body, False)
-            return result
+            return await respond(create, namespace, body, False)
 
-        async def lint_route(request: Request, namespace: str | None = None) -> dict[str, Any]:
+        async def lint_route(request: Request, namespace: str | None = None) -> Response:
             body = await _body(request)
-            result: dict[str, Any] = await call(create, namespace, body, True)
-            return result
+            return await respond(create, namespace, body, True)
 
-        async def list_route(request: Request, namespace: str | None = None) -> dict[str, Any]:
-            result: dict[str, Any] = await call(list_templates, namespace, request)
-            return result
+        async def list_route(request: Request, namespace: str | None = None) -> Response:
+            return await respond(list_templates, namespace, request)
 
-        async def get_route(name: str, namespace: str | None = None) -> dict[str, Any]:
-            result: dict[str, Any] = await call(store.get, rt, ns_of(namespace), name)
-            return result
+        async def get_route(name: str, namespace: str | None = None) -> Response:
+            return await respond(store.get, rt, ns_of(namespace), name)
 
-        async def update_route(name: str, request: Request, namespace: str | None = None) -> dict[str, Any]:
+        async def update_route(name: str, request: Request, namespace: str | None = None) -> Response:
             body = await _body(request)
-            result: dict[str, Any] = await call(update, namespace, name, body)
-            return result
+            return await respond(update, namespace, name, body)
 
-        async def delete_route(name: str, namespace: str | None = None) -> dict[str, Any]:
-            result: dict[str, Any] = await call(delete, namespace, name)
-            return result
+        async def delete_route(name: str, namespace: str | None = None) -> Response:
+            return await respond(delete, namespace, name)
 
         router.add_api_route(collection, create_route, methods=["POST"])
         router.add_api_route(collection + "/lint", lint_route, methods=["POST"])

@@ -9,6 +9,7 @@ later (e.g. the Argo Server REST API, which also lives under ``/api/v1``).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,10 +25,17 @@ from starlette.types import Scope
 
 from airflow_argo_eci.local.api import resources
 from airflow_argo_eci.local.api.errors import ApiError, bad_request
+from airflow_argo_eci.local.api.limits import INT64_MAX, json_response, read_json_body
 from airflow_argo_eci.local.api.pod_logs import pod_log_response
 from airflow_argo_eci.local.api.resources import ResourceType
-from airflow_argo_eci.local.api.selectors import parse_field_selector, parse_label_selector
+from airflow_argo_eci.local.api.selectors import (
+    FieldSelector,
+    LabelSelector,
+    parse_field_selector,
+    parse_label_selector,
+)
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.api.watch import DEFAULT_MAX_BYTES, WatchCache, event_line, gone_line
 from airflow_argo_eci.local.paths import StatePaths
 
 #: watches without ``timeoutSeconds`` end after this long, like the API server's default range
@@ -35,6 +43,9 @@ DEFAULT_WATCH_TIMEOUT = 1800.0
 #: longest single wait for a store change, so closed stores and deadlines are noticed promptly
 _MAX_WAIT = 1.0
 _TRUE = ("true", "1")
+_DIGITS = re.compile(r"[0-9]+")
+#: a watch line larger than this is sent in slices of it, other requests running in between
+_WATCH_SLICE = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -110,29 +121,34 @@ def _bool(value: str | None) -> bool:
     return (value or "").lower() in _TRUE
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
+def int_query(raw: str | None, name: str, default: int | None = None) -> int | None:
+    """A non-negative int64 query parameter (``default`` when absent); anything else is 400."""
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise bad_request(f'query parameter "{name}" must be an integer, got "{raw}"') from exc
-    if value < 0:
-        raise bad_request(f'query parameter "{name}" must be >= 0, got {value}')
+    if not _DIGITS.fullmatch(raw):
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise bad_request(f'query parameter "{name}" must be a non-negative integer, got "{shown}"')
+    if len(raw) > 19 or int(raw) > INT64_MAX:
+        raise bad_request(f'query parameter "{name}" is out of range: at most {INT64_MAX}, got {len(raw)} digits')
+    return int(raw)
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    value = int_query(request.query_params.get(name), name, default)
+    assert value is not None
     return value
 
 
-async def _json_body(request: Request, *, required: bool = True) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        if required:
-            raise bad_request("the request body is empty; a JSON document is required")
+def _resource_version(request: Request) -> int | None:
+    """``resourceVersion``: absent/"" and "0" mean "any" (None), else a non-negative integer."""
+    raw = request.query_params.get("resourceVersion", "")
+    if raw in ("", "0"):
         return None
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+    if not _DIGITS.fullmatch(raw) or len(raw) > 19:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise bad_request(f'resourceVersion must be a resource version the server returned (an integer), got '
+                          f'"{shown}"')
+    return int(raw)
 
 
 def _method_not_allowed(request: Request) -> ApiError:
@@ -143,17 +159,68 @@ def _method_not_allowed(request: Request) -> ApiError:
     )
 
 
-def _event_line(event_type: str, obj: dict[str, Any]) -> bytes:
-    return (json.dumps({"type": event_type, "object": obj}, separators=(",", ":")) + "\n").encode()
+def _list_bytes(rt: ResourceType, meta: dict[str, Any], bodies: list[str]) -> bytes:
+    """A ``<Kind>List`` around stored JSON texts, without parsing them."""
+    head = json.dumps({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta},
+                      separators=(",", ":"))
+    return "".join((head[:-1], ',"items":[', ",".join(bodies), "]}")).encode()
+
+
+def _json_bytes(text: str) -> Response:
+    return Response(text.encode(), media_type="application/json")
+
+
+class SendPacer:
+    """Paces the large watch lines of all watchers together (a token bucket on the event loop).
+
+    Fifty watchers of a 1.4 MB object are 70 MB to encrypt per change; sent at once, every turn
+    of the event loop would encrypt megabytes and a small request such as ``/version`` would wait
+    for many such turns. Paced, a turn sends at most ``burst`` bytes of large lines, so other
+    requests keep answering within milliseconds while the watchers still get ``rate`` bytes/s.
+    Only touched from the event loop thread, so it needs no lock.
+    """
+
+    def __init__(self, rate: float = 128 * 1024 * 1024, burst: int = 512 * 1024) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    async def take(self, size: int) -> None:
+        """Wait until ``size`` bytes may be sent."""
+        need = min(size, self.burst)
+        while True:
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            if self._tokens >= need:
+                self._tokens -= size
+                return
+            await anyio.sleep((need - self._tokens) / self.rate)
+
+
+async def _chunks(line: bytes, pacer: SendPacer) -> AsyncIterator[bytes | memoryview]:
+    """A large watch line in paced slices, letting other requests run between them."""
+    if len(line) <= _WATCH_SLICE:
+        yield line
+        return
+    view = memoryview(line)
+    for offset in range(0, len(line), _WATCH_SLICE):
+        piece = view[offset:offset + _WATCH_SLICE]
+        await pacer.take(len(piece))
+        yield piece
 
 
 class ResourceHandler:
     """Serves the requests :class:`ResourceRoute` matched."""
 
-    def __init__(self, store: Store, paths: StatePaths, *, bookmark_interval: float) -> None:
+    def __init__(self, store: Store, paths: StatePaths, *, bookmark_interval: float,
+                 watch_cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.store = store
         self.paths = paths
         self.bookmark_interval = bookmark_interval
+        self.watch_cache = WatchCache(store, max_bytes=watch_cache_bytes)
+        self.pacer = SendPacer()
         # watch waits park threads; give them their own pool so they never starve normal requests
         self._watch_limiter = anyio.CapacityLimiter(1000)
 
@@ -178,23 +245,25 @@ class ResourceHandler:
     async def _collection(self, request: Request, t: Target) -> Response:
         q = request.query_params
         if request.method == "GET":
-            items, rv, cont = await run_in_threadpool(
-                self.store.list, t.rt, t.namespace,
+            # validated like ListOptions; a list always reads the latest state and never waits
+            _resource_version(request)
+            _int_param(request, "timeoutSeconds", 0)
+            bodies, rv, cont = await run_in_threadpool(
+                self.store.list_raw, t.rt, t.namespace,
                 label_selector=q.get("labelSelector", ""), field_selector=q.get("fieldSelector", ""),
                 limit=_int_param(request, "limit", 0), continue_token=q.get("continue", ""),
             )
             meta: dict[str, Any] = {"resourceVersion": rv}
             if cont:
                 meta["continue"] = cont
-            return JSONResponse(
-                {"kind": f"{t.rt.kind}List", "apiVersion": t.rt.api_version, "metadata": meta, "items": items}
-            )
+            body = await run_in_threadpool(_list_bytes, t.rt, meta, bodies)
+            return Response(body, media_type="application/json")
         if request.method == "POST":
             if t.rt.namespaced and t.namespace is None:
                 raise _method_not_allowed(request)
-            body = await _json_body(request)
-            created = await run_in_threadpool(self.store.create, t.rt, t.namespace, body)
-            return JSONResponse(created, status_code=201)
+            body_in = await read_json_body(request)
+            created = await run_in_threadpool(self.store.create, t.rt, t.namespace, body_in)
+            return await json_response(created, status_code=201)
         if request.method == "DELETE":
             items, _, _ = await run_in_threadpool(
                 self.store.list, t.rt, t.namespace,
@@ -217,29 +286,29 @@ class ResourceHandler:
         assert t.name is not None
         method = request.method
         if method == "GET":
-            return JSONResponse(await run_in_threadpool(self.store.get, t.rt, t.namespace, t.name))
+            return _json_bytes(await run_in_threadpool(self.store.get_raw, t.rt, t.namespace, t.name))
         if method == "PUT":
-            body = await _json_body(request)
+            body = await read_json_body(request)
             out = await run_in_threadpool(
                 self.store.replace, t.rt, t.namespace, t.name, body, subresource=t.subresource
             )
-            return JSONResponse(out)
+            return await json_response(out)
         if method == "PATCH":
-            body = await _json_body(request)
+            body = await read_json_body(request)
             content_type = request.headers.get("content-type", "")
             out = await run_in_threadpool(
                 self.store.patch, t.rt, t.namespace, t.name, body, content_type, subresource=t.subresource
             )
-            return JSONResponse(out)
+            return await json_response(out)
         if method == "DELETE" and not t.subresource:
-            options = await _json_body(request, required=False)
+            options = await read_json_body(request, required=False)
             preconditions = None
             if isinstance(options, dict) and isinstance(options.get("preconditions"), dict):
                 preconditions = {k: str(v) for k, v in options["preconditions"].items() if v is not None}
             out = await run_in_threadpool(
                 self.store.delete, t.rt, t.namespace, t.name, preconditions=preconditions
             )
-            return JSONResponse(out)
+            return await json_response(out)
         raise _method_not_allowed(request)
 
     def _watch(self, request: Request, t: Target) -> Response:
@@ -249,20 +318,18 @@ class ResourceHandler:
         if t.name is not None:
             name_term = f"metadata.name={t.name}"
             field_selector = f"{field_selector},{name_term}" if field_selector else name_term
-        # validate up front: a bad selector is a 400 response, not a broken stream
-        parse_label_selector(label_selector)
-        parse_field_selector(field_selector, t.rt.kind)
+        # validate up front: a bad selector or parameter is a 400 response, not a broken stream
+        labels = parse_label_selector(label_selector)
+        fields = parse_field_selector(field_selector, t.rt.kind)
         timeout = float(_int_param(request, "timeoutSeconds", 0)) or DEFAULT_WATCH_TIMEOUT
-        raw_rv = q.get("resourceVersion", "")
-        start_rv: int | None = None
-        if raw_rv not in ("", "0"):
-            try:
-                start_rv = int(raw_rv)
-            except ValueError as exc:
-                raise bad_request(f'resourceVersion must be an integer, got "{raw_rv}"') from exc
+        start_rv = _resource_version(request)
+        _int_param(request, "limit", 0)  # validated like ListOptions; a watch is not paginated
+        if q.get("continue"):
+            raise bad_request("continue cannot be combined with watch: list with continue, then watch from the "
+                              "list's resourceVersion")
         bookmarks = _bool(q.get("allowWatchBookmarks"))
         stream = self._watch_events(
-            t, start_rv, label_selector, field_selector, timeout, bookmarks
+            t, start_rv, (label_selector, field_selector), (labels, fields), timeout, bookmarks
         )
         return StreamingResponse(stream, media_type="application/json")
 
@@ -270,46 +337,49 @@ class ResourceHandler:
         self,
         t: Target,
         start_rv: int | None,
-        label_selector: str,
-        field_selector: str,
+        selector_text: tuple[str, str],
+        selectors: tuple[LabelSelector, FieldSelector],
         timeout: float,
         bookmarks: bool,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncIterator[bytes | memoryview]:
         store = self.store
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + self.bookmark_interval
         if start_rv is None:
-            items, list_rv, _ = await run_in_threadpool(
-                store.list, t.rt, t.namespace, label_selector=label_selector, field_selector=field_selector
+            bodies, list_rv, _ = await run_in_threadpool(
+                store.list_raw, t.rt, t.namespace, label_selector=selector_text[0],
+                field_selector=selector_text[1],
             )
-            for item in items:
-                yield _event_line("ADDED", item)
+            for body in bodies:
+                async for chunk in _chunks(event_line("ADDED", body), self.pacer):
+                    yield chunk
+            del bodies
             last = int(list_rv)
         else:
             last = start_rv
+        catching_up = True
         while not store.closed:
-            current = store.resource_version
             try:
-                events = await run_in_threadpool(
-                    store.events_since, t.rt, t.namespace, last,
-                    label_selector=label_selector, field_selector=field_selector,
+                lines, reached = await run_in_threadpool(
+                    self.watch_cache.events_after, t.rt, t.namespace, last, *selectors, catching_up=catching_up
                 )
             except ApiError as exc:
-                yield _event_line("ERROR", exc.status())
+                yield gone_line(exc)
                 return
-            for event_type, obj, rv in events:
-                yield _event_line(event_type, obj)
-                last = max(last, rv)
-            last = max(last, current)
+            if catching_up and reached >= self.watch_cache.floor:
+                catching_up = False
+            for line in lines:
+                async for chunk in _chunks(line, self.pacer):
+                    yield chunk
+            del lines
+            last = max(last, reached)
             now = time.monotonic()
             if now >= deadline:
                 return
             if bookmarks and now >= next_bookmark:
-                yield _event_line(
-                    "BOOKMARK",
-                    {"kind": t.rt.kind, "apiVersion": t.rt.api_version,
-                     "metadata": {"resourceVersion": str(last)}},
-                )
+                yield (json.dumps({"type": "BOOKMARK", "object": {
+                    "kind": t.rt.kind, "apiVersion": t.rt.api_version,
+                    "metadata": {"resourceVersion": str(last)}}}, separators=(",", ":")) + "\n").encode()
                 next_bookmark = now + self.bookmark_interval
             wait = min(deadline - now, _MAX_WAIT)
             if bookmarks:
@@ -318,9 +388,11 @@ class ResourceHandler:
 
 
 def install_resource_routes(
-    app: FastAPI, store: Store, paths: StatePaths, *, bookmark_interval: float = 30.0
+    app: FastAPI, store: Store, paths: StatePaths, *, bookmark_interval: float = 30.0,
+    watch_cache_bytes: int = DEFAULT_MAX_BYTES,
 ) -> None:
     """Add the Kubernetes resource routes (core ``/api/v1`` and ``/apis/{group}/{version}``) to ``app``."""
-    handler = ResourceHandler(store, paths, bookmark_interval=bookmark_interval)
+    handler = ResourceHandler(store, paths, bookmark_interval=bookmark_interval,
+                              watch_cache_bytes=watch_cache_bytes)
     app.router.routes.append(ResourceRoute("/api/{version}/{rest:path}", handler.handle, core=True))
     app.router.routes.append(ResourceRoute("/apis/{group}/{version}/{rest:path}", handler.handle, core=False))

@@ -7,11 +7,22 @@ path, a failed ``test``, a malformed operation) raise :class:`PatchError` naming
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
+
+#: most operations one JSON patch may have (the API server's limit)
+MAX_OPERATIONS = 10_000
+#: most bytes the ``copy`` operations of one JSON patch may add, so a patch of a few bytes cannot
+#: double the document again and again
+MAX_COPY_BYTES = 3 * 1024 * 1024
 
 
 class PatchError(ValueError):
     """A patch that cannot be applied to the target document."""
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -117,6 +128,9 @@ def json_patch(doc: Any, operations: Any) -> Any:
     """Apply an RFC 6902 JSON patch (``add``, ``remove``, ``replace``, ``move``, ``copy``, ``test``)."""
     if not isinstance(operations, list):
         raise PatchError("a JSON patch must be a JSON array of operations")
+    if len(operations) > MAX_OPERATIONS:
+        raise PatchError(f"the JSON patch has {len(operations)} operations; at most {MAX_OPERATIONS} are allowed")
+    copied = 0
     result = copy.deepcopy(doc)
     for i, op in enumerate(operations):
         if not isinstance(op, dict):
@@ -143,7 +157,12 @@ def json_patch(doc: Any, operations: Any) -> Any:
                     raise PatchError(f'operation {i}: cannot move "{source}" into its own child "{path}"')
                 result, value = _remove(result, source)
             else:
-                value = copy.deepcopy(_get(result, source))
+                original = _get(result, source)
+                copied += _size(original)
+                if copied > MAX_COPY_BYTES:
+                    raise PatchError(f"operation {i}: the copy operations of this patch add more than "
+                                     f"{MAX_COPY_BYTES} bytes; send the values instead of copying them")
+                value = copy.deepcopy(original)
             result = _add(result, path, value)
         elif kind == "test":
             expected = _op_field(op, "value", i)

@@ -10,6 +10,7 @@ else the only container), ``follow``, ``tailLines``, ``sinceSeconds``, ``sinceTi
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -24,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from airflow_argo_eci.local.api.errors import ApiError, bad_request
 from airflow_argo_eci.local.api.resources import PODS
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.api.validation import dns1123_label, dns1123_subdomain
 from airflow_argo_eci.local.paths import StatePaths
 
 #: how often a following log request polls the file and the pod
@@ -76,6 +78,9 @@ def _choose_container(pod: dict[str, Any], requested: str | None) -> str:
             raise bad_request(
                 f"a container name must be specified for pod {name}, choose one of: [{' '.join(main)}]"
             )
+    if dns1123_label(container):
+        shown = container if len(container) <= 80 else container[:80] + "..."
+        raise bad_request(f'container "{shown}" is not a valid container name (an RFC 1123 label such as "main")')
     if container not in names:
         raise bad_request(
             f"container {container} is not valid for pod {name}"
@@ -142,9 +147,25 @@ async def pod_log_response(
         except ValueError as exc:
             raise bad_request(f'sinceTime must be an RFC 3339 timestamp, got "{q["sinceTime"]}"') from exc
     line_filter = _LineFilter(timestamps=timestamps, since=since)
-    path = paths.log_file(namespace, name, container)
+    path = log_path(paths, namespace, name, container)
 
-    data = await run_in_threadpool(_read_from, path, 0)
+    # reading and filtering a large log happens in the thread pool, never on the event loop
+    initial, offset = await run_in_threadpool(_initial_lines, path, line_filter, follow, tail)
+    if not follow:
+        body = initial.encode()
+        if limit_bytes is not None:
+            body = body[:limit_bytes]
+        return PlainTextResponse(body)
+    return StreamingResponse(
+        _follow(store, namespace, name, path, offset, initial, line_filter, limit_bytes),
+        media_type="text/plain",
+    )
+
+
+def _initial_lines(path: Path, line_filter: _LineFilter, follow: bool, tail: int | None) -> tuple[str, int]:
+    """The response text of what the log holds now and the offset a follow continues from (a
+    partial last line is held back while following)."""
+    data = _read_from(path, 0)
     complete, _, partial = data.rpartition(b"\n")
     raw_lines = complete.decode(errors="replace").splitlines()
     lines = [s for s in (line_filter.apply(r) for r in raw_lines) if s is not None]
@@ -155,29 +176,32 @@ async def pod_log_response(
         partial = b""
     if tail is not None:
         lines = lines[-tail:] if tail else []
-    initial = "".join(line + "\n" for line in lines)
-    if not follow:
-        body = initial.encode()
-        if limit_bytes is not None:
-            body = body[:limit_bytes]
-        return PlainTextResponse(body)
-    offset = len(data) - len(partial)
-    return StreamingResponse(
-        _follow(store, namespace, name, path, offset, initial, line_filter, limit_bytes),
-        media_type="text/plain",
-    )
+    return "".join(line + "\n" for line in lines), len(data) - len(partial)
+
+
+def log_path(paths: StatePaths, namespace: str, pod: str, container: str) -> Path:
+    """The log file of a container, refusing any name that could leave the logs directory.
+
+    Namespace, pod and container names are validated when objects are written; this is the last
+    check before the file system: each must be a DNS name and the path must stay inside ``logs/``.
+    """
+    problems = dns1123_label(namespace) + dns1123_subdomain(pod) + dns1123_label(container)
+    root = paths.root / "logs"
+    path = paths.log_file(namespace, pod, container)
+    if problems or os.path.commonpath([os.path.normpath(path), os.path.normpath(root)]) != os.path.normpath(root):
+        raise bad_request(f'container "{container[:80]}" of pod "{pod[:80]}" does not name a log file: names must be '
+                          "RFC 1123 labels")
+    return path
 
 
 def _int(raw: str | None, field: str) -> int | None:
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise bad_request(f'query parameter "{field}" must be an integer, got "{raw}"') from exc
-    if value < 0:
-        raise bad_request(f'query parameter "{field}" must be >= 0, got {value}')
-    return value
+    if not raw.isascii() or not raw.isdigit():
+        raise bad_request(f'query parameter "{field}" must be a non-negative integer, got "{raw[:40]}"')
+    if len(raw) > 12:  # more than 31,000 years of seconds or a terabyte of log
+        raise bad_request(f'query parameter "{field}" is out of range ({len(raw)} digits)')
+    return int(raw)
 
 
 async def _follow(

@@ -110,8 +110,13 @@ def field_value(obj: dict[str, Any], path: str) -> str:
     return str(cur)
 
 
+def selectable_fields(kind: str) -> frozenset[str]:
+    """The field paths a field selector may name for objects of ``kind``."""
+    return _COMMON_FIELDS | _EXTRA_FIELDS.get(kind, frozenset())
+
+
 def _check_key(key: str, selector: str) -> str:
-    if not _KEY_RE.match(key) or len(key) > 317:
+    if len(key) > 317 or not _KEY_RE.match(key):
         raise bad_request(
             f'unable to parse requirement: invalid label key "{key}" in labelSelector "{selector}": '
             "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and "
@@ -121,7 +126,7 @@ def _check_key(key: str, selector: str) -> str:
 
 
 def _check_value(value: str, selector: str) -> str:
-    if not _VALUE_RE.match(value):
+    if len(value) > 63 or not _VALUE_RE.match(value):
         raise bad_request(
             f'unable to parse requirement: invalid label value "{value}" in labelSelector "{selector}": '
             "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
@@ -206,7 +211,7 @@ def parse_field_selector(selector: str, kind: str = "") -> FieldSelector:
     the kind does not support)."""
     if not selector.strip():
         return FieldSelector()
-    allowed = _COMMON_FIELDS | _EXTRA_FIELDS.get(kind, frozenset())
+    allowed = selectable_fields(kind)
     reqs: list[FieldRequirement] = []
     for raw in selector.split(","):
         term = raw.strip()
@@ -247,4 +252,5 @@ __all__ = [
     "matches",
     "parse_field_selector",
     "parse_label_selector",
+    "selectable_fields",
 ]

@@ -32,7 +32,6 @@ import builtins
 import copy
 import json
 import logging
-import re
 import secrets
 import sqlite3
 import string
@@ -45,8 +44,9 @@ from typing import Any
 
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.limits import MAX_OBJECT_BYTES, object_too_large
 from airflow_argo_eci.local.api.patch import PatchError, json_patch, merge_patch
-from airflow_argo_eci.local.api.resources import NAMESPACES, REGISTRY, ResourceType
+from airflow_argo_eci.local.api.resources import NAMESPACES, PODS, REGISTRY, ResourceType
 from airflow_argo_eci.local.api.selectors import (
     FieldSelector,
     LabelSelector,
@@ -54,6 +54,7 @@ from airflow_argo_eci.local.api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from airflow_argo_eci.local.api.validation import metadata_causes, name_causes, pod_causes
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
-_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 _SCHEMA = """
@@ -104,6 +103,20 @@ def now_rfc3339() -> str:
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=False)
+
+
+def _dumps_stored(rt: ResourceType, name: str, obj: dict[str, Any]) -> str:
+    """The stored form of ``obj``: strict JSON (no NaN/Infinity) of at most etcd's request size."""
+    try:
+        body = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise errors.bad_request(
+            f'{_resource(rt)} "{name}" holds a number JSON cannot represent ({exc}); use a finite number'
+        ) from None
+    size = len(body) if body.isascii() else len(body.encode())
+    if size > MAX_OBJECT_BYTES:
+        raise object_too_large(_resource(rt), name, size)
+    return body
 
 
 def _resource(rt: ResourceType) -> str:
@@ -260,6 +273,10 @@ class Store:
                 ):
                     causes.append({"reason": "FieldValueInvalid", "field": f"metadata.{field}",
                                    "message": "Invalid value: must be a map of string to string"})
+            if not causes:
+                causes += metadata_causes(meta)
+        if rt.key == PODS.key:
+            causes += pod_causes(obj)
         if causes:
             raise errors.invalid(_resource(rt), rt.group, name_hint, causes)
         out = copy.deepcopy(obj)
@@ -268,17 +285,11 @@ class Store:
         out["metadata"] = copy.deepcopy(meta)
         return out
 
-    def _check_name(self, rt: ResourceType, name: str) -> None:
-        pattern, limit = (_LABEL_RE, 63) if rt.kind == "Namespace" else (_SUBDOMAIN_RE, 253)
-        if not pattern.match(name) or len(name) > limit:
-            raise errors.invalid(
-                _resource(rt), rt.group, name,
-                [{"reason": "FieldValueInvalid", "field": "metadata.name",
-                  "message": f'Invalid value: "{name}": a lowercase RFC 1123 '
-                  f"{'label' if limit == 63 else 'subdomain'} must consist of lower case alphanumeric "
-                  f"characters, '-' or '.', and must start and end with an alphanumeric character "
-                  f"(at most {limit} characters)"}],
-            )
+    def _check_name(self, rt: ResourceType, meta: dict[str, Any]) -> None:
+        causes = name_causes(rt.kind, meta)
+        if causes:
+            hint = str(meta.get("name") or meta.get("generateName") or "")
+            raise errors.invalid(_resource(rt), rt.group, hint, causes)
 
     def _check_namespace_matches(self, rt: ResourceType, ns: str, meta: dict[str, Any]) -> None:
         body_ns = meta.get("namespace")
@@ -301,7 +312,7 @@ class Store:
         """Write one change with a fresh resourceVersion (lock held, inside a transaction)."""
         rv = self._rv + 1
         obj["metadata"]["resourceVersion"] = str(rv)
-        body = _dumps(obj)
+        body = _dumps_stored(rt, name, obj) if event_type != "DELETED" else _dumps(obj)
         if event_type == "DELETED":
             self._conn.execute(
                 'DELETE FROM objects WHERE "group"=? AND plural=? AND namespace=? AND name=?',
@@ -405,6 +416,7 @@ class Store:
             raise errors.invalid(_resource(rt), rt.group, str(name),
                                  [{"reason": "FieldValueInvalid", "field": "metadata.name",
                                    "message": "Invalid value: must be a string"}])
+        self._check_name(rt, {"name": name, "generateName": generate})
         if not name and not generate:
             raise errors.invalid(
                 _resource(rt), rt.group, "",
@@ -425,7 +437,7 @@ class Store:
                         break
                 else:
                     raise errors.already_exists(_resource(rt), rt.group, base)
-            self._check_name(rt, name)
+            self._check_name(rt, {"name": name})
             if self._row(rt, ns, name) is not None:
                 raise errors.already_exists(_resource(rt), rt.group, name)
             meta["name"] = name
@@ -457,6 +469,19 @@ class Store:
         with self._lock:
             return self._get_row(rt, ns, name)
 
+    def get_raw(self, rt: ResourceType, namespace: str | None, name: str) -> str:
+        """The stored JSON text of one object (no parsing); 404 NotFound."""
+        ns = self._ns_key(rt, namespace)
+        assert ns is not None
+        with self._lock:
+            row = self._conn.execute(
+                'SELECT body FROM objects WHERE "group"=? AND plural=? AND namespace=? AND name=?',
+                (rt.group, rt.plural, ns, name),
+            ).fetchone()
+        if row is None:
+            raise errors.not_found(_resource(rt), rt.group, name)
+        return str(row[0])
+
     def list(
         self,
         rt: ResourceType,
@@ -473,13 +498,36 @@ class Store:
         returned and the continue token (opaque) resumes after the last one; it is "" when no
         further matching item exists. ``namespace`` None lists all namespaces.
         """
+        rows, rv, token = self._select(rt, namespace, label_selector, field_selector, limit, continue_token)
+        return [obj if obj is not None else json.loads(body) for body, obj in rows], rv, token
+
+    def list_raw(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> tuple[builtins.list[str], str, str]:
+        """:meth:`list` with the stored JSON text of each item (parsed only to apply selectors)."""
+        rows, rv, token = self._select(rt, namespace, label_selector, field_selector, limit, continue_token)
+        return [body for body, _ in rows], rv, token
+
+    def _select(
+        self, rt: ResourceType, namespace: str | None, label_selector: str, field_selector: str, limit: int,
+        continue_token: str,
+    ) -> tuple[builtins.list[tuple[str, dict[str, Any] | None]], str, str]:
+        """(stored text, parsed object if selectors needed it) of the selected items, list rv, token."""
         if limit < 0:
             raise errors.bad_request(f"limit must be >= 0, got {limit}")
         ns = self._ns_key(rt, namespace, for_list=True)
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector, rt.kind)
+        selective = bool(labels.requirements or fields.requirements)
         sql = 'SELECT namespace, name, body FROM objects WHERE "group"=? AND plural=?'
-        params: list[Any] = [rt.group, rt.plural]
+        params: builtins.list[Any] = [rt.group, rt.plural]
         if ns is not None:
             sql += " AND namespace=?"
             params.append(ns)
@@ -488,20 +536,20 @@ class Store:
             sql += " AND (namespace, name) > (?, ?)"
             params += [after_ns, after_name]
         sql += " ORDER BY namespace, name"
-        items: list[dict[str, Any]] = []
+        items: builtins.list[tuple[str, dict[str, Any] | None]] = []
         token = ""
         with self._lock:
             list_rv = self._rv
             last: tuple[str, str] | None = None
             for row_ns, row_name, body in self._conn.execute(sql, params):
-                obj = json.loads(body)
-                if not matches(obj, labels, fields):
+                obj = json.loads(body) if selective else None
+                if obj is not None and not matches(obj, labels, fields):
                     continue
                 if limit and len(items) >= limit:
                     assert last is not None
                     token = _encode_continue(last[0], last[1], list_rv)
                     break
-                items.append(obj)
+                items.append((body, obj))
                 last = (row_ns, row_name)
         return items, str(list_rv), token
 
@@ -694,20 +742,35 @@ class Store:
         With selectors, an object that stops matching is reported as DELETED and one that starts
         matching as ADDED, like a Kubernetes watch.
         """
-        ns = self._ns_key(rt, namespace, for_list=True)
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector, rt.kind)
-        sql = 'SELECT rv, type, body, prev FROM events WHERE "group"=? AND plural=? AND rv>?'
-        params: list[Any] = [rt.group, rt.plural, resource_version]
-        if ns is not None:
-            sql += " AND namespace=?"
-            params.append(ns)
+        rows = self.raw_events_since(rt, namespace, resource_version)
+        return _filter_events([(rv, t, body, prev) for rv, t, _, body, prev in rows], labels, fields)
+
+    def raw_events_since(
+        self, rt: ResourceType | None, namespace: str | None, resource_version: int, *, limit: int = 0
+    ) -> builtins.list[tuple[int, str, tuple[str, str, str], str, str | None]]:
+        """Stored change events newer than ``resource_version``, oldest first, unparsed:
+        ``(rv, type, (group, plural, namespace), body, previous body or None)``; of one type
+        (``rt``, optionally one ``namespace``) or of all types (``rt`` None). At most ``limit``
+        rows when ``limit`` > 0. 410 Gone when ``resource_version`` is older than the kept window."""
+        sql = 'SELECT rv, type, "group", plural, namespace, body, prev FROM events WHERE rv>?'
+        params: builtins.list[Any] = [resource_version]
+        if rt is not None:
+            sql += ' AND "group"=? AND plural=?'
+            params += [rt.group, rt.plural]
+            ns = self._ns_key(rt, namespace, for_list=True)
+            if ns is not None:
+                sql += " AND namespace=?"
+                params.append(ns)
         sql += " ORDER BY rv"
+        if limit > 0:
+            sql += f" LIMIT {int(limit)}"
         with self._lock:
             if resource_version < self._compacted:
                 raise errors.gone(f"too old resource version: {resource_version} ({self._compacted + 1})")
             rows = self._conn.execute(sql, params).fetchall()
-        return _filter_events(rows, labels, fields)
+        return [(rv, t, (g, p, n), body, prev) for rv, t, g, p, n, body, prev in rows]
 
     # ------------------------------------------------------------------ internals
 

@@ -21,17 +21,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import ipaddress
 import logging
 import os
 import posixpath
 import shutil
+import stat
 import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,9 +41,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from airflow_argo_eci.archives import ArchiveError, pack_tgz, unpack_tgz
+from airflow_argo_eci.archives import ArchiveError, PackPolicy, pack_tgz, unpack_tgz
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, SECRETS
+from airflow_argo_eci.local.runtime.podfiles import home_directories, kind_of, world_readable
 
 if TYPE_CHECKING:
     import oss2
@@ -63,6 +66,10 @@ GC_STRATEGIES = ("OnWorkflowCompletion", "OnWorkflowDeletion", "Never", "")
 #: objects up to this size are uploaded in one request; larger ones in parts
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 16 * 1024 * 1024
+#: bytes of files one output artifact may hold (the packing budget)
+MAX_ARTIFACT_BYTES = 8 * 1024 ** 3
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
 class ArtifactError(ValueError):
@@ -329,6 +336,15 @@ def save_artifact(clients: OSSClients, art: dict[str, Any], host_path: Path, oss
     ``place`` gives endpoint, bucket and keys (its ``key`` is ignored); ``oss`` is the repository's
     ``oss`` object recorded in status. ``key`` is the artifact's own key (explicit/key-only) or None
     to use ``key_prefix`` plus the file name Argo uses (``<name>.tgz``, or the path's base name with ``archive: none``).
+
+    ``host_path`` comes from the runtime (``PodResult.artifact_paths``), already resolved inside the
+    pod. ``scratch`` is a private directory of the pod's (``<pod_dir>/artifacts-staging``): a
+    ``host_path`` inside the pod directory (``scratch.parent``) is what the pod wrote and is packed
+    as it is (links stay links, a link leaving the artifact, a device, FIFO or socket fails the
+    artifact); any other ``host_path`` is the host's read-only copy of an image path, of which only
+    what every user may read is exported, links leaving it and special files skipped (logged).
+    Either way nothing is followed: every file is opened with ``O_NOFOLLOW`` and checked to be a
+    regular file, and at most :data:`MAX_ARTIFACT_BYTES` bytes of files are saved.
     """
     archive = art.get("archive") or {}
     if not isinstance(archive, dict):
@@ -349,21 +365,26 @@ def save_artifact(clients: OSSClients, art: dict[str, Any], host_path: Path, oss
     file_name = posixpath.basename(posixpath.normpath(path)) if none else f"{art.get('name')}.tgz"
     final_key = key if key is not None else posixpath.join(key_prefix, file_name)
     loc = Location(place.endpoint, place.bucket, final_key, place.access_key_id, place.access_key_secret)
+    policy = _policy_for(host_path, scratch)
     bucket = clients.bucket(loc)
+    skipped: list[str] = []
     try:
         if none:
-            if host_path.is_dir():
-                _put_directory(bucket, final_key, host_path)
+            if os.path.isdir(host_path) and not os.path.islink(host_path):
+                skipped = _put_directory(bucket, final_key, host_path, policy)
             else:
-                _put_file(bucket, final_key, host_path, scratch)
+                with _open_regular(host_path, policy, path) as fd:
+                    _put_file(bucket, final_key, fd, scratch)
         else:
             scratch.mkdir(parents=True, exist_ok=True)
             packed = scratch / f"{uuid.uuid4().hex}.tgz"
             try:
                 with open(packed, "wb") as out:
                     # one top-level entry named like the artifact path (host paths keep base names)
-                    pack_tgz(host_path, out, compression_level=level)
-                _put_file(bucket, final_key, packed, scratch)
+                    skipped = pack_tgz(host_path, out, compression_level=level, policy=policy,
+                                       name=posixpath.basename(posixpath.normpath(path)) or None)
+                with _open_regular(packed, PackPolicy(), str(packed)) as fd:
+                    _put_file(bucket, final_key, fd, scratch)
             finally:
                 packed.unlink(missing_ok=True)
     except ArchiveError as exc:
@@ -375,45 +396,121 @@ def save_artifact(clients: OSSClients, art: dict[str, Any], host_path: Path, oss
             raise ArtifactError(f"failed to save artifact {art.get('name')} to {loc.describe()}: "
                                 f"{_oss_message(exc)}") from exc
         raise
+    if skipped:
+        log.warning("artifact %s (%s, the host's read-only copy) skipped %d entries no pod may read or that "
+                    "lead outside it: %s", art.get("name"), host_path, len(skipped), "; ".join(skipped[:5]))
     entry = {k: v for k, v in strip_location(art).items() if k not in ("from", "fromExpression")}
     entry["oss"] = status_location(oss, final_key)
     return entry
 
 
-def _put_file(bucket: oss2.Bucket, key: str, path: Path, scratch: Path) -> None:
+def _policy_for(host_path: Path, scratch: Path) -> PackPolicy:
+    """Pod data (inside the pod directory) or the host's read-only copy (see :func:`save_artifact`)."""
+    pod_dir = os.path.realpath(scratch.parent)
+    real = os.path.realpath(host_path.parent) + "/" + host_path.name
+    if real.startswith(pod_dir + "/"):
+        return PackPolicy(max_bytes=MAX_ARTIFACT_BYTES)
+    return PackPolicy(host_copy=True, exclude=frozenset(home_directories()), max_bytes=MAX_ARTIFACT_BYTES)
+
+
+@contextlib.contextmanager
+def _open_regular(path: Path, policy: PackPolicy, shown: str) -> Iterator[int]:
+    """An open descriptor of the regular file ``path`` (never through a final link, never a
+    FIFO/device); errors name it ``shown`` (the pod path)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise ArtifactError(f"open {shown}: {(exc.strerror or str(exc)).lower()}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise ArchiveError(f"{shown} is a {kind_of(st.st_mode)}, not a regular file or a directory")
+    if policy.host_copy and not world_readable(st):
+        raise ArchiveError(f"{shown} is not readable by every user")
+    fd = os.open(path, _FILE_FLAGS)
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            raise ArchiveError(f"{shown} changed while it was being saved")
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _put_file(bucket: oss2.Bucket, key: str, fd: int, scratch: Path) -> None:
+    """Upload the open regular file ``fd`` (read through ``/proc/self/fd``: the file that was checked)."""
     import oss2
 
-    size = path.stat().st_size
+    source = f"/proc/self/fd/{fd}"
+    size = os.fstat(fd).st_size
     if size <= MULTIPART_THRESHOLD:
-        _retrying(lambda: bucket.put_object_from_file(key, str(path)))
+        _retrying(lambda: bucket.put_object_from_file(key, source))
         return
     scratch.mkdir(parents=True, exist_ok=True)
-    oss2.resumable_upload(bucket, key, str(path), store=oss2.ResumableStore(root=str(scratch)),
+    oss2.resumable_upload(bucket, key, source, store=oss2.ResumableStore(root=str(scratch)),
                           multipart_threshold=MULTIPART_THRESHOLD, part_size=PART_SIZE, num_threads=2)
 
 
-def _put_directory(bucket: oss2.Bucket, key: str, directory: Path) -> None:
-    """Argo's OSS ``putDirectory``: a ``dir/`` marker per directory, one object per regular file."""
-    base = key.rstrip("/")
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        rel = os.path.relpath(root, directory)
-        prefix = base if rel == "." else posixpath.join(base, rel.replace(os.sep, "/"))
-        marker = prefix + "/"
-        _retrying(lambda: bucket.put_object(marker, b""))  # noqa: B023
-        for name in sorted(files):
-            full = Path(root) / name
-            if full.is_symlink() or not full.is_file():
-                continue  # like Argo: only regular files become objects
-            _retrying(lambda: bucket.put_object_from_file(posixpath.join(prefix, name), str(full)))  # noqa: B023
+def _put_directory(bucket: oss2.Bucket, key: str, directory: Path, policy: PackPolicy) -> list[str]:
+    """Argo's OSS ``putDirectory``: a ``dir/`` marker per directory, one object per regular file
+    (links and special files are not objects, as in Argo). Walks with descriptors, never following
+    a link; returns what ``policy`` skipped."""
+    skipped: list[str] = []
+    total = [0]
+    fd = os.open(directory, _DIR_FLAGS)
+    try:
+        _put_tree(bucket, key.rstrip("/"), fd, str(directory), policy, skipped, total)
+    finally:
+        os.close(fd)
+    return skipped
+
+
+def _put_tree(bucket: oss2.Bucket, prefix: str, dir_fd: int, host: str, policy: PackPolicy,
+              skipped: list[str], total: list[int]) -> None:
+    marker = prefix + "/"
+    _retrying(lambda: bucket.put_object(marker, b""))
+    names = sorted(os.listdir(dir_fd))
+    subdirs: list[str] = []
+    for name in names:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        child = f"{host}/{name}"
+        if policy.host_copy and (child in policy.exclude or not world_readable(st)):
+            skipped.append(f"{child}: not readable by every user")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            subdirs.append(name)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # like Argo: only regular files become objects
+        total[0] += st.st_size
+        if policy.max_bytes is not None and total[0] > policy.max_bytes:
+            raise ArchiveError(f"the artifact holds more than {policy.max_bytes} bytes of files (the size budget)")
+        fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            source = f"/proc/self/fd/{fd}"
+            object_key = posixpath.join(prefix, name)
+            _retrying(lambda: bucket.put_object_from_file(object_key, source))  # noqa: B023
+        finally:
+            os.close(fd)
+    for name in subdirs:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            _put_tree(bucket, posixpath.join(prefix, name), fd, f"{host}/{name}", policy, skipped, total)
+        finally:
+            os.close(fd)
 
 
 # ---------------------------------------------------------------------- loading
 
 
 def load_artifact(clients: OSSClients, art: dict[str, Any], dest: Path, loc: Location | None) -> None:
-    """Place one input artifact at ``dest`` (a host path): raw data, or the object at ``loc``."""
+    """Place one input artifact at ``dest`` (a host path in the pod's files): raw data, or the object
+    at ``loc``. ``dest`` and its existing ancestors must not be links (nothing is placed through one)."""
     name = art.get("name")
+    _check_no_links(dest, str(art.get("path", dest)))
     dest.parent.mkdir(parents=True, exist_ok=True)
     if art.get("raw") is not None:
         data = (art.get("raw") or {}).get("data", "")
@@ -515,10 +612,26 @@ def _chmod(art: dict[str, Any], dest: Path) -> None:
     except (TypeError, ValueError) as exc:
         raise ArtifactError(f"inputs.artifacts.{art.get('name')}.mode must be an integer") from exc
     os.chmod(dest, value)
-    if art.get("recurseMode") and dest.is_dir():
+    if art.get("recurseMode") and dest.is_dir() and not dest.is_symlink():
         for root, dirs, files in os.walk(dest):
             for name in dirs + files:
-                os.chmod(os.path.join(root, name), value)
+                if not os.path.islink(os.path.join(root, name)):  # links are never followed
+                    os.chmod(os.path.join(root, name), value)
+
+
+def _check_no_links(dest: Path, pod_path: str) -> None:
+    """Refuse to place an input where ``dest`` or an ancestor is a symbolic link: every ancestor up
+    to the pod's ``tmp/`` or ``root/`` directory (``<state>/pods/<ns>/<pod>/...``), or, outside that
+    layout, up to the first one that exists."""
+    current = dest
+    while current.parent != current:
+        if current.is_symlink():
+            raise ArtifactError(f"cannot place the input artifact at {pod_path}: {current} is a symbolic link")
+        if current.parent.parent.parent.name == "pods" and current.name in ("tmp", "root"):
+            return  # the pod's own top directory
+        if current.exists() and "pods" not in current.parts:
+            return
+        current = current.parent
 
 
 # ---------------------------------------------------------------------- deleting

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS, ResourceType
 from airflow_argo_eci.local.api.store import Store
@@ -28,10 +29,20 @@ from airflow_argo_eci.local.argo.artifacts import (
     gc_strategy,
     location_of,
 )
+from airflow_argo_eci.local.argo.budget import MAX_WORKFLOW_SIZE
+from airflow_argo_eci.local.argo.isolation import FailureTracker, describe
 from airflow_argo_eci.local.argo.nodes import now_rfc3339
-from airflow_argo_eci.local.argo.operator import ANNOTATION_OUTPUTS, LABEL_COMPLETED, LABEL_WORKFLOW, Operation
+from airflow_argo_eci.local.argo.operator import (
+    ANNOTATION_OUTPUTS,
+    LABEL_COMPLETED,
+    LABEL_PHASE,
+    LABEL_WORKFLOW,
+    Operation,
+)
+from airflow_argo_eci.local.argo.packing import pack_status
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.runtime import PodRequest, PodResult
+from airflow_argo_eci.workflows import workflow_nodes
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +87,11 @@ class Controller:
         self.artifact_repository: dict[str, Any] | None = None
         self.artifact_credentials: tuple[str, str] | None = None
         self.oss_clients = OSSClients(paths.tls_cert)
+        #: workflows whose reconcile pass raised: retried with backoff, then ended in Error
+        self.failures = FailureTracker(log, retries=3, backoff=max(0.1, tick_seconds))
+        #: the largest workflow the controller writes (Argo's MAX_WORKFLOW_SIZE): larger ones get
+        #: their nodes compressed, and fail if that is not enough
+        self.max_workflow_size = MAX_WORKFLOW_SIZE
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,7 +150,11 @@ class Controller:
         errors: list[str] = []
         found = False
         done: set[tuple[str, str, str]] = set()
-        for node_id, node in (status.get("nodes") or {}).items():
+        try:
+            nodes = workflow_nodes(status)
+        except ArgoEciError as exc:
+            return deleted, [f"cannot read the workflow's nodes: {exc}"], False
+        for node_id, node in nodes.items():
             if node.get("type") != "Pod":
                 continue
             for index, art in enumerate((node.get("outputs") or {}).get("artifacts") or []):
@@ -204,8 +224,8 @@ class Controller:
             try:
                 rv = self.store.resource_version
                 self.reconcile_all()
-            except Exception:  # the controller thread must survive any single bad pass
-                log.exception("workflow controller pass failed")
+            except Exception as exc:  # the controller thread must survive any single bad pass
+                self.failures.out.log(logging.ERROR, "workflow controller pass failed: %s", describe(exc))
             timeout = self.tick_seconds
             if self._wake_at:
                 timeout = max(0.02, min(timeout, min(self._wake_at.values()) - time.monotonic()))
@@ -216,17 +236,70 @@ class Controller:
     # ------------------------------------------------------------------ reconcile
 
     def reconcile_all(self) -> None:
-        """One pass over every incomplete workflow."""
+        """One pass over every incomplete workflow. A workflow whose pass raises is retried with
+        backoff and then ends in Error (:class:`FailureTracker`); the others go on meanwhile."""
         items, _, _ = self.store.list(WORKFLOWS, None, label_selector=f"{LABEL_COMPLETED}!=true")
-        now = time.monotonic()
         for wf in items:
             key = (wf["metadata"].get("namespace", "default"), wf["metadata"]["name"])
+            uid = str(wf["metadata"].get("uid", ""))
             self._wake_at.pop(key, None)
+            due = self.failures.waiting(key, uid, time.monotonic())
+            if due is not None:
+                self._wake_at[key] = due
+                continue
             try:
                 self.reconcile(wf)
-            except Exception:
-                log.exception("reconciling workflow %s/%s failed", *key)
-                self._wake_at[key] = now + self.tick_seconds
+            except Exception as exc:  # one workflow's failure never stops the others
+                message = self.failures.failed(key, uid, exc, time.monotonic())
+                if message is None:
+                    due = self.failures.waiting(key, uid, time.monotonic())
+                    self._wake_at[key] = due if due is not None else time.monotonic()
+                else:
+                    self.fail_workflow(key[0], key[1], uid, message)
+            else:
+                self.failures.succeeded(key)
+
+    def fail_workflow(self, namespace: str, name: str, uid: str, message: str) -> None:
+        """End a workflow in Error with ``message`` on its stored status (Argo's
+        ``markWorkflowError``: a running entry node errs with "Workflow operation error") and
+        kill its pods. Never raises."""
+        now = now_rfc3339()
+
+        def mutate(obj: dict[str, Any]) -> dict[str, Any] | None:
+            if uid and obj["metadata"].get("uid") != uid:
+                return obj  # replaced by a new workflow of the same name meanwhile
+            status = obj.setdefault("status", {})
+            status["phase"] = "Error"
+            status["message"] = message
+            status.setdefault("startedAt", now)
+            status["finishedAt"] = now
+            entry = (status.get("nodes") or {}).get(name)
+            if isinstance(entry, dict) and entry.get("phase") in ("Pending", "Running"):
+                entry["phase"] = "Error"
+                entry["message"] = "Workflow operation error"
+                entry["finishedAt"] = now
+            labels = obj["metadata"].setdefault("labels", {})
+            labels[LABEL_PHASE] = "Error"
+            labels[LABEL_COMPLETED] = "true"
+            return None
+
+        try:
+            self.store.update(WORKFLOWS, namespace, name, mutate)
+        except Exception as exc:  # the workflow may be gone or unwritable; its pods still go
+            self.failures.out.log(logging.WARNING, "workflow %s/%s: could not record Error: %s", namespace, name,
+                                  describe(exc))
+        try:
+            self.kill_workflow_pods(namespace, name, message)
+        except Exception as exc:
+            self.failures.out.log(logging.WARNING, "workflow %s/%s: could not kill its pods: %s", namespace, name,
+                                  describe(exc))
+
+    def kill_workflow_pods(self, namespace: str, name: str, message: str) -> None:
+        """Kill every Pending/Running pod of the workflow ``name``."""
+        pods, _, _ = self.store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
+        for pod in pods:
+            if (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
+                self.kill_pod(namespace, pod["metadata"]["name"], message)
 
     def reconcile(self, wf: dict[str, Any]) -> None:
         """Run one operation on ``wf`` (a copy from the store) and write the result back."""
@@ -239,7 +312,11 @@ class Controller:
         if not op.changed:
             return
         expected_rv = meta.get("resourceVersion")
-        status = op.status
+        status, too_large = pack_status(wf, op.status, self.max_workflow_size)
+        if too_large:
+            # as Argo's persistWorkflowSizeLimitErr: the stored workflow ends in Error, pods go
+            self.fail_workflow(key[0], key[1], str(meta.get("uid", "")), too_large)
+            return
         labels = meta.get("labels") or {}
 
         def mutate(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -254,7 +331,9 @@ class Controller:
         try:
             self.store.update(WORKFLOWS, key[0], key[1], mutate)
         except ApiError as exc:
-            if exc.code != 404:
+            if exc.code == 413:  # refused as too large by the API's own limit
+                self.fail_workflow(key[0], key[1], str(meta.get("uid", "")), f"{exc}")
+            elif exc.code != 404:
                 raise
 
     # ------------------------------------------------------------------ pods
@@ -359,10 +438,13 @@ class Controller:
             status["phase"] = "Succeeded" if result.phase == "Succeeded" else "Failed"
             if result.message:
                 status["message"] = result.message
+            if result.reason == "Evicted":  # a pod-level reason, as the kubelet's eviction manager sets it
+                status["reason"] = result.reason
             status.setdefault("startTime", result.started_at)
             terminated: dict[str, Any] = {
                 "exitCode": result.exit_code if result.exit_code >= 0 else 137,
-                "reason": "Completed" if result.phase == "Succeeded" else "Error",
+                "reason": "Completed" if result.phase == "Succeeded" else (
+                    result.reason if result.reason == "OOMKilled" else "Error"),
                 "startedAt": result.started_at,
                 "finishedAt": result.finished_at,
             }

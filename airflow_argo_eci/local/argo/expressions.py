@@ -22,6 +22,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from airflow_argo_eci.local.argo import goregex
+from airflow_argo_eci.local.argo.budget import (
+    MAX_EXPRESSION_ALLOCATION,
+    MAX_EXPRESSION_LENGTH,
+    MAX_EXPRESSION_NESTING,
+    Budget,
+    excerpt,
+)
 from airflow_argo_eci.local.argo.nodes import go_json, go_string, parse_time
 
 
@@ -40,6 +48,11 @@ _OPERATORS = [
     "<", ">", "+", "-", "*", "/", "%", "!", "?", ":", ".", ",", "(", ")", "[", "]", "{", "}",
 ]
 _WORD_OPS = {"and", "or", "not", "in", "matches", "contains", "startsWith", "endsWith"}
+_NUMBER = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
+_GOVALUATE_WORD = re.compile(r"[\w\-.:]+")
+_NAME = re.compile(r"[\w$@]+")
+_DASHED_NAME = re.compile(r"[\w$@]+(?:-[\w$@]+)*")
+_JSONPATH_KEY = re.compile(r"[\w\-]+|\*")
 
 
 def _tokenize(text: str, govaluate: bool) -> list[tuple[str, Any]]:
@@ -62,18 +75,18 @@ def _tokenize(text: str, govaluate: bool) -> list[tuple[str, Any]]:
                 buf.append(text[j])
                 j += 1
             if j >= n:
-                raise ExpressionError(f"unterminated string in expression: {text!r}")
+                raise ExpressionError(f"unterminated string in expression: {excerpt(text)}")
             tokens.append(("str", "".join(buf)))
             i = j + 1
             continue
         if ch.isdigit():
-            m = re.match(r"\d+(\.\d+)?([eE][+-]?\d+)?", text[i:])
+            m = _NUMBER.match(text, i)
             assert m is not None
             literal = m.group(0)
             # a word such as 2024-01-01 or 1abc in govaluate mode is a bare string
             end = i + len(literal)
             if govaluate and end < n and (text[end].isalpha() or text[end] in "_-") :
-                m2 = re.match(r"[\w\-.:]+", text[i:])
+                m2 = _GOVALUATE_WORD.match(text, i)
                 assert m2 is not None
                 tokens.append(("word", m2.group(0)))
                 i += len(m2.group(0))
@@ -82,12 +95,12 @@ def _tokenize(text: str, govaluate: bool) -> list[tuple[str, Any]]:
             i = end
             continue
         if ch.isalpha() or ch in "_$@":
-            m = re.match(r"[\w$@]+", text[i:])
+            m = _NAME.match(text, i)
             assert m is not None
             word = m.group(0)
             if govaluate:
                 # govaluate words may contain dashes (hello-world) when not followed by spaces
-                m2 = re.match(r"[\w$@]+(?:-[\w$@]+)*", text[i:])
+                m2 = _DASHED_NAME.match(text, i)
                 assert m2 is not None
                 word = m2.group(0)
             i += len(word)
@@ -106,7 +119,7 @@ def _tokenize(text: str, govaluate: bool) -> list[tuple[str, Any]]:
                 i += len(op)
                 break
         else:
-            raise ExpressionError(f"unexpected character {ch!r} in expression: {text!r}")
+            raise ExpressionError(f"unexpected character {ch!r} in expression: {excerpt(text)}")
     tokens.append(("eof", None))
     return tokens
 
@@ -133,6 +146,13 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text, govaluate)
         self.pos = 0
+        self.depth = 0
+
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_EXPRESSION_NESTING:
+            raise ExpressionError(f"expression nests deeper than {MAX_EXPRESSION_NESTING} levels (parentheses, "
+                                  f"brackets, calls, operators); simplify it: {excerpt(self.text)}")
 
     def peek(self) -> tuple[str, Any]:
         return self.tokens[self.pos]
@@ -145,22 +165,24 @@ class _Parser:
     def expect(self, value: str) -> None:
         tok = self.next()
         if tok != ("op", value):
-            raise ExpressionError(f"expected {value!r} but found {tok[1]!r} in expression: {self.text!r}")
+            raise ExpressionError(f"expected {value!r} but found {tok[1]!r} in expression: {excerpt(self.text)}")
 
     def parse(self) -> Node:
         node = self.expression()
         if self.peek()[0] != "eof":
-            raise ExpressionError(f"unexpected {self.peek()[1]!r} in expression: {self.text!r}")
+            raise ExpressionError(f"unexpected {self.peek()[1]!r} in expression: {excerpt(self.text)}")
         return node
 
     def expression(self) -> Node:
+        self._enter()
         cond = self.binary(1)
         if self.peek() == ("op", "?"):
             self.next()
             yes = self.expression()
             self.expect(":")
             no = self.expression()
-            return ("cond", cond, yes, no)
+            cond = ("cond", cond, yes, no)
+        self.depth -= 1
         return cond
 
     def binary(self, min_prec: int) -> Node:
@@ -181,22 +203,23 @@ class _Parser:
             if negate:
                 self.next()
                 value = "in"
+            self._enter()
             right = self.binary(prec + 1 if value != "**" else prec)
+            self.depth -= 1
             left = ("bin", value, left, right)
             if negate:
                 left = ("not", left)
 
     def unary(self) -> Node:
         tok = self.peek()
-        if tok in (("op", "!"), ("op", "not")):
+        if tok in (("op", "!"), ("op", "not"), ("op", "-"), ("op", "+")):
             self.next()
-            return ("not", self.unary())
-        if tok == ("op", "-"):
-            self.next()
-            return ("neg", self.unary())
-        if tok == ("op", "+"):
-            self.next()
-            return self.unary()
+            self._enter()
+            operand = self.unary()
+            self.depth -= 1
+            if tok[1] == "+":
+                return operand
+            return ("neg", operand) if tok[1] == "-" else ("not", operand)
         return self.postfix(self.primary())
 
     def postfix(self, node: Node) -> Node:
@@ -206,7 +229,7 @@ class _Parser:
                 self.next()
                 kind, name = self.next()
                 if kind not in ("name", "op") or not isinstance(name, str):
-                    raise ExpressionError(f"expected a field name after '.' in expression: {self.text!r}")
+                    raise ExpressionError(f"expected a field name after '.' in expression: {excerpt(self.text)}")
                 node = ("member", node, ("lit", name))
             elif tok == ("op", "["):
                 self.next()
@@ -281,14 +304,14 @@ class _Parser:
             while self.peek() != ("op", "}"):
                 kkind, kval = self.next()
                 if kkind not in ("name", "str", "num"):
-                    raise ExpressionError(f"invalid map key {kval!r} in expression: {self.text!r}")
+                    raise ExpressionError(f"invalid map key {kval!r} in expression: {excerpt(self.text)}")
                 self.expect(":")
                 pairs.append((("lit", str(kval) if kkind != "num" else kval), self.expression()))
                 if self.peek() == ("op", ","):
                     self.next()
             self.expect("}")
             return ("map", pairs)
-        raise ExpressionError(f"unexpected {value!r} in expression: {self.text!r}")
+        raise ExpressionError(f"unexpected {value!r} in expression: {excerpt(self.text)}")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -306,12 +329,19 @@ class _Closure:
 
 
 class _Evaluator:
-    def __init__(self, env: dict[str, Any], govaluate: bool) -> None:
+    def __init__(self, env: dict[str, Any], govaluate: bool, budget: Budget | None = None) -> None:
         self.env = env
         self.govaluate = govaluate
+        self.budget = budget or Budget(ExpressionError, "")
 
     def eval(self, node: Node, pointer: Any = _MISSING) -> Any:
+        self.budget.step()
         op = node[0]
+        if op in ("array", "map", "slice", "call", "bin"):
+            return self.budget.charge(self._eval(op, node, pointer))
+        return self._eval(op, node, pointer)
+
+    def _eval(self, op: str, node: Node, pointer: Any) -> Any:
         if op == "lit":
             return node[1]
         if op == "var":
@@ -383,7 +413,7 @@ class _Evaluator:
             a, b = _comparable(left, right)
             return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
         if op in ("=~", "matches"):
-            return re.search(str(right), go_string(left)) is not None
+            return goregex.match_string(go_string(right), go_string(left))
         if op == "in":
             if isinstance(right, dict):
                 return left in right
@@ -399,7 +429,9 @@ class _Evaluator:
         if op == "endsWith":
             return str(left).endswith(str(right))
         if op == "..":
-            return list(range(int(left), int(right) + 1))
+            lo, hi = int(left), int(right)
+            self.budget.allocate(max(0, hi - lo + 1))
+            return list(range(lo, hi + 1))
         if op == "+":
             if isinstance(left, str) or isinstance(right, str):
                 if self.govaluate or (isinstance(left, str) and isinstance(right, str)):
@@ -609,6 +641,18 @@ _GO_LAYOUT = [
 ]
 
 
+def _repeat(text: str, count: int) -> str:
+    if count > 0 and len(text) * count > MAX_EXPRESSION_ALLOCATION:
+        raise ExpressionError(f"sprig.repeat: {count} x {len(text)} characters is more than the "
+                              f"{MAX_EXPRESSION_ALLOCATION} an expression may build")
+    return text * max(0, count)
+
+
+def _quote_meta(text: str) -> str:
+    """Go's ``regexp.QuoteMeta``."""
+    return "".join("\\" + ch if ch in "\\.+*?()|[]{}^$" else ch for ch in text)
+
+
 def _sprig_date(layout: Any, value: Any) -> str:
     if isinstance(value, (int, float)):
         moment = datetime.fromtimestamp(value, timezone.utc)
@@ -640,7 +684,7 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "upper": lambda s: go_string(s).upper(),
     "lower": lambda s: go_string(s).lower(),
     "title": lambda s: go_string(s).title(),
-    "repeat": lambda n, s: go_string(s) * _sprig_int(n),
+    "repeat": lambda n, s: _repeat(go_string(s), _sprig_int(n)),
     "replace": lambda old, new, s: go_string(s).replace(str(old), str(new)),
     "contains": lambda sub, s: str(sub) in go_string(s),
     "hasPrefix": lambda p, s: go_string(s).startswith(str(p)),
@@ -672,9 +716,20 @@ SPRIG: dict[str, Callable[..., Any]] = {
     "splitList": lambda sep, s: go_string(s).split(str(sep)),
     "toJson": go_json,
     "fromJson": _from_json,
-    "regexMatch": lambda rx, s: re.search(str(rx), go_string(s)) is not None,
-    "regexFind": lambda rx, s: (m.group(0) if (m := re.search(str(rx), go_string(s))) else ""),
-    "regexReplaceAll": lambda rx, s, repl: re.sub(str(rx), str(repl).replace("$", "\\"), go_string(s)),
+    "regexMatch": lambda rx, s: goregex.match_string(go_string(rx), go_string(s)),
+    "mustRegexMatch": lambda rx, s: goregex.match_string(go_string(rx), go_string(s)),
+    "regexFind": lambda rx, s: goregex.find_string(go_string(rx), go_string(s)),
+    "mustRegexFind": lambda rx, s: goregex.find_string(go_string(rx), go_string(s)),
+    "regexFindAll": lambda rx, s, n: goregex.find_all_string(go_string(rx), go_string(s), _sprig_int(n)),
+    "mustRegexFindAll": lambda rx, s, n: goregex.find_all_string(go_string(rx), go_string(s), _sprig_int(n)),
+    "regexReplaceAll": lambda rx, s, repl: goregex.replace_all_string(go_string(rx), go_string(s), go_string(repl)),
+    "mustRegexReplaceAll": lambda rx, s, repl: goregex.replace_all_string(go_string(rx), go_string(s),
+                                                                          go_string(repl)),
+    "regexReplaceAllLiteral": lambda rx, s, repl: goregex.replace_all_literal_string(go_string(rx), go_string(s),
+                                                                                     go_string(repl)),
+    "regexSplit": lambda rx, s, n: goregex.split(go_string(rx), go_string(s), _sprig_int(n)),
+    "mustRegexSplit": lambda rx, s, n: goregex.split(go_string(rx), go_string(s), _sprig_int(n)),
+    "regexQuoteMeta": lambda s: _quote_meta(go_string(s)),
     "ternary": lambda a, b, cond: a if _truthy(cond) else b,
 }
 
@@ -698,7 +753,7 @@ def jsonpath(doc: Any, path: str) -> Any:
         ch = text[pos]
         if text.startswith("..", pos):
             pos += 2
-            m = re.match(r"[\w\-]+|\*", text[pos:])
+            m = _JSONPATH_KEY.match(text, pos)
             if not m:
                 raise ExpressionError(f"jsonpath: expected a name after '..' in {path!r}")
             key = m.group(0)
@@ -710,7 +765,7 @@ def jsonpath(doc: Any, path: str) -> Any:
             definite = False
         elif ch == ".":
             pos += 1
-            m = re.match(r"[\w\-]+|\*", text[pos:])
+            m = _JSONPATH_KEY.match(text, pos)
             if not m:
                 raise ExpressionError(f"jsonpath: expected a name after '.' in {path!r}")
             key = m.group(0)
@@ -822,42 +877,91 @@ def _descend(item: Any, key: str, out: list[Any]) -> None:
 # ---------------------------------------------------------------- public API
 
 _CACHE: dict[tuple[str, bool], Node] = {}
+#: expressions longer than this are parsed again each time instead of being cached
+_CACHED_LENGTH = 4096
+
+
+def _check_length(text: str) -> None:
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(f"expression is {len(text)} characters long; the limit is {MAX_EXPRESSION_LENGTH}: "
+                              f"{excerpt(text)}")
 
 
 def parse(text: str, *, govaluate: bool = False) -> Node:
-    """Parse (and cache) an expression."""
+    """Parse (and cache) an expression; :class:`ExpressionError` for text that is too long, nests too
+    deeply or is not an expression."""
     key = (text, govaluate)
     tree = _CACHE.get(key)
     if tree is None:
-        tree = _Parser(text, govaluate).parse()
-        if len(_CACHE) > 4096:
-            _CACHE.clear()
-        _CACHE[key] = tree
+        _check_length(text)
+        try:
+            tree = _Parser(text, govaluate).parse()
+        except ExpressionError:
+            raise
+        except RecursionError:
+            raise ExpressionError(f"expression nests too deeply: {excerpt(text)}") from None
+        if len(text) <= _CACHED_LENGTH:
+            if len(_CACHE) > 4096:
+                _CACHE.clear()
+            _CACHE[key] = tree
     return tree
 
 
+def _failure(exc: BaseException) -> str:
+    """What went wrong while evaluating (any Python error), for an :class:`ExpressionError`."""
+    if isinstance(exc, RecursionError):
+        return "the expression nests too deeply to evaluate"
+    if isinstance(exc, MemoryError):
+        return "the expression needs more memory than is available"
+    return (str(exc) or type(exc).__name__)[:500]
+
+
+def _shown(text: str) -> str:
+    return text.strip() if len(text) <= 400 else excerpt(text, 400)
+
+
+def _plain(value: Any, text: str) -> Any:
+    """``value`` if it is data (what JSON can hold); a function or the ``sprig`` table is not."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif callable(item):
+            raise ExpressionError(f"expression evaluates to a function, not a value (call it with (...)): "
+                                  f"{excerpt(text)}")
+    return value
+
+
 def evaluate(text: str, env: dict[str, Any]) -> Any:
-    """Evaluate an expr-lang expression against ``env`` (nested dicts)."""
+    """Evaluate an expr-lang expression against ``env`` (nested dicts).
+
+    Raises only :class:`ExpressionError` (:class:`UnresolvedError` for a name not in ``env``):
+    evaluation runs within the step, allocation and time budget of
+    :class:`~airflow_argo_eci.local.argo.budget.Budget`, and any failure inside it is reported as
+    an :class:`ExpressionError`."""
     try:
-        return _Evaluator(env, False).eval(parse(text))
+        return _plain(_Evaluator(env, False, Budget(ExpressionError, text)).eval(parse(text)), text)
     except ExpressionError:
         raise
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, re.error) as exc:
-        raise ExpressionError(f"{text.strip()}: {exc}") from exc
+    except Exception as exc:  # whatever the input does, the caller gets one error type
+        raise ExpressionError(f"{_shown(text)}: {_failure(exc)}") from None
 
 
 def evaluate_when(text: str) -> bool:
     """Evaluate a ``when`` condition (already substituted) the way govaluate would."""
     try:
-        result = _Evaluator({}, True).eval(parse(text, govaluate=True))
+        result = _Evaluator({}, True, Budget(ExpressionError, text)).eval(parse(text, govaluate=True))
     except ExpressionError:
         raise
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, re.error) as exc:
-        raise ExpressionError(f"invalid when expression {text!r}: {exc}") from exc
+    except Exception as exc:  # whatever the input does, the caller gets one error type
+        raise ExpressionError(f"invalid when expression {excerpt(text)}: {_failure(exc)}") from None
     if isinstance(result, str) and result in ("true", "false"):
         return result == "true"
     if not isinstance(result, bool):
-        raise ExpressionError(f"when expression {text!r} did not evaluate to a boolean")
+        raise ExpressionError(f"when expression {excerpt(text)} did not evaluate to a boolean")
     return result
 
 

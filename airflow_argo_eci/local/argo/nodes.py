@@ -20,12 +20,34 @@ COMPLETED_PHASES = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitte
 FAILED_PHASES = frozenset({"Failed", "Error"})
 
 
+#: hashes of node names already seen; FNV-1a has no finalisation, so the hash of a name is also
+#: the state to continue from for a longer name (a child ``parent.child``): deep node trees hash
+#: only their new suffixes instead of names hundreds of characters long, again and again
+_FNV_CACHE: dict[str, int] = {}
+_FNV_CACHE_SIZE = 50_000
+
+
 def fnv32a(text: str) -> int:
     """The 32-bit FNV-1a hash of ``text`` (UTF-8), as Go's ``hash/fnv`` ``New32a``."""
-    value = 0x811C9DC5
-    for byte in text.encode("utf-8"):
+    cached = _FNV_CACHE.get(text)
+    if cached is not None:
+        return cached
+    value, start = 0x811C9DC5, 0
+    cut = len(text)
+    while True:
+        cut = text.rfind(".", 0, cut)
+        if cut <= 0:
+            break
+        prefix = _FNV_CACHE.get(text[:cut])
+        if prefix is not None:
+            value, start = prefix, cut
+            break
+    for byte in text[start:].encode("utf-8"):
         value ^= byte
         value = (value * 0x01000193) & 0xFFFFFFFF
+    if len(_FNV_CACHE) >= _FNV_CACHE_SIZE:
+        _FNV_CACHE.clear()
+    _FNV_CACHE[text] = value
     return value
 
 
@@ -150,13 +172,13 @@ def parse_duration(value: Any, *, field: str) -> float:
 
 
 def parse_cpu(value: Any, default: float) -> float:
-    """vCPUs in a Kubernetes CPU quantity (``"100m"``, ``"0.5"``, ``2``)."""
+    """vCPUs in a Kubernetes CPU quantity (``"100m"``, ``"0.5"``, ``2``); ``default`` when unset or
+    invalid (the runtime fails a pod with an invalid quantity, naming the field)."""
+    from airflow_argo_eci.local.runtime.limits import LimitError, parse_quantity
+
     if value is None or value == "":
         return default
-    text = str(value).strip()
     try:
-        if text.endswith("m"):
-            return float(text[:-1]) / 1000.0
-        return float(text)
-    except ValueError:
+        return max(0.0, float(parse_quantity(value, "cpu")))
+    except LimitError:
         return default

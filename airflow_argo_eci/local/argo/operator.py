@@ -38,6 +38,16 @@ from airflow_argo_eci.local.argo.artifacts import (
     status_location,
     strip_location,
 )
+from airflow_argo_eci.local.argo.budget import (
+    MAX_DEPTH_MESSAGE,
+    MAX_FORMAT_WIDTH,
+    MAX_LOOP_ITEMS,
+    MAX_NODES,
+    MAX_POD_CREATIONS_PER_PASS,
+    MAX_STACK_DEPTH,
+    LimitExceeded,
+    pass_budget,
+)
 from airflow_argo_eci.local.argo.expressions import ExpressionError, evaluate, evaluate_when
 from airflow_argo_eci.local.argo.templates import (
     UNSUPPORTED_TYPES,
@@ -53,6 +63,7 @@ from airflow_argo_eci.local.argo.templates import (
 )
 from airflow_argo_eci.local.argo.variables import Scope, TemplateError, substitute, substitute_obj, unresolved_tags
 from airflow_argo_eci.local.runtime import HostPathOf, PodRequest, PodResult
+from airflow_argo_eci.workflows import workflow_nodes
 
 if TYPE_CHECKING:
     from airflow_argo_eci.local.argo.controller import Controller
@@ -64,6 +75,9 @@ ANNOTATION_NODE_NAME = "workflows.argoproj.io/node-name"
 ANNOTATION_NODE_ID = "workflows.argoproj.io/node-id"
 ANNOTATION_OUTPUTS = "workflows.argoproj.io/outputs"
 ANNOTATION_TEMPLATE = "workflows.argoproj.io/template"
+
+#: seconds of a pass between two GIL hand-overs to the API server's threads (Operation.yield_point)
+_YIELD_SECONDS = 0.002
 
 #: template keys left alone when a template's tags are substituted: metrics (evaluated when the node
 #: ends) and artifact references (resolved as artifacts, not as text, when the step runs)
@@ -120,7 +134,9 @@ class Operation:
         self.namespace: str = meta.get("namespace") or "default"
         self.uid: str = meta.get("uid", "")
         self.status: dict[str, Any] = wf.setdefault("status", {})
-        self.nodes: dict[str, dict[str, Any]] = self.status.setdefault("nodes", {}) or {}
+        # a large workflow's nodes may be stored compressed (the controller packs them on write)
+        self.nodes: dict[str, dict[str, Any]] = workflow_nodes(self.status)
+        self.status.pop("compressedNodes", None)
         self.status["nodes"] = self.nodes
         self.original_status = copy.deepcopy(self.status)
         self.original_labels = dict(meta.get("labels") or {})
@@ -134,6 +150,13 @@ class Operation:
         self.deadline_exceeded = False
         self.requeue_after: float | None = None
         self.unsupported_messages: list[str] = []
+        #: nested executeTemplate calls of this pass (Argo's ``currentStackDepth``)
+        self.depth = 0
+        self._last_yield = time.perf_counter()
+        #: pods created by this pass (at most MAX_POD_CREATIONS_PER_PASS)
+        self.created_pods = 0
+        #: whether a template nested deeper than Argo's maximum stack depth
+        self.depth_exceeded = False
         #: template-level parallelism of steps/DAG nodes (node id -> limit)
         self.boundary_limits: dict[str, int] = {}
         self.now = N.now_rfc3339()
@@ -152,6 +175,15 @@ class Operation:
     def node_by_name(self, name: str) -> dict[str, Any] | None:
         return self.nodes.get(N.node_id(self.name, name))
 
+    def yield_point(self) -> None:
+        """Let the API server's threads run now and then: the controller shares the process (and
+        the GIL) with them, and a pass over a huge workflow would otherwise delay every request by
+        up to the interpreter's 5 ms switch interval for each of its GIL hand-overs."""
+        now = time.perf_counter()
+        if now - self._last_yield >= _YIELD_SECONDS:
+            time.sleep(0)
+            self._last_yield = time.perf_counter()
+
     def init_node(
         self,
         name: str,
@@ -165,6 +197,10 @@ class Operation:
         message: str = "",
     ) -> dict[str, Any]:
         nid = N.node_id(self.name, name)
+        self.yield_point()
+        if nid not in self.nodes and len(self.nodes) >= MAX_NODES:
+            raise LimitExceeded(f"workflow has more than {MAX_NODES} nodes, the most the local cluster runs in one "
+                                "workflow; split the loops or recursion into several workflows")
         node: dict[str, Any] = {
             "id": nid,
             "name": name,
@@ -229,7 +265,27 @@ class Operation:
     # ------------------------------------------------------------------ entry
 
     def run(self) -> None:
-        """One reconcile pass."""
+        """One reconcile pass; a :class:`LimitExceeded` ends the workflow in Error (status as it was
+        before the pass, with the message) and kills its pods."""
+        try:
+            with pass_budget():
+                self._run()
+        except LimitExceeded as exc:
+            self.abort(str(exc))
+
+    def abort(self, message: str) -> None:
+        """End the workflow in Error with ``message``, keeping the nodes of the previous pass (this
+        pass's are dropped), and kill every pod of the workflow."""
+        self.status.clear()
+        self.status.update(copy.deepcopy(self.original_status))
+        self.nodes = self.status.setdefault("nodes", {})
+        root = self.nodes.get(self.name)
+        if root is not None and root.get("phase") in ("Pending", "Running"):
+            self.mark(root, "Error", "Workflow operation error")
+        self.ctl.kill_workflow_pods(self.namespace, self.name, message)
+        self._finish("Error", message)
+
+    def _run(self) -> None:
         try:
             self._prepare()
         except (SpecError, TemplateError, ExpressionError) as exc:
@@ -239,7 +295,11 @@ class Operation:
         if self.status.get("phase") in (None, "", "Pending"):
             self.status["phase"] = "Running"
             self.status.setdefault("startedAt", self.now)
-        self._check_deadline()
+        try:
+            self._check_deadline()
+        except SpecError as exc:
+            self._finish("Error", f"invalid spec: {exc}")
+            return
         if self.shutdown or self.deadline_exceeded:
             self._stop_running()
         self._sync_active_pods()
@@ -293,6 +353,8 @@ class Operation:
             main_phase = "Succeeded"
         if main_phase != "Succeeded" and self.unsupported_messages:
             main_message = self.unsupported_messages[0]
+        elif main_phase != "Succeeded" and self.depth_exceeded:
+            main_message = MAX_DEPTH_MESSAGE
         self._finish(main_phase, main_message if main_phase != "Succeeded" else "")
 
     def _prepare(self) -> None:
@@ -311,8 +373,7 @@ class Operation:
             spec = merge_workflow_template_spec(stored, spec)
         self.spec = spec
         self.shutdown = str(spec.get("shutdown") or "")
-        par = spec.get("parallelism")
-        self.parallelism = int(par) if par not in (None, "") else None
+        self.parallelism = _parallelism(spec.get("parallelism"), "spec.parallelism")
         self.resolver = Resolver(self.store, self.namespace, spec.get("templateDefaults"))
         self.root_ctx = TemplateContext("local", self.name, templates_by_name(spec, "spec"))
         if not self.nodes and self.status.get("phase") in (None, "", "Pending"):
@@ -413,10 +474,11 @@ class Operation:
         if started is None:
             return
         elapsed = time.time() - started.timestamp()
-        if elapsed >= float(ads):
+        limit = _seconds(ads, "spec.activeDeadlineSeconds")
+        if elapsed >= limit:
             self.deadline_exceeded = True
         else:
-            self._requeue(float(ads) - elapsed)
+            self._requeue(limit - elapsed)
 
     def _failures(self) -> list[dict[str, Any]]:
         out = []
@@ -539,6 +601,20 @@ class Operation:
         if self.fulfilled(node):
             return node
         display = display or node_name
+        self.yield_point()
+        self.depth += 1
+        try:
+            if self.depth >= MAX_STACK_DEPTH:
+                self.depth_exceeded = True
+                return self._error_node(node, node_name, display, ctx, None, holder, boundary, MAX_DEPTH_MESSAGE)
+            return self._execute(node, node_name, holder, ctx, args, boundary=boundary, scope=scope,
+                                 on_exit=on_exit, display=display)
+        finally:
+            self.depth -= 1
+
+    def _execute(self, node: dict[str, Any] | None, node_name: str, holder: dict[str, Any], ctx: TemplateContext,
+                 args: dict[str, Any], *, boundary: str, scope: Scope, on_exit: bool, display: str
+                 ) -> dict[str, Any] | None:
         assert self.resolver is not None
         try:
             tmpl_ctx, raw = self.resolver.resolve(holder, ctx)
@@ -799,6 +875,10 @@ class Operation:
                 return None
             if not self._boundary_parallelism_ok(boundary):
                 return None
+            if self.created_pods >= MAX_POD_CREATIONS_PER_PASS:
+                self._requeue(0.05)  # the next pass creates the next batch (Argo's resourceRateLimit)
+                return None
+            self.created_pods += 1
             node = self.init_node(node_name, "Pod", display, ctx, tmpl, holder, boundary, "Pending")
             if tmpl.get("inputs"):
                 node["inputs"] = tmpl["inputs"]
@@ -904,6 +984,8 @@ class Operation:
             input_paths=[str(a["path"]) for a, _ in inputs_plan],
             artifact_paths=[str(a["path"]) for a, _, _, _ in outputs_plan],
             prepare=self._artifact_loader(inputs_plan) if inputs_plan else None,
+            security_context=spec.get("securityContext"),
+            host_network=spec.get("hostNetwork", False),
         )
         saver = self._artifact_saver(outputs_plan, key_prefix) if outputs_plan else None
         self.ctl.create_and_submit(pod_obj, request, save_artifacts=saver)
@@ -1045,7 +1127,8 @@ class Operation:
         wf_ads = self.spec.get("activeDeadlineSeconds")
         started = N.parse_time(self.status.get("startedAt"))
         if wf_ads not in (None, "") and started is not None:
-            candidates.append(max(1.0, float(wf_ads) - (time.time() - started.timestamp())))
+            candidates.append(max(1.0, _seconds(wf_ads, "spec.activeDeadlineSeconds")
+                                  - (time.time() - started.timestamp())))
         return min(candidates) if candidates else None
 
     def _sync_active_pods(self) -> None:
@@ -1245,9 +1328,9 @@ class Operation:
         return node
 
     def _push_limit(self, boundary_id: str, tmpl: dict[str, Any]) -> None:
-        par = tmpl.get("parallelism")
-        if par not in (None, ""):
-            self.boundary_limits[boundary_id] = int(par)
+        limit = _parallelism(tmpl.get("parallelism"), f"templates.{tmpl.get('name', '')}.parallelism")
+        if limit is not None:
+            self.boundary_limits[boundary_id] = limit
 
     def _expand(self, item_holder: dict[str, Any], scope: Scope, where: str) -> list[Any] | None:
         """Items of ``withItems`` / ``withParam`` / ``withSequence`` (None when there are none)."""
@@ -1255,16 +1338,16 @@ class Operation:
             items = item_holder["withItems"]
             if not isinstance(items, list):
                 raise SpecError(f"{where}.withItems must be a list")
-            return list(items)
+            return _bounded(list(items), where, "withItems")
         if item_holder.get("withParam") not in (None, ""):
             text = substitute(_value_str(item_holder["withParam"]), scope, allow_unresolved=False)
             try:
                 items = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise SpecError(f"withParam value could not be parsed as a JSON list: {text.strip()}") from exc
+            except (json.JSONDecodeError, RecursionError) as exc:
+                raise SpecError(f"withParam value could not be parsed as a JSON list: {text.strip()[:200]}") from exc
             if not isinstance(items, list):
-                raise SpecError(f"withParam value could not be parsed as a JSON list: {text.strip()}")
-            return items
+                raise SpecError(f"withParam value could not be parsed as a JSON list: {text.strip()[:200]}")
+            return _bounded(items, where, "withParam")
         seq = item_holder.get("withSequence")
         if seq is not None:
             seq = substitute_obj(seq, scope, allow_unresolved=False)
@@ -1488,7 +1571,7 @@ class Operation:
             if outputs.get("result") is not None:
                 try:
                     results.append(json.loads(outputs["result"]))
-                except (json.JSONDecodeError, TypeError):
+                except (json.JSONDecodeError, TypeError, RecursionError):
                     results.append(outputs["result"])
             if outputs.get("parameters"):
                 pm = {p["name"]: p.get("value", "") for p in outputs["parameters"]}
@@ -1570,6 +1653,12 @@ class Operation:
         dag = tmpl["dag"]
         tasks = {t["name"]: t for t in dag.get("tasks") or []}
         deps = {name: task_dependencies(t) for name, t in tasks.items()}
+        for name, names in deps.items():  # validated at the start, but the spec may be edited since
+            missing = [d for d in names if d not in tasks]
+            if missing:
+                self.mark(node, "Error", f"templates.{tmpl.get('name', '')}.tasks.{name} dependency "
+                                         f"'{missing[0]}' not defined")
+                return node
         target_text = str(dag.get("target") or "").strip()
         if target_text:
             targets = [t for t in re.split(r"[\s,]+", target_text) if t]
@@ -1580,17 +1669,7 @@ class Operation:
         else:
             depended = {d for ds in deps.values() for d in ds}
             targets = [name for name in tasks if name not in depended]
-        needed: list[str] = []
-
-        def need(name: str) -> None:
-            if name in needed:
-                return
-            for d in deps[name]:
-                need(d)
-            needed.append(name)
-
-        for t in targets:
-            need(t)
+        needed = dependency_order(targets, deps)
         fail_fast = dag.get("failFast", True) is not False
         scope = local.child()
         task_nodes: dict[str, dict[str, Any]] = {}
@@ -1656,28 +1735,24 @@ class Operation:
         """Argo's ``assessDAGPhase``: the phase of each target's branch (an omitted task inherits a
         failed parent's phase); None while undecided. With failFast a failed branch decides at once."""
         memo: dict[str, str] = {}
-
-        def branch(name: str) -> str:
-            if name in memo:
-                return memo[name]
+        for name in dependency_order(targets, deps):  # dependencies first: no recursion on long chains
             tn = task_nodes.get(name)
             if tn is None or not self.fulfilled(tn):
-                result = ""
+                branch = ""
             elif tn["phase"] == "Omitted":
-                result = "Succeeded"
+                branch = "Succeeded"
                 for d in deps[name]:
-                    ph = branch(d)
+                    ph = memo[d]
                     if ph in N.FAILED_PHASES and not _continues_on(tasks[d], ph):
-                        result = ph
+                        branch = ph
                         break
             else:
-                result = tn["phase"]
-            memo[name] = result
-            return result
+                branch = tn["phase"]
+            memo[name] = branch
 
         result: str | None = "Succeeded"
         for t in targets:
-            ph = branch(t)
+            ph = memo[t]
             if ph == "":
                 result = None
                 if not fail_fast:
@@ -1814,19 +1889,13 @@ def _int_or_str(value: Any) -> Any:
 
 def _mem_units(value: Any) -> float:
     """Memory request in Argo's resource-duration unit (100Mi); 1 when unset."""
+    from airflow_argo_eci.local.runtime.limits import LimitError, parse_quantity
+
     if value in (None, ""):
         return 1.0
-    text = str(value)
-    factors = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-    for suffix, factor in factors.items():
-        if text.endswith(suffix):
-            try:
-                return float(text[: -len(suffix)]) * factor / (100 * 1024**2)
-            except ValueError:
-                return 1.0
     try:
-        return float(text) / (100 * 1024**2)
-    except ValueError:
+        return float(parse_quantity(value, "memory")) / (100 * 1024**2)
+    except LimitError:
         return 1.0
 
 
@@ -1863,6 +1932,28 @@ def evaluate_depends(expression: str, states: dict[str, dict[str, bool]]) -> boo
     return bool(evaluate(text, {}))
 
 
+def dependency_order(targets: list[str], deps: dict[str, list[str]]) -> list[str]:
+    """The tasks ``targets`` need, each after its dependencies (depth-first, iterative so that a
+    chain of thousands of tasks needs no deep recursion). ``deps`` must be acyclic."""
+    order: list[str] = []
+    done: set[str] = set()
+    for target in targets:
+        stack: list[tuple[str, int]] = [(target, 0)]
+        while stack:
+            name, index = stack.pop()
+            if name in done:
+                continue
+            names = deps[name]
+            if index < len(names):
+                stack.append((name, index + 1))
+                if names[index] not in done:
+                    stack.append((names[index], 0))
+                continue
+            done.add(name)
+            order.append(name)
+    return order
+
+
 def expand_sequence(seq: dict[str, Any], where: str) -> list[Any]:
     """Items of ``withSequence`` (``count``/``start``/``end``/``format``), like Argo's ``expandSequence``."""
     def as_int(key: str) -> int | None:
@@ -1872,7 +1963,7 @@ def expand_sequence(seq: dict[str, Any], where: str) -> list[Any]:
         try:
             return int(str(value).strip())
         except ValueError as exc:
-            raise SpecError(f"{where}.withSequence.{key}: invalid integer '{value}'") from exc
+            raise SpecError(f"{where}.withSequence.{key}: invalid integer '{str(value)[:100]}'") from exc
 
     start = as_int("start") or 0
     count = as_int("count")
@@ -1885,6 +1976,9 @@ def expand_sequence(seq: dict[str, Any], where: str) -> list[Any]:
         end = start + count - 1
     if end is None:
         raise SpecError(f"{where}.withSequence: one of count or end must be defined")
+    if abs(end - start) >= MAX_LOOP_ITEMS:
+        raise SpecError(f"{where}.withSequence expands to {abs(end - start) + 1} items; the local cluster expands "
+                        f"at most {MAX_LOOP_ITEMS} per step or task (split the loop)")
     step = 1 if end >= start else -1
     fmt = seq.get("format")
     out: list[Any] = []
@@ -1893,13 +1987,64 @@ def expand_sequence(seq: dict[str, Any], where: str) -> list[Any]:
     return out
 
 
+_VERB = re.compile(r"%([-0]*)(\d*)([dxXo%])")
+
+
 def _go_sprintf(fmt: str, value: int) -> str:
-    converted = re.sub(r"%(-?0?\d*)d", lambda m: "{:" + m.group(1).replace("-", "<") + "d}", fmt)
-    converted = re.sub(r"%(-?0?\d*)x", lambda m: "{:" + m.group(1).replace("-", "<") + "x}", converted)
+    """Go's ``fmt.Sprintf(format, i)`` for the verbs ``withSequence.format`` uses (``%d``, ``%x``,
+    ``%X``, ``%o`` with ``-``/``0`` flags and a width); other text is kept as it is."""
+    def verb(m: re.Match[str]) -> str:
+        flags, width_text, kind = m.groups()
+        if kind == "%":
+            return "%"
+        width = int(width_text[:6]) if width_text else 0
+        if len(width_text) > 6 or width > MAX_FORMAT_WIDTH:
+            raise SpecError(f"withSequence.format: width {width_text[:20]} in {fmt[:100]!r} is more than "
+                            f"{MAX_FORMAT_WIDTH}")
+        digits = format(abs(value), {"d": "d", "x": "x", "X": "X", "o": "o"}[kind])
+        text = ("-" if value < 0 else "") + digits
+        if "-" in flags:
+            return text.ljust(width)
+        if "0" in flags:
+            return ("-" if value < 0 else "") + digits.zfill(width - (1 if value < 0 else 0))
+        return text.rjust(width)
+
+    return _VERB.sub(verb, fmt)
+
+
+def _seconds(value: Any, field: str) -> float:
+    """A number of seconds (``activeDeadlineSeconds``); :class:`SpecError` naming ``field`` otherwise."""
     try:
-        return converted.format(value)
-    except (ValueError, IndexError):
-        return fmt
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not seconds >= 0:
+        raise SpecError(f"{field}: must be a non-negative number of seconds, got {str(value)[:100]!r}")
+    return seconds
+
+
+def _bounded(items: list[Any], where: str, field: str) -> list[Any]:
+    if len(items) > MAX_LOOP_ITEMS:
+        raise SpecError(f"{where}.{field} has {len(items)} items; the local cluster expands at most "
+                        f"{MAX_LOOP_ITEMS} per step or task (split the loop)")
+    return items
+
+
+def _parallelism(value: Any, field: str) -> int | None:
+    """A ``parallelism`` value (None when unset); :class:`SpecError` for anything but an integer >= 0."""
+    if value in (None, ""):
+        return None
+    number = -1
+    if isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = -1
+    if number < 0:
+        raise SpecError(f"{field}: must be a non-negative integer, got {str(value)[:100]!r}")
+    return number
 
 
 def apply_pod_spec_patch(spec: dict[str, Any], text: str, where: str) -> dict[str, Any]:
@@ -1908,11 +2053,15 @@ def apply_pod_spec_patch(spec: dict[str, Any], text: str, where: str) -> dict[st
 
     try:
         patch = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         try:
+            if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+                # aliases expand exponentially when merged ("billion laughs"); Kubernetes takes JSON
+                raise SpecError(f"{where}: YAML aliases (*name) are not allowed in a podSpecPatch; "
+                                "write the values out")
             patch = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{where}: invalid podSpecPatch: {exc}") from exc
+        except (yaml.YAMLError, RecursionError) as exc:
+            raise SpecError(f"{where}: invalid podSpecPatch: {str(exc)[:300]}") from exc
     if not isinstance(patch, dict):
         raise SpecError(f"{where}: podSpecPatch must be an object")
     return _strategic_merge(spec, patch)

@@ -221,18 +221,28 @@ def validate_workflow(spec: dict[str, Any], resolver: Resolver, ctx: TemplateCon
 
 
 def _check_cycles(where: str, graph: dict[str, list[str]]) -> None:
-    state: dict[str, int] = {}
-
-    def visit(node: str, path: list[str]) -> None:
-        if state.get(node) == 2:
-            return
-        if state.get(node) == 1:
-            cycle = [*path[path.index(node):], node]
-            raise SpecError(f"{where}.tasks dependency cycle detected: {'->'.join(cycle)}")
-        state[node] = 1
-        for dep in graph.get(node, []):
-            visit(dep, [*path, node])
-        state[node] = 2
-
-    for node in graph:
-        visit(node, [])
+    """Raise :class:`SpecError` naming the first dependency cycle (iterative depth-first search, so
+    a chain of thousands of tasks needs no deep recursion)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in graph:
+        if state.get(root):
+            continue
+        path: list[str] = []
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                if state.get(node) == 2:
+                    continue
+                if state.get(node) == 1:
+                    cycle = [*path[path.index(node):], node]
+                    raise SpecError(f"{where}.tasks dependency cycle detected: {'->'.join(cycle)}")
+                state[node] = 1
+                path.append(node)
+            deps = graph.get(node, [])
+            if index < len(deps):
+                stack.append((node, index + 1))
+                stack.append((deps[index], 0))
+            else:
+                state[node] = 2
+                path.pop()

@@ -10,12 +10,43 @@ more variables can resolve it), exactly like Argo's ``template.Replace(..., allo
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from airflow_argo_eci.local.argo.expressions import ExpressionError, UnresolvedError, evaluate, nest
 from airflow_argo_eci.local.argo.nodes import go_string
 
-_TAG = re.compile(r"\{\{(.*?)\}\}", re.S)
+
+def _tags(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of every ``{{...}}`` tag, in one linear scan (a regular expression such as
+    ``{{(.*?)}}`` rescans the rest of the text for every unclosed ``{{``)."""
+    pos = 0
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            return
+        end = text.find("}}", start + 2)
+        if end < 0:
+            return
+        yield start, end + 2
+        pos = end + 2
+
+
+def _cut(tag: str, limit: int = 200) -> str:
+    """A tag's text for a message, cut to ``limit`` characters."""
+    return tag if len(tag) <= limit else tag[:limit] + "..."
+
+
+def _replace_tags(text: str, repl: Callable[[str, str], str]) -> str:
+    """``text`` with each tag replaced by ``repl(whole tag, inner text)``."""
+    out: list[str] = []
+    last = 0
+    for start, end in _tags(text):
+        out.append(text[last:start])
+        out.append(repl(text[start:end], text[start + 2:end - 2]))
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 class TemplateError(ValueError):
@@ -64,32 +95,31 @@ def substitute(text: str, scope: Scope, *, allow_unresolved: bool = True) -> str
     if "{{" not in text:
         return text
 
-    def repl(match: re.Match[str]) -> str:
-        tag = match.group(1)
+    def repl(whole: str, tag: str) -> str:
         stripped = tag.strip()
         if stripped.startswith("="):
             try:
                 value = _expression_value(stripped, scope)
             except UnresolvedError as exc:
                 if allow_unresolved:
-                    return match.group(0)
-                raise TemplateError(f"failed to evaluate expression {{{{{tag}}}}}: {exc}") from exc
+                    return whole
+                raise TemplateError(f"failed to evaluate expression {{{{{_cut(tag)}}}}}: {exc}") from exc
             except ExpressionError as exc:
                 if allow_unresolved and _mentions_missing(stripped, scope):
-                    return match.group(0)
-                raise TemplateError(f"failed to evaluate expression {{{{{tag}}}}}: {exc}") from exc
+                    return whole
+                raise TemplateError(f"failed to evaluate expression {{{{{_cut(tag)}}}}}: {exc}") from exc
             if value is None:
                 if allow_unresolved:
-                    return match.group(0)
-                raise TemplateError(f"failed to evaluate expression {{{{{tag}}}}}: the result is nil")
+                    return whole
+                raise TemplateError(f"failed to evaluate expression {{{{{_cut(tag)}}}}}: the result is nil")
             return go_string(value)
         if stripped in scope.values:
             return go_string(scope.values[stripped])
         if allow_unresolved:
-            return match.group(0)
-        raise TemplateError(f"failed to resolve {{{{{stripped}}}}}")
+            return whole
+        raise TemplateError(f"failed to resolve {{{{{_cut(stripped)}}}}}")
 
-    return _TAG.sub(repl, text)
+    return _replace_tags(text, repl)
 
 
 _ROOT_VARS = ("inputs", "outputs", "steps", "tasks", "item", "workflow", "pod", "node", "retries",
@@ -133,7 +163,7 @@ def unresolved_tags(obj: Any) -> list[str]:
     """The ``{{...}}`` tags left in ``obj`` (for error messages)."""
     found: list[str] = []
     if isinstance(obj, str):
-        found.extend(m.group(0) for m in _TAG.finditer(obj))
+        found.extend(obj[start:end] for start, end in _tags(obj))
     elif isinstance(obj, list):
         for v in obj:
             found.extend(unresolved_tags(v))

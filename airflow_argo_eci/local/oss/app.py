@@ -57,6 +57,12 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(ts))
 
 
+def _short(text: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters, for the log."""
+    line = text.replace("\r", " ").replace("\n", " ")
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
 def _http_date(ts: float) -> str:
     return email.utils.formatdate(ts, usegmt=True)
 
@@ -102,13 +108,18 @@ def _read_file(path: Path, start: int, length: int) -> Iterator[bytes]:
             yield chunk
 
 
+def is_uint(raw: str) -> bool:
+    """Whether ``raw`` is a plain non-negative decimal (ASCII digits, at most 18 of them)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 18
+
+
 def _parse_range(value: str, size: int) -> tuple[int, int] | None:
     """Parse ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` into an inclusive range, or None if invalid."""
     unit, _, spec = value.partition("=")
     if unit.strip() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not dash or not (is_uint(first) or first == "") or not (is_uint(last) or last == ""):
         return None
     if first == "":
         if last == "" or int(last) == 0 or size == 0:
@@ -183,7 +194,7 @@ def _not_modified(info: ObjectInfo) -> Response:
 
 def _max_keys(params: Mapping[str, str]) -> int:
     raw = params.get("max-keys", "") or "100"
-    if not raw.isdigit() or not 0 < int(raw) <= MAX_LIST_KEYS:
+    if not is_uint(raw) or not 0 < int(raw) <= MAX_LIST_KEYS:
         raise OSSError(400, "InvalidArgument", f"max-keys must be an integer from 1 to {MAX_LIST_KEYS}.",
                        ArgumentName="max-keys", ArgumentValue=raw)
     return int(raw)
@@ -215,11 +226,16 @@ class OSSApp:
             response = await self._dispatch(request)
         except ClientDisconnect:
             return  # the client went away mid-request; its partial upload has been discarded
-        except Exception as exc:  # every failure reaches the client as OSS error XML
+        except Exception as exc:  # every failure reaches the client as OSS error XML, logged as one line
             if isinstance(exc, OSSError):
                 err = exc
+                level = logging.WARNING if exc.status in (400, 403) else logging.INFO
+                logger.log(level, "local OSS store: %s %s rejected: %d %s: %s", request.method,
+                           _short(request.url.path), exc.status, exc.code, _short(exc.message, 300))
             else:
-                logger.exception("local OSS store: %s %s failed", request.method, request.url.path)
+                logger.error("local OSS store: %s %s failed: %s: %s", request.method, _short(request.url.path),
+                             type(exc).__name__, _short(str(exc)))
+                logger.debug("local OSS store: traceback of the failure above", exc_info=True)
                 err = OSSError(500, "InternalError", f"We encountered an internal error: {type(exc).__name__}.")
             response = err.to_response(request_id, request.headers.get("host", "127.0.0.1"),
                                        head=request.method == "HEAD")
@@ -240,7 +256,11 @@ class OSSApp:
                 key = unquote(key_raw, errors="strict")
             except UnicodeDecodeError:
                 raise OSSError(400, "InvalidObjectName", "The object name is not valid UTF-8.") from None
-        params_list = parse_qsl(request.scope.get("query_string", b"").decode(), keep_blank_values=True)
+        try:
+            params_list = parse_qsl(request.scope.get("query_string", b"").decode(), keep_blank_values=True,
+                                    errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise OSSError(400, "InvalidArgument", "The query string is not valid UTF-8 / URL encoding.") from None
         params = dict(params_list)
         headers = {k.lower(): v for k, v in request.headers.items()}
         method = request.method
@@ -562,10 +582,10 @@ class OSSApp:
     def _list_parts(self, upload: Upload, params: dict[str, str]) -> Response:
         marker_raw = params.get("part-number-marker", "") or "0"
         max_raw = params.get("max-parts", "") or "1000"
-        if not marker_raw.isdigit():
+        if not is_uint(marker_raw) or int(marker_raw) > 2**31:
             raise OSSError(400, "InvalidArgument", "part-number-marker must be an integer.",
                            ArgumentName="part-number-marker", ArgumentValue=marker_raw)
-        if not max_raw.isdigit() or not 0 < int(max_raw) <= 1000:
+        if not is_uint(max_raw) or not 0 < int(max_raw) <= 1000:
             raise OSSError(400, "InvalidArgument", "max-parts must be an integer from 1 to 1000.",
                            ArgumentName="max-parts", ArgumentValue=max_raw)
         parts = self.multipart.parts(upload.upload_id, int(marker_raw), int(max_raw) + 1)
@@ -585,7 +605,7 @@ class OSSApp:
         prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
         key_marker, id_marker = params.get("key-marker", ""), params.get("upload-id-marker", "")
         max_raw = params.get("max-uploads", "") or "1000"
-        if not max_raw.isdigit() or not 0 < int(max_raw) <= 1000:
+        if not is_uint(max_raw) or not 0 < int(max_raw) <= 1000:
             raise OSSError(400, "InvalidArgument", "max-uploads must be an integer from 1 to 1000.",
                            ArgumentName="max-uploads", ArgumentValue=max_raw)
         limit = int(max_raw)

@@ -37,7 +37,8 @@ class OSSError(Exception):
             f"<RequestId>{escape(request_id)}</RequestId>",
             f"<HostId>{escape(host_id)}</HostId>",
         ]
-        parts += [f"<{name}>{escape(value)}</{name}>" for name, value in self.extra.items()]
+        # clients read only the first 4 KiB of an error body (oss2 does): echo at most 1 KiB per value
+        parts += [f"<{name}>{escape(_clip(value))}</{name}>" for name, value in self.extra.items()]
         parts.append("</Error>\n")
         xml = "".join(parts).encode()
         headers = {"x-oss-request-id": request_id, "x-oss-ec": self.code}
@@ -45,6 +46,10 @@ class OSSError(Exception):
             headers["x-oss-err"] = base64.b64encode(xml).decode()
         body = b"" if head else xml
         return Response(body, status_code=self.status, media_type="application/xml", headers=headers)
+
+
+def _clip(value: str, limit: int = 1024) -> str:
+    return value if len(value) <= limit else value[:limit] + "..."
 
 
 def no_such_bucket(bucket: str) -> OSSError:

@@ -55,7 +55,7 @@ def no_such_upload(upload_id: str) -> OSSError:
 
 def check_part_number(raw: str) -> int:
     """Parse ``partNumber``; 400 ``InvalidArgument`` outside 1..10000."""
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_PART_NUMBER:
         raise OSSError(400, "InvalidArgument", f"partNumber must be an integer from 1 to {MAX_PART_NUMBER}.",
                        ArgumentName="partNumber", ArgumentValue=raw)
     return int(raw)

@@ -148,10 +148,23 @@ def v4_signature(secret: str, date_time: str, region: str, canonical: str) -> tu
     return text, hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
+def _parse_http_date(value: str) -> float:
+    """The timestamp of a V1 ``Date`` / ``x-oss-date`` header (RFC 1123); 403 AccessDenied when it
+    is missing or not a date, as OSS answers."""
+    if value:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+            return parsed.timestamp()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            pass
+    raise OSSError(403, "AccessDenied", "The request has no valid Date header: send an RFC 1123 date such as "
+                   "'Mon, 02 Jan 2006 15:04:05 GMT' in Date or x-oss-date.")
+
+
 def _parse_v4_time(value: str, name: str) -> float:
     try:
         return calendar.timegm(time.strptime(value, _V4_DATE))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise _invalid_auth(f"{name} must be an ISO 8601 basic time such as 20240102T030405Z.", name) from None
 
 
@@ -264,14 +277,11 @@ def verify(
             raise _invalid_auth("Authorization header is invalid; expected 'OSS <AccessKeyId>:<Signature>' or "
                                 f"'{V4_ALGORITHM} Credential=..., Signature=...'.")
         date = headers.get("x-oss-date") or headers.get("date", "")
-        parsed = email.utils.parsedate_to_datetime(date) if date else None
-        if parsed is None:
-            raise OSSError(403, "AccessDenied", "The request has no valid Date header.")
-        _check_skew(parsed.timestamp(), now)
+        _check_skew(_parse_http_date(date), now)
         token = header_token
     elif "Signature" in query and "OSSAccessKeyId" in query:
         key_id, signature, date = query["OSSAccessKeyId"], query["Signature"], query.get("Expires", "")
-        if not date.isdigit():
+        if not (date.isascii() and date.isdigit() and len(date) <= 18):
             raise OSSError(403, "AccessDenied", "Expires of the signed URL is missing or not a number.")
         if int(date) < now:
             raise OSSError(403, "AccessDenied", "Request has expired.")
@@ -320,7 +330,7 @@ def _verify_v4_query(keyring: Keyring, method: str, headers: Mapping[str, str], 
             raise _invalid_auth(f"A V4 signed URL needs the {name} parameter.", name)
     date_time, expires = query["x-oss-date"], query["x-oss-expires"]
     signed_at = _parse_v4_time(date_time, "x-oss-date")
-    if not expires.isdigit() or not 0 < int(expires) <= V4_MAX_EXPIRES:
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 18) or not 0 < int(expires) <= V4_MAX_EXPIRES:
         raise _invalid_auth(f"x-oss-expires must be a number of seconds from 1 to {V4_MAX_EXPIRES}.",
                             "x-oss-expires")
     if signed_at > now + MAX_SKEW_SECONDS:

@@ -48,6 +48,10 @@ class PodRequest:
     #: process starts, with a function mapping a pod path to its host path (to place input
     #: artifacts). An exception ends the pod as ``Error`` with the exception's text as message.
     prepare: Callable[[HostPathOf], None] | None = None
+    #: the pod's ``spec.securityContext`` (runAsUser, runAsGroup, runAsNonRoot; the main container's
+    #: own ``securityContext`` in ``container`` wins field by field) and ``spec.hostNetwork``
+    security_context: dict[str, Any] | None = None
+    host_network: bool = False
 
 
 @dataclass
@@ -71,3 +75,6 @@ class PodResult:
     #: each ``PodRequest.artifact_paths`` entry -> the host path holding what the pod left there
     #: (a file or a directory), or None when the pod did not create it
     artifact_paths: dict[str, str | None] = field(default_factory=dict)
+    #: why a resource limit ended the pod, as Kubernetes says it: ``"OOMKilled"`` (the container's
+    #: terminated reason) or ``"Evicted"`` (the pod's reason); "" otherwise
+    reason: str = ""

@@ -38,17 +38,26 @@ from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.runtime import PodRequest, PodResult
 from airflow_argo_eci.local.runtime.capacity import CapacityQueue
 from airflow_argo_eci.local.runtime.images import ImageError, ImageTable
+from airflow_argo_eci.local.runtime.isolation import make_sandbox
+from airflow_argo_eci.local.runtime.limits import DEFAULT_PIDS_LIMIT, LimitError, PodLimiter, PodLimits
+from airflow_argo_eci.local.runtime.podfiles import (
+    MAX_PARAMETER_BYTES,
+    PodFileError,
+    PodFileMissing,
+    PodFiles,
+    image_path,
+)
+from airflow_argo_eci.local.runtime.podsecurity import pod_security
 from airflow_argo_eci.local.runtime.sandbox import (
     POD_HOME,
     SCRIPT_PATH,
     STANDARD_PATH,
     BestEffortSandbox,
     PodFilesystem,
+    PodSecurity,
     Sandbox,
     SandboxError,
-    make_sandbox,
     pod_path,
-    probe_bwrap,
     remove_mount_points,
 )
 
@@ -105,11 +114,13 @@ class _Pod:
     working_dir: str = "/"
     host_bin_dir: Path | None = None
     fs: PodFilesystem | None = None
+    security: PodSecurity = field(default_factory=PodSecurity)
     process: subprocess.Popen[bytes] | None = None
     kill_message: str | None = None
     started: bool = False
     reported: bool = False
     thread: threading.Thread | None = None
+    limits: PodLimits | None = None  # resources.limits to enforce (limits.py)
 
     @property
     def key(self) -> PodKey:
@@ -127,24 +138,29 @@ def _string_list(value: Any, field_name: str) -> list[str]:
 class Runtime:
     """Runs :class:`PodRequest` s as local processes, at most ``capacity_vcpu`` vCPUs at once.
 
-    ``sandbox``: ``"auto"`` uses bubblewrap when ``bwrap`` works (probed once) and otherwise warns
-    and runs best-effort; ``"bwrap"`` requires it; ``"none"`` runs best-effort (no isolation, see
-    :mod:`.sandbox`). All methods are thread-safe.
+    ``sandbox``: ``"auto"`` and ``"bwrap"`` run pods in the full sandbox (bubblewrap, user namespace,
+    no capabilities, seccomp; see :mod:`.sandbox`) and raise :class:`.sandbox.SandboxError` naming
+    what is missing when a piece is unavailable (:mod:`.isolation`); ``"none"`` runs best-effort, with
+    no isolation. ``sandbox_uid``: the unprivileged host uid pods run as when this process is root
+    (default 65534). All methods are thread-safe.
     """
 
-    def __init__(self, paths: StatePaths, capacity_vcpu: float = 8.0, sandbox: str = "auto") -> None:
+    def __init__(self, paths: StatePaths, capacity_vcpu: float = 8.0, sandbox: str = "auto",
+                 limits: str = "auto", pids_limit: int | None = DEFAULT_PIDS_LIMIT,
+                 sandbox_uid: int | None = None) -> None:
         self.paths = paths
+        #: enforces resources.limits and the per-pod pid limit (``limits``: "auto" | "rlimits")
+        self.limiter = PodLimiter(limits, pids_limit)
         self.capacity_vcpu = capacity_vcpu
         self._queue: CapacityQueue[PodKey] = CapacityQueue(capacity_vcpu)
         self.images = ImageTable(paths.root / "images")
-        self.sandbox: Sandbox = make_sandbox(sandbox, hidden=[paths.root])
+        self.sandbox: Sandbox = make_sandbox(sandbox, hidden=[paths.root], host_uid=sandbox_uid)
         if isinstance(self.sandbox, BestEffortSandbox):
-            why = "sandbox='none' was requested" if sandbox == "none" else (probe_bwrap() or "")
             text = (
-                f"local cluster pods run WITHOUT isolation ({why}): they run directly on this host as "
-                "your user and can read and write all your files; absolute /tmp, output and input paths "
-                "in commands are rewritten into per-pod directories. Install bubblewrap (`bwrap`) for "
-                "per-pod sandboxes."
+                "local cluster pods run WITHOUT isolation (sandbox='none' was requested): they run directly "
+                "on this host as your user and can read and write all your files; absolute /tmp, output and "
+                "input paths in commands are rewritten into per-pod directories. Use the default sandbox "
+                "(bubblewrap) for isolated pods."
             )
             warnings.warn(text, RuntimeWarning, stacklevel=2)
             log.warning("%s", text)
@@ -154,6 +170,11 @@ class Runtime:
         self._closed = False
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def limits_method(self) -> str:
+        """How resource limits are enforced, e.g. ``"cgroup v1 (memory, pids, cpu)"`` or ``"rlimits (...)"``."""
+        return self.limiter.method
 
     def submit(self, req: PodRequest, on_done: Callable[[PodResult], None]) -> None:
         """Queue ``req``; returns at once. ``on_done`` is called exactly once, from a runtime thread."""
@@ -166,7 +187,8 @@ class Runtime:
             self._pods[pod.key] = pod
         try:
             self._plan(pod)
-        except (SandboxError, ImageError, OSError) as exc:
+            pod.limits = self.limiter.parse(req.container)
+        except (SandboxError, ImageError, LimitError, OSError) as exc:
             self._report_async(pod, self._not_started(pod, str(exc)))
             return
         cpu = max(0.0, float(req.cpu))
@@ -216,6 +238,7 @@ class Runtime:
             if time.monotonic() >= deadline:
                 log.warning("runtime shutdown: %d threads still running after %ss", len(threads), timeout)
                 break
+        self.limiter.close()
 
     # ------------------------------------------------------------------ planning
 
@@ -283,6 +306,7 @@ class Runtime:
         pod.working_dir = working_dir
         pod.host_bin_dir = resolved.bin_dir
         pod.fs = fs
+        pod.security = pod_security(req.security_context, container.get("securityContext"), req.host_network)
         self._check_executable(pod, search, resolved.bin_dir)
 
     def _check_executable(self, pod: _Pod, search: list[str], host_bin: Path | None) -> None:
@@ -348,25 +372,34 @@ class Runtime:
                 script.parent.mkdir(parents=True, exist_ok=True)
                 script.write_text(self.sandbox.rewrite(fs, req.script_source))
                 script.chmod(0o755)
-            launch = self.sandbox.launch(fs, pod.argv, pod.env, pod.working_dir, pod.host_bin_dir)
+            launch = self.sandbox.launch(fs, pod.argv, pod.env, pod.working_dir, pod.host_bin_dir, pod.security)
         except (OSError, SandboxError) as exc:
             return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
                                 f"cannot prepare the pod's files: {exc}")
 
-        logs = _LogWriter(self.paths.log_file(req.namespace, req.pod_name, "main"))
+        log_path = self.paths.log_file(req.namespace, req.pod_name, "main")
+        try:  # resource limits (limits.py): cgroups / rlimits, set by a host-side wrapper before exec
+            guard = self.limiter.guard(req.pod_name, pod.limits or PodLimits(), [fs.pod_dir, log_path],
+                                       req.deadline_seconds)
+        except OSError as exc:
+            return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
+                                f"cannot apply the container's resource limits: {exc}")
+        logs = _LogWriter(log_path)
         try:
             with self._lock:
                 if pod.kill_message is not None:
                     return self._result(pod, started, KILLED_EXIT_CODE, "", {}, "Failed", pod.kill_message)
                 try:
                     process = subprocess.Popen(
-                        launch.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        guard.wrap(launch.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, env=launch.env, cwd=launch.cwd, start_new_session=True,
+                        preexec_fn=guard.preexec_fn,  # None unless sh/prlimit are missing (limits.py)
                     )
-                except OSError as exc:
+                except (OSError, subprocess.SubprocessError) as exc:
                     return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
                                         f'failed to start container "main": {exc}')
                 pod.process = process
+            guard.watch(process.pid)
             captured = bytearray()
             truncated = [False]
             readers = [
@@ -388,14 +421,16 @@ class Runtime:
             _kill_group(process)
             for reader in readers:
                 reader.join(5.0)
+            verdict = guard.verdict()  # limits.py: OOMKilled / Evicted, else None
         finally:
             logs.close()
+            guard.close()
 
         if code < 0:
             code = 128 - code
         if self.sandbox.isolated and pod.fs is not None:
             remove_mount_points(pod.fs.tmp_dir)
-        outputs = self._read_outputs(pod)
+        outputs, output_error = self._read_outputs(pod)
         stdout = captured.decode("utf-8", errors="replace")
         if stdout.endswith("\n"):
             stdout = stdout[:-1]
@@ -407,48 +442,74 @@ class Runtime:
             phase, message = "Succeeded", ""
         else:
             phase, message = "Failed", f"Error (exit code {code})"
+        if verdict is not None and kill_message is None:  # the kernel's OOM kill or the kubelet's eviction
+            phase, message, code = "Failed", verdict.message, verdict.exit_code
+        if output_error and phase == "Succeeded":  # an output path the runtime refused to read (podfiles.py)
+            phase, message = "Error", output_error
         result = self._result(pod, started, code, stdout, outputs, phase, message)
+        result.reason = verdict.reason if verdict is not None and kill_message is None else ""
         result.artifact_paths = self._artifact_paths(pod)
         if truncated[0]:
             result.extra["stdout_truncated"] = True
         return result
 
-    def _read_outputs(self, pod: _Pod) -> dict[str, str | None]:
+    def _read_outputs(self, pod: _Pod) -> tuple[dict[str, str | None], str]:
+        """Each output parameter path's content, read inside the pod (:mod:`.podfiles`: links are
+        followed inside the pod only), or None when the pod left no file there or a link leading out
+        of its files (the node then fails with Argo's message for a missing file); and why the pod
+        must fail ("" if nothing): a FIFO, device, socket or directory at the path (never opened for
+        reading, never blocking), or more than :data:`.podfiles.MAX_PARAMETER_BYTES` bytes."""
         fs = pod.fs
         assert fs is not None
+        files = PodFiles(fs.root_dir, fs.tmp_dir, host_aliases=not self.sandbox.isolated)
         outputs: dict[str, str | None] = {}
+        problems: list[str] = []
         for out in pod.req.output_paths:
-            host = fs.host_path(pod_path(out, "output_paths"))
+            outputs[out] = None
             try:
-                outputs[out] = host.read_bytes().decode("utf-8", errors="replace") if host.is_file() else None
-            except OSError:
-                outputs[out] = None
-        return outputs
+                outputs[out] = files.read_text(pod_path(out, "output_paths"), MAX_PARAMETER_BYTES)
+            except PodFileMissing:
+                pass
+            except (PodFileError, SandboxError) as exc:
+                problems.append(f"failed to save output parameter from {out}: {exc}")
+            except OSError as exc:
+                problems.append(f"failed to save output parameter from {out}: {exc.strerror or exc}")
+        return outputs, "; ".join(problems)
 
     def _artifact_paths(self, pod: _Pod) -> dict[str, str | None]:
-        """Where each output artifact path is on the host: what the pod wrote, else (like a file of the
-        container image) the host's own file at that path, which the pod saw read-only. Never the
-        host's /tmp or anything under the cluster's state directory."""
+        """Where each output artifact path is on the host, resolved inside the pod (:mod:`.podfiles`):
+        what the pod wrote there (links followed inside the pod only; one leading out of its files
+        counts as missing), else, like a file of the container image, the host's own copy that the
+        pod saw read-only, only when every user may read it and it is neither the state directory,
+        a path the sandbox hides, a home directory nor below one (:func:`.podfiles.image_path`;
+        refusals are logged). Never the host's /tmp, /proc, /dev or /sys."""
         fs = pod.fs
         assert fs is not None
-        state = os.path.realpath(self.paths.root)
+        files = PodFiles(fs.root_dir, fs.tmp_dir, host_aliases=not self.sandbox.isolated)
+        hidden = [str(self.paths.root), *getattr(self.sandbox, "masked", ())]
         found: dict[str, str | None] = {}
         spliced = set(fs.spliced()) if self.sandbox.isolated else set()
+
+        def from_image(path: str) -> str | None:
+            real, why = image_path(path, hidden)
+            if real is None:
+                log.warning("pod %s/%s: output artifact path %s is not exported from the host: %s",
+                            *pod.key, path, why)
+            return real
+
         for out in pod.req.artifact_paths:
             norm = pod_path(out, "artifact_paths")
-            real = os.path.realpath(norm)
-            in_state = real == state or real.startswith(state + os.sep)
             special = norm in ("/tmp", "/proc", "/dev", "/sys") or norm.startswith(POD_TMP_PREFIXES)  # noqa: S108
-            from_host = not special and not in_state and os.path.exists(norm) and not _written_below(fs, norm)
+            from_host = not special and os.path.lexists(norm) and not _written_below(fs, norm)
             if from_host and _bound_from_host(norm, spliced, fs):
-                found[out] = norm  # the sandbox showed the host's (read-only) copy; its mount point is empty
+                found[out] = from_image(norm)  # the sandbox showed the host's copy; its mount point is empty
                 continue
-            host = fs.host_path(norm)
-            if os.path.lexists(host):
-                found[out] = str(host)
-            elif from_host:
-                found[out] = norm
-            else:
+            try:
+                found[out] = str(files.locate(norm).host_path)
+            except PodFileMissing:
+                found[out] = from_image(norm) if from_host else None
+            except PodFileError as exc:
+                log.warning("pod %s/%s: output artifact path %s: %s", *pod.key, out, exc)
                 found[out] = None
         return found
 

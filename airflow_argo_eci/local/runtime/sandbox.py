@@ -1,4 +1,4 @@
-"""How one pod's process is isolated: bubblewrap, or a best-effort fallback without it.
+"""How one pod's process is isolated: bubblewrap plus a pod-init, or best-effort without isolation.
 
 Filesystem of a pod (both modes): ``StatePaths.pod_dir(ns, pod)`` holds
 
@@ -6,15 +6,27 @@ Filesystem of a pod (both modes): ``StatePaths.pod_dir(ns, pod)`` holds
 * ``root/`` - every other path the pod writes: its output paths, input files, the script
   (``/argo/staging/script``), its workingDir and ``HOME`` (``/root``).
 
-**bubblewrap** (``bwrap``): ``root/`` is bound as the pod's ``/`` and the host shows through it
-read-only: each entry of a directory the pod needs writable ("spliced" directory: the directories
-of output paths and input files, the workingDir, ``/root`` and all their ancestors) is bound
-read-only from the host, while new files land in ``root/`` on the host. ``tmp/`` is bound at
-``/tmp``, ``/proc`` and ``/dev`` are fresh, the state directory of the local cluster is hidden by a
-tmpfs, the image's shim directory is bound read-only at ``/.airflow-argo-eci/bin``. The pod gets its
-own PID, UTS (hostname = pod name) and IPC namespaces, its own session, and dies with the runtime.
-The network is shared with the host (pods may call the local cluster). So parallel pods never see
-each other's files, and a pod cannot change the host's files.
+**bubblewrap** (``bwrap``, stage 1, run as the invoking user): ``root/`` is bound as the pod's ``/``
+and the host shows through it read-only: each entry of a directory the pod needs writable
+("spliced" directory: the directories of output paths and input files, the workingDir, ``/root``
+and all their ancestors) is bound read-only from the host, while new files land in ``root/`` on the
+host. Never shown (:func:`masked_paths`): ``/root`` and ``/home`` (the pod's ``/root`` is an empty
+directory of its own), ``/run`` (host sockets), the invoking user's home, the cluster's state
+directory and the checkout this package runs from; only this interpreter's installation, the
+virtualenv and the package directory are bound back, read-only (:func:`runtime_paths`,
+:func:`interpreter_paths`). ``tmp/`` is bound at ``/tmp``, ``/proc`` and ``/dev`` are fresh, the
+image's shim directory is bound read-only at ``/.airflow-argo-eci/bin``. The pod gets its own PID,
+UTS (hostname = pod name), IPC, cgroup (where the kernel has it) and network namespaces (only
+loopback: no route to the API server or the OSS store) unless it asks for ``hostNetwork: true``,
+its own session, and dies with the runtime.
+
+Stage 2 is :mod:`.podinit`: as root it drops to an unprivileged host uid (default
+:data:`DEFAULT_SANDBOX_UID`), then it maps the pod's uid (:class:`.podsecurity.PodSecurity`, default
+:data:`.podsecurity.DEFAULT_POD_UID`; 0 only when ``securityContext.runAsUser: 0`` asks) onto that host uid in a
+new user namespace, clears every capability set, sets ``no_new_privs`` and installs the seccomp
+filter (:mod:`.seccomp`) before it execs the command. The pod's writable directories belong to its
+host uid (:func:`hand_over`). No service-account token is mounted: pods cannot authenticate to the
+API server (it answers 401) even with ``hostNetwork``.
 
 **best-effort** (no bwrap): the process runs directly on the host, in ``root/<workingDir>`` with
 ``TMPDIR`` and ``HOME`` pointing into the pod directory. Absolute paths cannot be redirected, so the
@@ -27,10 +39,12 @@ and the pod can read and write everything the host user can: there is **no isola
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import posixpath
+import pwd
 import re
 import shutil
 import subprocess
@@ -38,6 +52,10 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from airflow_argo_eci.local.runtime import podinit, seccomp
+from airflow_argo_eci.local.runtime.podsecurity import PodSecurity, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +68,14 @@ SCRIPT_PATH = "/argo/staging/script"
 #: the pod's /tmp (a per-pod host directory, never the host's /tmp)
 POD_TMP = "/tmp"  # noqa: S108
 _FORBIDDEN_PREFIXES = ("/proc", "/dev", "/sys")
+#: the host uid pods run as when the cluster runs as root (``nobody``); see ``LocalCluster(sandbox_uid=)``
+DEFAULT_SANDBOX_UID = 65534
+#: stage 2 of the sandbox (run with this interpreter, ``-I -S``)
+PODINIT = str(Path(__file__).resolve().parent / "podinit.py")
 _ROOT_SPECIAL = ("proc", "dev", "tmp")
 
 _probe_lock = threading.Lock()
 _probe_result: dict[str, str | None] = {}
-
-
-class SandboxError(ValueError):
-    """A pod's paths cannot be laid out (bad path in the spec) or the sandbox is unavailable."""
 
 
 def probe_bwrap(bwrap: str | None = None) -> str | None:
@@ -120,18 +138,37 @@ def remove_mount_points(tmp_dir: Path, paths: tuple[str, ...] | None = None) -> 
     """Remove the empty directories bubblewrap made inside a pod's ``/tmp`` (``tmp_dir`` on the host)
     as mount points for the :func:`runtime_paths` it re-binds there, once the pod has ended, so the
     pod's ``/tmp`` holds only what the pod wrote (an artifact saved from ``/tmp`` must not carry
-    them). Directories that are not empty are left alone. ``paths``: default :func:`runtime_paths`."""
+    them). Directories that are not empty are left alone. ``paths``: default :func:`runtime_paths`.
+
+    The pod may have replaced any of these directories with a link: each component is opened
+    relative to its parent with ``O_NOFOLLOW`` and removed with ``rmdir`` relative to it, so a link
+    is never followed and nothing outside ``tmp_dir`` is touched."""
     bound = runtime_paths() if paths is None else paths
-    targets = [tmp_dir / p[len(POD_TMP):].lstrip("/") for p in bound if _under_tmp(p) and p != POD_TMP]
-    for target in sorted(targets, key=lambda t: len(t.parts), reverse=True):
-        current = target
-        while current != tmp_dir and tmp_dir in current.parents:
-            try:
-                current.rmdir()
-            except OSError:  # not empty (the pod wrote there, or another mount point remains) or gone
-                if current.exists():
+    targets = {p[len(POD_TMP):].strip("/") for p in bound if _under_tmp(p) and p != POD_TMP}
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    for rel in sorted(targets, key=lambda t: t.count("/"), reverse=True):
+        parts = [p for p in rel.split("/") if p not in ("", ".", "..")]
+        if not parts:
+            continue
+        try:
+            fds = [os.open(tmp_dir, flags)]
+        except OSError:
+            return
+        try:
+            for part in parts[:-1]:
+                fds.append(os.open(part, flags, dir_fd=fds[-1]))
+            for depth in range(len(parts) - 1, -1, -1):
+                try:
+                    os.rmdir(parts[depth], dir_fd=fds[depth])
+                except FileNotFoundError:
+                    continue  # gone already (an earlier target shared it): its parent may be empty now
+                except OSError:  # not empty (the pod wrote there, another mount point remains) or not a dir
                     break
-            current = current.parent
+        except OSError:  # a component is missing or a link the pod left: nothing of ours below it
+            pass
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 @dataclass
@@ -225,6 +262,8 @@ class Sandbox:
     name = "none"
     #: True when pods cannot see each other's or the host's writable files
     isolated = False
+    #: what holds and what does not (:class:`.isolation.SandboxReport`), set by ``make_sandbox``
+    report: Any = None
 
     def pod_bin_dir(self, host_bin_dir: Path) -> str:
         """Where a shim directory appears to the pod."""
@@ -236,35 +275,55 @@ class Sandbox:
 
     def launch(
         self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
-        host_bin_dir: Path | None,
+        host_bin_dir: Path | None, security: PodSecurity | None = None,
     ) -> Launch:
-        """Build the process launch for ``argv`` (pod paths) in ``working_dir`` (a pod path)."""
+        """Build the process launch for ``argv`` (pod paths) in ``working_dir`` (a pod path), as
+        ``security`` says (default :class:`PodSecurity`; ignored without isolation)."""
         raise NotImplementedError
 
 
 class BwrapSandbox(Sandbox):
-    """Runs each pod inside bubblewrap (see the module docstring)."""
+    """Runs each pod inside bubblewrap plus :mod:`.podinit` (see the module docstring).
+
+    ``hidden``: host directories no pod may see (the state directory); home directories and the
+    checkout are always hidden (:func:`masked_paths`). ``host_uid``/``host_gid``: the unprivileged
+    host identity pods get when the runtime runs as root (ignored otherwise: pods then map to the
+    invoking user).
+    """
 
     name = "bwrap"
     isolated = True
 
-    def __init__(self, bwrap: str, hidden: list[Path]) -> None:
+    def __init__(self, bwrap: str, hidden: list[Path], host_uid: int = DEFAULT_SANDBOX_UID,
+                 host_gid: int | None = None) -> None:
         self.bwrap = bwrap
         self.hidden = [str(p) for p in hidden]
+        self.masked = masked_paths(self.hidden)
+        self.as_root = os.geteuid() == 0
+        self.host_uid = host_uid if self.as_root else os.geteuid()
+        self.host_gid = (host_gid if host_gid is not None else _primary_gid(host_uid)) if self.as_root \
+            else os.getegid()
+        self.seccomp = seccomp.host_arch() is not None
 
     def pod_bin_dir(self, host_bin_dir: Path) -> str:
         return POD_BIN_DIR
 
+    def _is_masked(self, path: str) -> bool:
+        return any(path == m or path.startswith(m.rstrip("/") + "/") for m in self.masked)
+
     def launch(
         self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
-        host_bin_dir: Path | None,
+        host_bin_dir: Path | None, security: PodSecurity | None = None,
     ) -> Launch:
+        security = security or PodSecurity()
         args = [self.bwrap, "--bind", str(fs.root_dir), "/"]
         spliced = fs.spliced()
         spliced_set = set(spliced)
         for directory in spliced:
             inside = fs.host_path(directory)
             inside.mkdir(parents=True, exist_ok=True)
+            if self._is_masked(directory):
+                continue  # the pod's own directory: nothing of the host's shows through
             if not os.path.isdir(directory) or os.path.islink(directory):
                 continue
             try:
@@ -278,6 +337,9 @@ class BwrapSandbox(Sandbox):
                     continue
                 if directory == "/" and entry.name in _ROOT_SPECIAL:
                     continue
+                if full in self.masked:
+                    (inside / entry.name).mkdir(exist_ok=True)  # an empty directory in its place
+                    continue
                 if entry.is_symlink():
                     link = inside / entry.name
                     if not os.path.lexists(link):
@@ -285,20 +347,118 @@ class BwrapSandbox(Sandbox):
                     continue
                 args += ["--ro-bind-try", full, full]
         args += ["--dev", "/dev", "--proc", "/proc", "--bind", str(fs.tmp_dir), POD_TMP]
-        for path in runtime_paths():
-            if _under_tmp(path):
-                args += ["--ro-bind-try", path, path]
-        for hidden in self.hidden:
-            if not _under_tmp(hidden) and os.path.isdir(hidden):
-                args += ["--tmpfs", hidden]
+        covers = [m for m in self.masked if not _under_tmp(m) and m not in spliced_set
+                  and not any(self._is_masked(a) for a in _ancestors(m) if a in spliced_set)
+                  and os.path.isdir(m) and not os.path.islink(m)]
+        for masked in covers:
+            args += ["--tmpfs", masked]
+        resolv = os.path.realpath("/etc/resolv.conf")  # often a link into /run (systemd-resolved)
+        extra = {resolv} if security.host_network and self._is_masked(resolv) else set()
+        bound = _outermost({*interpreter_paths(), *runtime_paths(), *extra})
+        made: set[str] = set()
+        for path in bound:
+            for ancestor in _ancestors(path):  # bubblewrap would make missing parents mode 0700
+                if ancestor not in made and ancestor != "/":
+                    made.add(ancestor)
+                    args += ["--perms", "0755", "--dir", ancestor]
+            args += ["--ro-bind", path, path]
+        # a hidden directory inside a re-bound one (a state directory inside the virtualenv) stays hidden
+        inner = [m for m in self.masked if os.path.isdir(m) and any(m.startswith(p + "/") for p in bound)]
+        for masked in inner:
+            args += ["--tmpfs", masked]
+        for masked in (*covers, *inner):
+            args += ["--remount-ro", masked]
         if host_bin_dir is not None:
-            args += ["--ro-bind", str(host_bin_dir), POD_BIN_DIR]
+            args += ["--perms", "0755", "--dir", posixpath.dirname(POD_BIN_DIR),
+                     "--ro-bind", str(host_bin_dir), POD_BIN_DIR]
+        args += ["--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try",
+                 "--die-with-parent", "--new-session"]
+        if not security.host_network:
+            args.append("--unshare-net")
         hostname = env.get("HOSTNAME", "")
-        args += ["--unshare-pid", "--unshare-uts", "--unshare-ipc", "--die-with-parent", "--new-session"]
         if hostname:
             args += ["--hostname", hostname[:63]]
-        args += ["--chdir", working_dir, "--", *argv]
+        config: dict[str, int | bool | None] = {
+            "uid": security.uid, "gid": security.gid, "seccomp": self.seccomp,
+            "host_uid": self.host_uid if self.as_root else None, "host_gid": self.host_gid if self.as_root else None,
+        }
+        args += ["--chdir", working_dir, "--", *podinit_command(config), *argv]
+        if self.as_root:
+            hand_over(fs, self.host_uid, self.host_gid)
         return Launch(args, env, str(fs.root_dir))
+
+
+def podinit_command(config: dict[str, int | bool | None]) -> list[str]:
+    """The command line of :mod:`.podinit` with ``config`` (this interpreter, isolated mode)."""
+    return [os.path.realpath(sys.executable), "-I", "-S", PODINIT, podinit.encode_config(config)]
+
+
+def hand_over(fs: PodFilesystem, uid: int, gid: int) -> None:
+    """Give the pod's writable directories (and what the runtime placed in them) to the pod's host
+    uid/gid, without following any link (``lchown``): its ``/tmp``, ``HOME`` and writable dirs."""
+    tops = {fs.tmp_dir, fs.host_path(POD_HOME), *(fs.host_path(d) for d in fs.writable_dirs)}
+    for top in sorted(tops):
+        if not os.path.lexists(top) or os.path.islink(top):
+            continue
+        os.lchown(top, uid, gid)
+        for current, dirs, files in os.walk(top, followlinks=False):
+            for name in (*dirs, *files):
+                os.lchown(os.path.join(current, name), uid, gid)
+
+
+def _outermost(paths: set[str]) -> list[str]:
+    """The existing, resolved ``paths`` that lie under no other of them (one bind each)."""
+    real = {p for p in paths if os.path.exists(p) and os.path.realpath(p) == p}
+    return sorted(p for p in real if not any(a in real for a in _ancestors(p)))
+
+
+def _ancestors(path: str) -> list[str]:
+    """``/a/b/c`` -> ``["/a", "/a/b"]`` (proper ancestors, parents first, without ``/``)."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _primary_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
+
+#: system directories a pod always needs, even when one is somebody's home directory
+_NEVER_MASKED = frozenset({"/", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/var", "/opt"})
+
+
+def masked_paths(hidden: list[str]) -> tuple[str, ...]:
+    """Host directories no pod sees: ``hidden`` (the state directory), ``/root``, ``/home``, ``/run``
+    (the host's sockets: a pod gets an empty one, as a container does), the invoking user's
+    ``$HOME`` and passwd home, and the checkout this package runs from (its parent directory unless
+    that is a ``site-packages``). Each as given and resolved; never ``/`` or a system directory."""
+    import airflow_argo_eci
+
+    found = {"/root", "/home", "/run", *hidden, os.path.expanduser("~")}
+    with contextlib.suppress(KeyError):
+        found.add(pwd.getpwuid(os.geteuid()).pw_dir)
+    parent = os.path.dirname(os.path.dirname(os.path.abspath(airflow_argo_eci.__file__)))
+    if os.path.basename(parent) not in ("site-packages", "dist-packages"):
+        found.add(parent)
+    out = set()
+    for path in found:
+        if path and path.startswith("/"):
+            out.update({posixpath.normpath(path), os.path.realpath(path)})
+    return tuple(sorted(out - _NEVER_MASKED))
+
+
+@functools.lru_cache(maxsize=1)
+def interpreter_paths() -> tuple[str, ...]:
+    """What :mod:`.podinit` needs in every sandbox: this interpreter's installation (resolved) and
+    the runtime package directory (podinit and seccomp)."""
+    exe = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.base_prefix)
+    paths = {prefix, os.path.dirname(os.path.realpath(__file__))}
+    if not exe.startswith(prefix + "/"):
+        paths.add(os.path.dirname(exe))
+    return tuple(sorted(paths))
 
 
 class BestEffortSandbox(Sandbox):
@@ -322,7 +482,7 @@ class BestEffortSandbox(Sandbox):
 
     def launch(
         self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
-        host_bin_dir: Path | None,
+        host_bin_dir: Path | None, security: PodSecurity | None = None,
     ) -> Launch:
         cwd = fs.host_path(working_dir)
         cwd.mkdir(parents=True, exist_ok=True)
@@ -331,20 +491,3 @@ class BestEffortSandbox(Sandbox):
         new_env["TMPDIR"] = str(fs.tmp_dir)
         new_env["HOME"] = str(fs.host_path(POD_HOME))
         return Launch([self.rewrite(fs, a) for a in argv], new_env, str(cwd))
-
-
-def make_sandbox(mode: str, hidden: list[Path]) -> Sandbox:
-    """``"auto"``: bubblewrap if it works, else best-effort with a warning; ``"bwrap"``: bubblewrap
-    or :class:`SandboxError`; ``"none"``: best-effort."""
-    if mode not in ("auto", "bwrap", "none"):
-        raise SandboxError(f"sandbox must be 'auto', 'bwrap' or 'none', got {mode!r}")
-    if mode == "none":
-        return BestEffortSandbox()
-    exe = shutil.which("bwrap")
-    reason = probe_bwrap(exe)
-    if reason is None and exe is not None:
-        return BwrapSandbox(exe, hidden)
-    if mode == "bwrap":
-        raise SandboxError(f"sandbox='bwrap' was requested but {reason}; install bubblewrap "
-                           "(apt-get install bubblewrap / dnf install bubblewrap)")
-    return BestEffortSandbox()

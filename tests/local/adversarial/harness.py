@@ -1,4 +1,5 @@
-"""Harness for the adversarial tests (fixtures re-exported by conftest.py): a local cluster attacked through its real API.
+"""Harness for the adversarial tests: a local cluster attacked through its real API (the fixtures
+are re-exported by conftest.py).
 
 Every test here plays a hostile workflow author or API client against a cluster of its own (own
 state directory, own token), through the real ``kubernetes`` client over HTTPS, and asserts that
@@ -17,36 +18,140 @@ started are covered.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import ssl
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
+from urllib.parse import urlsplit
 
 import pytest
 
-from airflow_argo_eci.local.server import LocalCluster
+from airflow_argo_eci.local.paths import StatePaths
+from airflow_argo_eci.local.server import LocalCluster as InProcessCluster
+
+#: what the tests attack: a served cluster (the default) or, where a test needs it, an in-process one
+ClusterUnderTest = Union["ServedCluster", InProcessCluster]
 
 NAMESPACE = "argo"
 #: the bound the issue sets for the API while an attack runs
 MAX_VERSION_LATENCY_MS = 100.0
 
 
-@pytest.fixture(scope="module")
-def hostile_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """A cluster of its own per test module (an attack must not leave state for the next module)."""
-    state = tmp_path_factory.mktemp("hostile-cluster")
-    with LocalCluster(state, capacity_vcpu=8) as cluster:
+@dataclass
+class ServedOSS:
+    """Where the served cluster's OSS store listens."""
+
+    endpoint: str
+    region: str
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.endpoint).port or 443)
+
+
+class ServedCluster:
+    """A local cluster run as users run it: ``airflow-argo-eci local up`` in a process of its own,
+    logging to ``server.log`` in its state directory. The attacks and the ``/version`` probe then
+    measure that server alone, not the test process (whose garbage collections over Airflow's heap
+    would stall an in-process server and make the latency bound meaningless).
+
+    It offers the attributes of :class:`~airflow_argo_eci.local.server.LocalCluster` that the tests
+    read: ``paths``, ``token``, ``url``, ``port``, ``kubeconfig_path``, ``oss``, ``oss_credentials()``,
+    plus ``info`` (``server.json``: the sandbox and limits reports)."""
+
+    def __init__(self, state: Path, *args: str) -> None:
+        self.paths = StatePaths(state.resolve())
+        self._args = list(args)
+        self._process: subprocess.Popen[bytes] | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self, timeout: float = 90.0) -> ServedCluster:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        with open(self.paths.server_log, "ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "airflow_argo_eci.local.cli", "local", "up", "--state-dir",
+                 str(self.paths.root), "--capacity", "8", *self._args],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"local up exited with {self._process.returncode}: "
+                                   f"{self.paths.server_log.read_text(errors='replace')[-2000:]}")
+            try:
+                info = json.loads(self.paths.server_info.read_text())
+            except (FileNotFoundError, ValueError):
+                info = {}
+            if info.get("pid") == self._process.pid:
+                self.info = info
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"local up did not start within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    @property
+    def url(self) -> str:
+        return str(self.info["url"])
+
+    @property
+    def port(self) -> int:
+        return int(self.info["port"])
+
+    @property
+    def token(self) -> str:
+        return self.paths.token.read_text().strip()
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.paths.kubeconfig
+
+    @property
+    def oss(self) -> ServedOSS | None:
+        endpoint = self.info.get("oss_endpoint")
+        return ServedOSS(str(endpoint), str(self.info.get("oss_region") or "")) if endpoint else None
+
+    def oss_credentials(self) -> dict[str, str]:
+        creds = json.loads(self.paths.oss_credentials.read_text())
+        return {str(creds["access_key_id"]): str(creds["access_key_secret"])}
+
+
+def serve_cluster(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str) -> Iterator[ServedCluster]:
+    """Start a :class:`ServedCluster` in a fresh state directory (``args``: extra ``local up`` flags)."""
+    cluster = ServedCluster(tmp_path_factory.mktemp(name), *args).start()
+    try:
         yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")
-def kube(hostile_cluster: LocalCluster) -> Iterator[Any]:
+def hostile_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCluster]:
+    """A served cluster of its own per test module (an attack must not leave state for the next module)."""
+    yield from serve_cluster(tmp_path_factory, "hostile-cluster")
+
+
+@pytest.fixture(scope="module")
+def kube(hostile_cluster: ClusterUnderTest) -> Iterator[Any]:
     """A ``kubernetes`` ApiClient for the hostile cluster (the real client, over HTTPS)."""
     from kubernetes import config
 
@@ -55,7 +160,7 @@ def kube(hostile_cluster: LocalCluster) -> Iterator[Any]:
     client.close()
 
 
-def cluster_secrets(cluster: LocalCluster) -> list[str]:
+def cluster_secrets(cluster: ClusterUnderTest) -> list[str]:
     """The strings that must never leave the cluster's state directory."""
     found = [cluster.token]
     creds = cluster.oss_credentials() if cluster.oss is not None else {}
@@ -63,10 +168,10 @@ def cluster_secrets(cluster: LocalCluster) -> list[str]:
     return found
 
 
-def _version_once(cluster: LocalCluster, context: ssl.SSLContext) -> float:
+def _version_once(cluster: ClusterUnderTest, context: ssl.SSLContext) -> float:
     request = urllib.request.Request(cluster.url + "/version", headers={"Authorization": f"Bearer {cluster.token}"})
     started = time.perf_counter()
-    with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310  # loopback https
+    with urllib.request.urlopen(request, timeout=10, context=context) as response:  # loopback https
         response.read()
     return (time.perf_counter() - started) * 1000.0
 
@@ -74,7 +179,7 @@ def _version_once(cluster: LocalCluster, context: ssl.SSLContext) -> float:
 class Responsiveness:
     """Probes ``GET /version`` every ``interval`` seconds on a thread while an attack runs."""
 
-    def __init__(self, cluster: LocalCluster, interval: float = 0.05) -> None:
+    def __init__(self, cluster: ClusterUnderTest, interval: float = 0.05) -> None:
         self.cluster = cluster
         self.interval = interval
         self.samples_ms: list[float] = []
@@ -112,7 +217,7 @@ class Responsiveness:
 
 
 @pytest.fixture
-def responsiveness(hostile_cluster: LocalCluster) -> Iterator[Responsiveness]:
+def responsiveness(hostile_cluster: ClusterUnderTest) -> Iterator[Responsiveness]:
     """Use as ``with responsiveness: <attack>`` then ``responsiveness.check()``."""
     probe = Responsiveness(hostile_cluster)
     yield probe
@@ -200,7 +305,7 @@ def _pod_name(wf: dict[str, Any], node: dict[str, Any]) -> str:
     return pod_name(wf["metadata"]["name"], node["name"], node.get("templateName") or "")
 
 
-def assert_nothing_leaked(cluster: LocalCluster, kube: Any, extra_text: str = "") -> None:
+def assert_nothing_leaked(cluster: ClusterUnderTest, kube: Any, extra_text: str = "") -> None:
     """No secret of the cluster appears in any Workflow, Pod, Event or ConfigMap, any pod log file,
     any object of the artifact bucket, the server log or ``extra_text``."""
     from kubernetes import client
@@ -231,6 +336,6 @@ def assert_nothing_leaked(cluster: LocalCluster, kube: Any, extra_text: str = ""
 @pytest.fixture
 def host_canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh host directory path that no pod may create or write into; checked after the test."""
-    base = Path("/tmp") / f"aae-canary-{uuid.uuid4().hex[:12]}"  # noqa: S108  # the host's /tmp, on purpose
+    base = Path("/tmp") / f"aae-canary-{uuid.uuid4().hex[:12]}"  # the host's /tmp, on purpose
     yield base
     assert not os.path.lexists(base), f"a pod wrote {base} on the host"

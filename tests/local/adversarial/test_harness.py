@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.local.adversarial.harness import Responsiveness, assert_nothing_leaked, harmless_workflow, pod_logs, run_workflow
+from tests.local.adversarial.harness import (
+    ClusterUnderTest,
+    Responsiveness,
+    assert_nothing_leaked,
+    harmless_workflow,
+    pod_logs,
+    run_workflow,
+)
 
-from airflow_argo_eci.local.server import LocalCluster
 
-
-def test_harmless_workflow_runs_and_leaks_nothing(hostile_cluster: LocalCluster, kube: Any,
+def test_harmless_workflow_runs_and_leaks_nothing(hostile_cluster: ClusterUnderTest, kube: Any,
                                                   responsiveness: Responsiveness) -> None:
     with responsiveness:
         wf = run_workflow(kube, harmless_workflow())

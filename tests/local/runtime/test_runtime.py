@@ -250,6 +250,7 @@ def test_host_tools_under_tmp_stay_visible(tmp_path: Path, monkeypatch: pytest.M
     from airflow_argo_eci.local.runtime import sandbox
 
     tools = Path(tempfile.mkdtemp(dir="/tmp", prefix="aae-tools-"))
+    tools.chmod(0o755)  # world-readable, like a checkout: pods run as an unprivileged uid
     try:
         (tools / "tool.sh").write_text("echo tool ran\n")
         monkeypatch.setattr(sandbox, "runtime_paths", lambda: (str(tools),))
@@ -423,12 +424,10 @@ def test_best_effort_mode_warns_and_rewrites_paths(tmp_path: Path) -> None:
         rt.shutdown()
 
 
-def test_auto_without_bwrap_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_without_bwrap_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.warns(RuntimeWarning, match="bwrap"):
-        rt = Runtime(StatePaths(tmp_path / "state"), sandbox="auto")
-    rt.shutdown()
-    with pytest.raises(SandboxError, match="sandbox='bwrap' was requested"):
-        Runtime(StatePaths(tmp_path / "state"), sandbox="bwrap")
+    for mode in ("auto", "bwrap"):  # "auto" no longer falls back to no isolation silently
+        with pytest.raises(SandboxError, match=f"(?s)sandbox='{mode}' was requested.*bubblewrap.*--sandbox none"):
+            Runtime(StatePaths(tmp_path / "state"), sandbox=mode)
