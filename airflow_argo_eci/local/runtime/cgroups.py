@@ -115,13 +115,24 @@ def _kill_and_remove(directory: Path, wait: float = 2.0, quiet: bool = False) ->
 
 
 def _remove_stale(base: Path) -> None:
-    """Remove the runtime directories under ``base`` whose process is gone."""
+    """Remove the runtime directories under ``base`` whose process is gone. Only this user's: a
+    directory another user's runtime left (e.g. root's, seen by an unprivileged cluster) is not ours
+    to remove, and trying would only wait and warn."""
+    if not os.access(base, os.W_OK):
+        return
+    uid = os.geteuid()
     with contextlib.suppress(OSError):
         for entry in base.iterdir():
             pid_text = entry.name[len(PREFIX):].split(".", 1)[0]
-            if entry.name.startswith(PREFIX) and pid_text.isdigit() and not _alive(int(pid_text)):
-                log.info("removing the cgroup %s of a runtime that is gone", entry)
-                _kill_and_remove(entry)
+            if not (entry.name.startswith(PREFIX) and pid_text.isdigit()) or _alive(int(pid_text)):
+                continue
+            try:
+                if entry.stat().st_uid != uid:
+                    continue
+            except OSError:
+                continue
+            log.info("removing the cgroup %s of a runtime that is gone", entry)
+            _kill_and_remove(entry)
 
 
 class PodCgroup:
