@@ -88,4 +88,5 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "connection-types": _connection_types(),
         "extra-links": ["airflow_argo_eci.links.argo.ArgoWorkflowLink"],
+        "plugins": [{"name": "argo_eci", "plugin-class": "airflow_argo_eci.plugins.argo_view.ArgoEciPlugin"}],
     }

@@ -69,7 +69,22 @@ class LogCursor:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> LogCursor:
-        return cls({pod: (str(v[0]), int(v[1])) for pod, v in (data or {}).items()})
+        """The cursor :meth:`to_dict` wrote (e.g. a trigger event's ``log_cursor``); None or ``{}``:
+        nothing printed yet. Anything else raises :class:`WorkflowSpecError` naming the entry."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise WorkflowSpecError(f"log_cursor must be a mapping of pod name to [timestamp, count] (got {data!r})")
+        positions: dict[str, tuple[str, int]] = {}
+        for pod, value in data.items():
+            if (not isinstance(pod, str) or not isinstance(value, (list, tuple)) or len(value) != 2
+                    or not isinstance(value[0], str) or isinstance(value[1], bool) or not isinstance(value[1], int)
+                    or value[1] < 0):
+                raise WorkflowSpecError(
+                    f"log_cursor[{pod!r}] must be [timestamp, count >= 0] as LogCursor.to_dict() writes it "
+                    f"(got {value!r})")
+            positions[pod] = (value[0], value[1])
+        return cls(positions)
 
     def since_time(self, pod: str) -> str | None:
         """The ``sinceTime`` to ask for: the last printed timestamp, cut to whole seconds."""

@@ -2,8 +2,15 @@
 
 The workflow file is plain Argo; the ``EciProfile`` puts every pod on ECI the way Alibaba's
 guide recommends (ECI label and scheduler, several instance specs tried in order, random
-multi-zone placement, fail-fast, retries), and Airflow's own Jinja (``{{ ds }}``,
+multi-zone placement, fail-fast, retries), and Airflow's own Jinja (the batch date,
 ``{{ params.shards }}``) is rendered while Argo's ``{{...}}`` expressions are left for Argo.
+
+Only what every kind of run has is templated: a run triggered through the REST API or the UI
+without a logical date has no ``ds``, so the batch date is the run's logical date when it has one,
+else the time it was queued for (``dag_run.run_after``). Every Argo task carries one quick retry:
+an open Airflow race (apache/airflow#72716, #71580) can mark a task that resumed from deferral
+``failed`` although it succeeded, and the retry reattaches to the workflow that already
+succeeded instead of running it again.
 
 ``sync`` waits on a worker and streams pod logs as it goes; ``deferred`` waits in the triggerer
 without holding a worker slot and prints the logs when it resumes. A sensor then waits on the
@@ -15,6 +22,7 @@ XCom, and the sync run's artifacts (one per shard plus the report) are reclaimed
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import DAG, task
@@ -32,18 +40,23 @@ ECI = EciProfile(
     parallelism=10,
 )
 
+#: the run's logical date, else (a run triggered without one) the time it was queued for
+BATCH = "{{ (dag_run.logical_date or dag_run.run_after) | ds }}"
+
 with DAG(
     dag_id="argo_eci_fanout",
     schedule="@daily",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     params={"shards": 20},
+    # one quick retry: it reattaches to the workflow the first try created (see the docstring)
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=5)},
     tags=["argo", "eci", "example"],
 ) as dag:
     sync = ArgoWorkflowOperator(
         task_id="fanout_sync",
         workflow="workflows/fanout.yaml",
-        parameters={"shards": "{{ params.shards }}", "batch": "{{ ds }}"},
+        parameters={"shards": "{{ params.shards }}", "batch": BATCH},
         labels={"app": "nightly-fanout", "mode": "sync"},
         eci=ECI,
         deferrable=False,
@@ -53,7 +66,7 @@ with DAG(
     deferred = ArgoWorkflowOperator(
         task_id="fanout_deferred",
         workflow="workflows/fanout.yaml",
-        parameters={"shards": "{{ params.shards }}", "batch": "{{ ds }}"},
+        parameters={"shards": "{{ params.shards }}", "batch": BATCH},
         labels={"app": "nightly-fanout", "mode": "deferred"},
         eci=ECI,
         deferrable=True,

@@ -1,4 +1,8 @@
-"""A workflow that fails: the task fails too, naming the failed node and its message."""
+"""A workflow that fails: the task fails too, naming the failed node and its message.
+
+No retry, unlike the flagship DAG: a failed workflow is never reattached, so a retry would only
+submit the same failing workflow again and hide the point of the example.
+"""
 
 from __future__ import annotations
 

@@ -253,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="print KUBECONFIG and AIRFLOW_CONN_* settings for a shell")
     common(env)
     env.set_defaults(func=cmd_env)
+
+    # `stack up|status|down`: the local cluster plus real Airflow services (airflow_argo_eci/stack/)
+    from airflow_argo_eci.stack.cli import add_stack_parser
+
+    add_stack_parser(top)
     return parser
 
 

@@ -1,10 +1,15 @@
-"""What the operator and the sensor share: their hook and namespace, from ``argo_conn_id``."""
+"""What the operator and the sensor share: their hook and namespace, from ``argo_conn_id``, and
+template errors that name the field and the likely cause."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from airflow_argo_eci.templating import TemplateRenderError, explain_render_error, field_path
 
 if TYPE_CHECKING:
+    import jinja2
+
     from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
 
 
@@ -29,3 +34,57 @@ class ArgoHookMixin:
     def resolved_namespace(self) -> str:
         """``namespace``, else the connection's (or its kubeconfig context's) default."""
         return self.namespace or self.hook.get_conn().default_namespace
+
+
+class ExplainedTemplatesMixin:
+    """Put before ``BaseOperator`` in the bases: a template field that fails to render raises
+    :class:`~airflow_argo_eci.templating.TemplateRenderError` naming the field, the key or index
+    inside it (``parameters['batch']``) and the likely cause, instead of Jinja's bare
+    ``UndefinedError: 'ds' is undefined``.
+
+    It hooks :meth:`render_template`, which Airflow calls once per template field (mapped tasks
+    included) and which this mixin then walks itself through dicts, lists and tuples, so it
+    knows the path to the string that failed.
+    """
+
+    task_id: str
+    template_fields: Any
+    _template_path: list[Any] | None = None
+
+    def render_template(self, content: Any, context: Any, jinja_env: jinja2.Environment | None = None,
+                        seen_oids: set[int] | None = None) -> Any:
+        if self._template_path is not None:  # inside a field this mixin is walking
+            return self._render_walk(content, context, jinja_env, seen_oids)
+        field = next((name for name in self.template_fields if getattr(self, name, None) is content), "a template")
+        self._template_path = []
+        try:
+            return self._render_walk(content, context, jinja_env, seen_oids)
+        except TemplateRenderError:
+            raise
+        except Exception as exc:
+            path = field_path(field, self._template_path)
+            raise TemplateRenderError(self.task_id, path, explain_render_error(exc, context)) from exc
+        finally:
+            self._template_path = None
+
+    def _render_walk(self, content: Any, context: Any, jinja_env: jinja2.Environment | None,
+                     seen_oids: set[int] | None) -> Any:
+        """Render ``content``, recording in ``_template_path`` the key of each level it enters
+        (left pointing at the failed string when rendering raises)."""
+        path = self._template_path
+        assert path is not None
+        if isinstance(content, dict):
+            rendered = {}
+            for key, value in content.items():
+                path.append(key)
+                rendered[key] = self._render_walk(value, context, jinja_env, seen_oids)
+                path.pop()
+            return rendered
+        if type(content) in (list, tuple):
+            items = []
+            for index, value in enumerate(content):
+                path.append(index)
+                items.append(self._render_walk(value, context, jinja_env, seen_oids))
+                path.pop()
+            return type(content)(items)
+        return super().render_template(content, context, jinja_env, seen_oids)  # type: ignore[misc]

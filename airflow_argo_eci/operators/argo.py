@@ -25,7 +25,7 @@ from airflow_argo_eci.lifecycle import (
     validate_action,
 )
 from airflow_argo_eci.links.argo import XCOM_WORKFLOW_URL, ArgoWorkflowLink
-from airflow_argo_eci.operators._base import ArgoHookMixin
+from airflow_argo_eci.operators._base import ArgoHookMixin, ExplainedTemplatesMixin
 from airflow_argo_eci.templating import protect_in
 
 if TYPE_CHECKING:
@@ -38,12 +38,15 @@ XCOM_NAME, XCOM_NAMESPACE, XCOM_UID = "argo_workflow_name", "argo_workflow_names
 XCOM_LOG_CURSOR = "argo_log_cursor"
 
 
-class ArgoWorkflowOperator(ArgoHookMixin, BaseOperator):
+class ArgoWorkflowOperator(ArgoHookMixin, ExplainedTemplatesMixin, BaseOperator):
     """Submit an Argo Workflow (optionally on ECI), wait for it without holding a worker slot
     when deferrable, stream its pod logs into the task log, and return its outputs.
 
     :param workflow: the Workflow: a dict, YAML/JSON text, a path to a ``.yaml``/``.yml``/``.json``
         file (templated; Argo's own ``{{...}}`` expressions are left for Argo), or a Hera ``Workflow``.
+        A template that does not render fails the task naming the field and the likely cause; a
+        run triggered without a logical date has no ``ds``: template
+        ``{{ (dag_run.logical_date or dag_run.run_after) | ds }}`` instead.
     :param workflow_template_ref: instead of ``workflow``: submit from this WorkflowTemplate.
     :param cluster_workflow_template_ref: instead of ``workflow``: from this ClusterWorkflowTemplate.
     :param parameters: workflow arguments (``spec.arguments.parameters``) to set or override.
@@ -246,6 +249,7 @@ class ArgoWorkflowOperator(ArgoHookMixin, BaseOperator):
             trigger=ArgoWorkflowTrigger(
                 name=ref.name, namespace=ref.namespace, uid=ref.uid, argo_conn_id=self.argo_conn_id,
                 poll_interval=self.poll_interval, end_at=deadline, on_kill_action=self.on_kill_action,
+                get_logs=self.get_logs,
             ),
             method_name="execute_complete",
         )
@@ -266,7 +270,9 @@ class ArgoWorkflowOperator(ArgoHookMixin, BaseOperator):
             raise RuntimeError(f"waiting for workflow {ref.namespace}/{ref.name} failed: {event.get('message')}")
         if status not in ("success", "failure"):
             raise WorkflowSpecError(f"task {self.task_id}: unknown trigger event status {status!r}")
-        return self._complete(context, lifecycle, ref, lifecycle.get(ref))
+        # the lines the trigger already printed into this task's log are not printed again
+        cursor = LogCursor.from_dict(event.get("log_cursor"))
+        return self._complete(context, lifecycle, ref, lifecycle.get(ref), cursor)
 
     def _complete(self, context: Context, lifecycle: WorkflowLifecycle, ref: WorkflowRef, workflow: dict[str, Any],
                   cursor: LogCursor | None = None) -> Any:

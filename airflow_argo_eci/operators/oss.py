@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from airflow.sdk import BaseOperator
 
 from airflow_argo_eci.errors import WorkflowSpecError
-from airflow_argo_eci.operators._base import ArgoHookMixin
+from airflow_argo_eci.operators._base import ArgoHookMixin, ExplainedTemplatesMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -208,7 +208,7 @@ def _spec_label(spec: str | Mapping[str, str]) -> str:
     return spec if isinstance(spec, str) else f"{spec['node']}/{spec['name']}"
 
 
-class ArgoArtifactDownloadOperator(_WorkflowArtifacts, OSSHookMixin, BaseOperator):
+class ArgoArtifactDownloadOperator(_WorkflowArtifacts, OSSHookMixin, ExplainedTemplatesMixin, BaseOperator):
     """Fetch named output artifacts of a finished Argo Workflow from OSS.
 
     With ``local_path`` each artifact lands in ``<local_path>/<name>`` (``<local_path>/<node>/<name>``
@@ -385,7 +385,7 @@ def _url(hook: OSSArtifactHook, ref: ArtifactRef) -> str:
 # ---------------------------------------------------------------------------- upload
 
 
-class OSSUploadOperator(OSSHookMixin, BaseOperator):
+class OSSUploadOperator(OSSHookMixin, ExplainedTemplatesMixin, BaseOperator):
     """Upload a file, or every file of a directory, to OSS: multipart and resumable above the hook's
     threshold, so objects up to the OSS maximum (48.8 TiB) work; CRC64 is verified end to end and
     progress (bytes, rate, ETA) goes to the task log.
@@ -466,7 +466,7 @@ def _coerce_older_than(task_id: str, older_than: Any) -> datetime | timedelta | 
                             f"seconds > 0 (got {older_than!r})")
 
 
-class OSSArtifactGCOperator(_WorkflowArtifacts, OSSHookMixin, BaseOperator):
+class OSSArtifactGCOperator(_WorkflowArtifacts, OSSHookMixin, ExplainedTemplatesMixin, BaseOperator):
     """Reclaim OSS artifacts: those of one finished workflow, or every object under a prefix
     (optionally only those older than ``older_than``). ``dry_run`` lists what would go.
 

@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, conf
 
 from airflow_argo_eci.errors import WorkflowFailedError, WorkflowSpecError
 from airflow_argo_eci.lifecycle import WorkflowLifecycle, WorkflowRef
-from airflow_argo_eci.operators._base import ArgoHookMixin
+from airflow_argo_eci.operators._base import ArgoHookMixin, ExplainedTemplatesMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 ALL_TERMINAL = ("Succeeded", "Failed", "Error")
 
 
-class ArgoWorkflowSensor(ArgoHookMixin, BaseSensorOperator):
+class ArgoWorkflowSensor(ArgoHookMixin, ExplainedTemplatesMixin, BaseSensorOperator):
     """Wait until a workflow, given by ``name`` or as the newest one matching ``label_selector``,
     reaches a terminal phase. A phase in ``fail_on`` (default ``Failed``/``Error``) fails the task
     with the failed nodes' messages; any other terminal phase succeeds and returns the

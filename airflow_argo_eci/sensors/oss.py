@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, conf
 
 from airflow_argo_eci.errors import WorkflowSpecError
+from airflow_argo_eci.operators._base import ExplainedTemplatesMixin
 from airflow_argo_eci.operators.oss import OSSHookMixin
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from airflow_argo_eci.hooks.oss import OSSArtifactHook
 
 
-class OSSObjectSensor(OSSHookMixin, BaseSensorOperator):
+class OSSObjectSensor(OSSHookMixin, ExplainedTemplatesMixin, BaseSensorOperator):
     """Wait until ``key`` exists in OSS, or with ``prefix=True`` until any object's key starts with it.
 
     Deferrable: the wait then runs in the triggerer (:class:`~airflow_argo_eci.triggers.oss.OSSObjectTrigger`)

@@ -7,7 +7,19 @@ watch). It yields exactly one :class:`~airflow.triggers.base.TriggerEvent`::
 
     {"status": "success" | "failure" | "timeout" | "error",
      "ids": {"name": ..., "namespace": ..., "uid": ...},
-     "message": str, "phase": str, "resource_version": str}
+     "message": str, "phase": str, "resource_version": str,
+     "log_cursor": {pod: [timestamp, count], ...}}
+
+With ``get_logs=True`` the trigger prints the workflow's pod log lines into the task log while it
+waits (``[node] line``, as the sync path does): the triggerer routes a trigger's log records to
+its task instance's log, so they show in the Airflow UI as they come. It reads a pod's log only
+when the hub's watch shows that pod appear, start or finish, and re-reads a pod that keeps
+running at most every ``log_interval`` seconds; every read of the process goes through the hub's
+per-channel rate limit (:class:`~airflow_argo_eci.triggers.watch_hub.LogReader`). The event hands
+back the :class:`~airflow_argo_eci.lifecycle.LogCursor`, so the resumed task prints only the lines
+the trigger did not (``log_cursor`` is ``{}`` when nothing was printed). A triggerer restart
+starts a new trigger with an empty cursor, so its log may repeat lines the previous triggerer
+printed; the resumed task still prints none twice after the last trigger's lines.
 
 ``failure`` covers a ``Failed``/``Error`` workflow (the message names the failed nodes), one that
 was deleted before it finished, and one replaced by a same-named workflow with another uid.
@@ -30,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_argo_eci.errors import ConflictError, NotFoundError, WorkflowSpecError
-from airflow_argo_eci.lifecycle import KILL_ACTIONS, kill_decision
-from airflow_argo_eci.triggers.watch_hub import WorkflowOutcome, get_hub
+from airflow_argo_eci.lifecycle import KILL_ACTIONS, LogCursor, kill_decision
+from airflow_argo_eci.triggers.watch_hub import Subscription, WorkflowOutcome, get_hub
 
 if TYPE_CHECKING:
     from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
@@ -39,6 +51,8 @@ if TYPE_CHECKING:
 CLASSPATH = "airflow_argo_eci.triggers.argo.ArgoWorkflowTrigger"
 #: the longest an ``on_kill`` API call may take (Airflow bounds ``on_kill`` too: [triggerer] on_kill_timeout)
 ON_KILL_TIMEOUT = 20.0
+#: default seconds between reads of a pod that keeps running without any change the watch shows
+DEFAULT_LOG_INTERVAL = 30.0
 
 
 class ArgoWorkflowTrigger(BaseTrigger):
@@ -54,6 +68,10 @@ class ArgoWorkflowTrigger(BaseTrigger):
         ``timeout`` event. None: wait forever.
     :param on_kill_action: what :meth:`on_kill` does to the workflow when the deferred task is
         killed: ``stop`` (exit handlers run), ``terminate``, ``delete`` or ``keep``
+    :param get_logs: print the workflow's pod log lines into the task log while waiting, and hand
+        back the log cursor in the event
+    :param log_interval: with ``get_logs``: seconds between reads of a pod that keeps running
+        without a change the watch shows (0: read only when a pod appears, starts or finishes)
     """
 
     def __init__(
@@ -66,6 +84,8 @@ class ArgoWorkflowTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         end_at: float | None = None,
         on_kill_action: str = "stop",
+        get_logs: bool = False,
+        log_interval: float = DEFAULT_LOG_INTERVAL,
     ) -> None:
         super().__init__()
         for field, value in (("name", name), ("namespace", namespace), ("argo_conn_id", argo_conn_id)):
@@ -88,6 +108,15 @@ class ArgoWorkflowTrigger(BaseTrigger):
                 f"ArgoWorkflowTrigger: on_kill_action={on_kill_action!r} is not supported: "
                 f"use one of {', '.join(KILL_ACTIONS)}"
             )
+        if not isinstance(get_logs, bool):
+            raise WorkflowSpecError(f"ArgoWorkflowTrigger: get_logs must be True or False (got {get_logs!r})")
+        if isinstance(log_interval, bool) or not isinstance(log_interval, (int, float)) or not (
+            math.isfinite(log_interval) and log_interval >= 0
+        ):
+            raise WorkflowSpecError(
+                f"ArgoWorkflowTrigger: log_interval must be a number of seconds >= 0, 0 to read a pod only when "
+                f"it starts or finishes (got {log_interval!r})"
+            )
         self.name = name
         self.namespace = namespace
         self.uid = uid
@@ -95,6 +124,9 @@ class ArgoWorkflowTrigger(BaseTrigger):
         self.poll_interval = poll_interval
         self.end_at = end_at
         self.on_kill_action = on_kill_action
+        self.get_logs = get_logs
+        self.log_interval = log_interval
+        self._cursor = LogCursor()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """The class path and the keyword arguments that re-create this trigger."""
@@ -106,6 +138,8 @@ class ArgoWorkflowTrigger(BaseTrigger):
             "poll_interval": self.poll_interval,
             "end_at": self.end_at,
             "on_kill_action": self.on_kill_action,
+            "get_logs": self.get_logs,
+            "log_interval": self.log_interval,
         }
 
     def _hook(self) -> ArgoWorkflowsHook:
@@ -120,6 +154,7 @@ class ArgoWorkflowTrigger(BaseTrigger):
             "message": message,
             "phase": phase,
             "resource_version": rv,
+            "log_cursor": self._cursor.to_dict(),
         })
 
     def _timeout_event(self) -> TriggerEvent:
@@ -133,11 +168,13 @@ class ArgoWorkflowTrigger(BaseTrigger):
             yield self._timeout_event()
             return
         subscription = get_hub().subscribe(
-            self.argo_conn_id, self.namespace, self.name, self.uid, self._hook, poll_interval=self.poll_interval
+            self.argo_conn_id, self.namespace, self.name, self.uid, self._hook, poll_interval=self.poll_interval,
+            logs=self.get_logs,
         )
         outcome: WorkflowOutcome | None
         try:
-            outcome = await asyncio.wait_for(subscription.wait(), remaining)
+            waiting = self._follow_logs(subscription) if self.get_logs else subscription.wait()
+            outcome = await asyncio.wait_for(waiting, remaining)
         except asyncio.TimeoutError:
             outcome = None
         finally:
@@ -146,6 +183,46 @@ class ArgoWorkflowTrigger(BaseTrigger):
             yield self._timeout_event()
         else:
             yield self._event(outcome.status, outcome.message, outcome.phase, outcome.uid, outcome.resource_version)
+
+    async def _follow_logs(self, sub: Subscription) -> WorkflowOutcome:
+        """Print new pod lines until the outcome is decided: pods the watch shows changing at once,
+        pods that keep running every ``log_interval`` seconds. Each read waits for the hub's rate
+        limit; a decided outcome wins over any read still waiting (the resumed task prints the rest)."""
+        loop = asyncio.get_running_loop()
+        last_read: dict[str, float] = {}
+        while not sub.done:
+            now = loop.time()
+            due: dict[str, str] = {}
+            next_due: float | None = None
+            if self.log_interval > 0:
+                for pod, display in sub.running_pods().items():
+                    at = last_read.get(pod, now) + self.log_interval
+                    if at <= now:
+                        due[pod] = display
+                    else:
+                        next_due = at if next_due is None else min(next_due, at)
+            if not sub.pending and not due:
+                changed = asyncio.ensure_future(sub.changed.wait())
+                waiters: set[asyncio.Future[Any]] = {changed, sub.future}
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED,
+                                       timeout=None if next_due is None else max(0.0, next_due - now))
+                finally:
+                    changed.cancel()
+                continue
+            pods = {**due, **sub.take_pods()}
+            for pod, display in pods.items():
+                try:
+                    lines = await sub.read_log(pod, self._cursor.since_time(pod))
+                except Exception as exc:  # logs never fail the wait: the resumed task reads them again
+                    self.log.debug("No log for pod %s yet: %s", pod, exc)
+                    lines = []
+                if lines is None:
+                    break  # the outcome is decided
+                last_read[pod] = loop.time()
+                for text in self._cursor.new_lines(pod, lines):
+                    self.log.info("[%s] %s", display, text)
+        return await sub.wait()
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: apply ``on_kill_action`` to our workflow.

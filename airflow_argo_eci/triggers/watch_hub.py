@@ -22,6 +22,16 @@ A channel works like a Kubernetes informer:
 5. when the transport cannot watch (``supports_watch`` is False, e.g. the Argo Server REST API)
    poll with ONE LIST per interval for all subscribers of the namespace.
 
+Pod logs while waiting (opt-in per subscriber, ``logs=True``): every object the channel already
+receives (watch event, LIST item, verifying GET) is compared, for log subscribers only, with the
+pods that subscriber last saw; a pod that appeared, started or finished is queued for one log read
+and the subscriber woken (:meth:`Subscription.take_pods`). Nothing is polled for a workflow whose
+pods did not change. Every log read of a channel goes through one
+:class:`~airflow_argo_eci.triggers.pod_logs.LogReader`: a token bucket (``log_rate`` reads per
+second, ``log_burst`` at once) and a few reads in flight, so the extra requests of a whole
+triggerer stay bounded however many triggers wait. The subscriber itself reads and prints (in its
+own task, so its log lines go to its task's log) and keeps the cursor.
+
 A subscriber that joins a running channel is answered from the channel's cache at once when the
 workflow is already terminal; a name the cache does not know is looked up with one GET. The
 channel task stops when its last subscriber leaves and starts again (with a fresh LIST) on the
@@ -43,6 +53,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from airflow_argo_eci.errors import ArgoApiError, ArgoEciError, GoneError, NotFoundError
+from airflow_argo_eci.triggers.pod_logs import (
+    DEFAULT_LOG_BURST,
+    DEFAULT_LOG_RATE,
+    LOGGED_PHASES,
+    LogReader,
+    pod_states,
+)
 from airflow_argo_eci.workflows import failure_message, phase_outcome
 
 log = logging.getLogger(__name__)
@@ -165,13 +182,60 @@ class _Backoff:
 class Subscription:
     """One waiter for one workflow. Await :meth:`wait`; always :meth:`close` (idempotent)."""
 
-    def __init__(self, channel: _Channel, name: str, uid: str, poll_interval: float) -> None:
+    def __init__(self, channel: _Channel, name: str, uid: str, poll_interval: float, logs: bool = False) -> None:
         self.name = name
         self.uid = uid
         self.poll_interval = poll_interval
+        self.logs = logs
         self._channel: _Channel | None = channel
         self.future: asyncio.Future[WorkflowOutcome] = asyncio.get_running_loop().create_future()
         self._lookup: asyncio.Task[None] | None = None
+        #: log subscribers: the pods last seen ({pod: (display, phase)}), those to read, a wake-up
+        self.pods: dict[str, tuple[str, str]] = {}
+        self.pending: dict[str, str] = {}
+        self.changed = asyncio.Event()
+
+    def offer(self, obj: Mapping[str, Any]) -> None:
+        """A fresh object of our workflow: queue the pods that appeared, started or finished."""
+        if not self.logs or self.done:
+            return
+        if self.uid and str((obj.get("metadata") or {}).get("uid") or "") != self.uid:
+            return
+        current = pod_states(obj)
+        for pod, (display, phase) in current.items():
+            if phase in LOGGED_PHASES and self.pods.get(pod, ("", ""))[1] != phase:
+                self.pending[pod] = display
+        self.pods = current
+        if self.pending:
+            self.changed.set()
+
+    def take_pods(self) -> dict[str, str]:
+        """The pods queued for a log read (``{pod: display}``), in node order; clears the queue."""
+        pending, self.pending = self.pending, {}
+        self.changed.clear()
+        return pending
+
+    def running_pods(self) -> dict[str, str]:
+        """``{pod: display}`` of the pods last seen Running."""
+        return {pod: display for pod, (display, phase) in self.pods.items() if phase == "Running"}
+
+    async def read_log(self, pod: str, since_time: str | None) -> list[tuple[str, str]] | None:
+        """One rate-bounded log read of ``pod``; None when the outcome was decided (or the
+        subscription closed) before the hub's token bucket let it through."""
+        channel = self._channel
+        if channel is None or self.done:
+            return None
+        reader = channel.log_reader()
+        acquire = asyncio.ensure_future(reader.acquire())
+        waiters: set[asyncio.Future[Any]] = {acquire, self.future}
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not acquire.done():
+                acquire.cancel()
+        if not acquire.done() or acquire.cancelled() or self.done:
+            return None
+        return await reader.read(pod, since_time, self.name)
 
     @property
     def done(self) -> bool:
@@ -214,6 +278,13 @@ class _Channel:
         self.synced = False
         self.source: WorkflowSource | None = None
         self.task: asyncio.Task[None] | None = None
+        self._log_reader: LogReader | None = None
+
+    def log_reader(self) -> LogReader:
+        """The channel's log reader (created on first use, closed when the channel stops)."""
+        if self._log_reader is None:
+            self._log_reader = LogReader(self.namespace, self.source_factory, self.hub.log_rate, self.hub.log_burst)
+        return self._log_reader
 
     # ------------------------------------------------------------------ subscribers
 
@@ -229,8 +300,8 @@ class _Channel:
         if not self.synced:
             return  # the LIST in flight (or the next one) evaluates it
         snap = self.cache.get(sub.name)
-        if snap is None:
-            self._verify(sub)
+        if snap is None or (sub.logs and snap.outcome == "wait"):
+            self._verify(sub)  # the cache keeps no pods: a log subscriber reads the object once
         else:
             self._evaluate(sub, snap)
 
@@ -248,6 +319,10 @@ class _Channel:
         task, self.task = self.task, None
         self.synced = False
         self.cache.clear()
+        reader, self._log_reader = self._log_reader, None
+        if reader is not None:
+            self.hub.log_reads += reader.reads
+            reader.close()
         if task is not None and not task.done():
             task.cancel()
         self.hub._forget(self)
@@ -300,6 +375,7 @@ class _Channel:
         snap = _snapshot(self.namespace, obj)
         self.cache[name] = snap
         for sub in list(self.subscribers.get(name, ())):
+            sub.offer(obj)
             self._evaluate(sub, snap)
 
     def _apply_deleted(self, obj: Mapping[str, Any]) -> None:
@@ -331,6 +407,8 @@ class _Channel:
                 self.cache[name] = old
             elif name:
                 self.cache[name] = _snapshot(self.namespace, obj)
+                for sub in self.subscribers.get(name, ()):
+                    sub.offer(obj)
         self.synced = True
         for name, subs in list(self.subscribers.items()):
             snap = self.cache.get(name)
@@ -481,8 +559,20 @@ async def _close_source(source: WorkflowSource) -> None:
 class WatchHub:
     """The channels of one event loop. Get it with :func:`get_hub` from inside the loop."""
 
-    def __init__(self, *, watch_timeout: int = DEFAULT_WATCH_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        watch_timeout: int = DEFAULT_WATCH_TIMEOUT_SECONDS,
+        log_rate: float = DEFAULT_LOG_RATE,
+        log_burst: int = DEFAULT_LOG_BURST,
+    ) -> None:
+        if not log_rate > 0 or log_burst < 1:
+            raise ValueError(f"log_rate must be > 0 and log_burst >= 1 (got {log_rate}, {log_burst})")
         self.watch_timeout = watch_timeout
+        self.log_rate = log_rate
+        self.log_burst = log_burst
+        #: log reads of channels that have stopped (see :meth:`log_read_count`)
+        self.log_reads = 0
         self._channels: dict[Hashable, _Channel] = {}
 
     def subscribe(
@@ -494,12 +584,15 @@ class WatchHub:
         source_factory: SourceFactory,
         *,
         poll_interval: float = 10.0,
+        logs: bool = False,
     ) -> Subscription:
         """Wait for workflow ``namespace/name`` (fenced by ``uid`` when given) through ``conn_id``.
 
         ``source_factory`` builds the client when the channel for ``(conn_id, namespace)`` starts;
         it is not called when the channel already runs. ``poll_interval`` is used only when the
         transport cannot watch (the channel polls at its subscribers' smallest interval).
+        ``logs``: also track the workflow's pods for :meth:`Subscription.take_pods` /
+        :meth:`Subscription.read_log`.
         """
         if not name or not namespace:
             raise ValueError(f"name and namespace are required (got name={name!r}, namespace={namespace!r})")
@@ -509,7 +602,7 @@ class WatchHub:
         channel = self._channels.get(key)
         if channel is None:
             channel = self._channels[key] = _Channel(self, key, namespace, source_factory, self.watch_timeout)
-        sub = Subscription(channel, name, uid, poll_interval)
+        sub = Subscription(channel, name, uid, poll_interval, logs)
         channel.add(sub)
         return sub
 
@@ -520,6 +613,11 @@ class WatchHub:
     def subscriber_count(self) -> int:
         """How many subscriptions are open across all channels."""
         return sum(len(s) for c in self._channels.values() for s in c.subscribers.values())
+
+    def log_read_count(self) -> int:
+        """How many pod log reads this hub's channels have issued (running and stopped ones)."""
+        running = sum(c._log_reader.reads for c in self._channels.values() if c._log_reader is not None)
+        return self.log_reads + running
 
     def _forget(self, channel: _Channel) -> None:
         if self._channels.get(channel.key) is channel:

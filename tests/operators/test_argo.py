@@ -277,3 +277,43 @@ def test_hera_workflow_and_template_ref_inputs(argo_default: LocalCluster) -> No
     wf = argo_default.store.get(WORKFLOWS, "argo", ti.xcom[XCOM_NAME])  # type: ignore[union-attr]
     assert wf["spec"]["workflowTemplateRef"] == {"name": "op-greeter"}
     assert wf["spec"]["arguments"]["parameters"] == [{"name": "who", "value": "airflow"}]
+
+
+def test_deferred_logs_come_from_the_trigger_and_the_resumed_task_prints_no_line_twice(
+        argo_default: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    """While deferred the trigger prints the lines of the pods it saw change; the event's cursor
+    makes the resumed task print only the rest."""
+    two_steps = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "op-logs-"},
+        "spec": {"entrypoint": "main", "templates": [
+            {"name": "main", "steps": [[{"name": "first", "template": "first"}],
+                                       [{"name": "second", "template": "second"}]]},
+            {"name": "first", "container": {"image": "alpine:3.20", "command": ["sh", "-c", "echo one; echo two"]}},
+            {"name": "second", "container": {"image": "alpine:3.20",
+                                             "command": ["sh", "-c", "sleep 3; echo three"]}},
+        ]},
+    }
+    op = make("deferred_logs", workflow=two_steps, deferrable=True)
+    ti = RecordingTI()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context("run-deferred-logs", ti))
+    trigger = deferred.value.trigger
+    assert trigger.serialize()[1]["get_logs"] is True
+    capsys.readouterr()
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger yielded nothing")
+
+    event = asyncio.run(first_event())
+    while_deferred = capsys.readouterr().out
+    assert event["status"] == "success"
+    assert while_deferred.count("[first] one") == 1 and while_deferred.count("[first] two") == 1
+    assert any("-first-" in pod for pod in event["log_cursor"])  # the cursor comes back in the event
+    assert op.execute_complete(context("run-deferred-logs", ti), event)["phase"] == "Succeeded"
+    resumed = capsys.readouterr().out
+    assert "[first]" not in resumed  # printed while deferred: not again
+    combined = while_deferred + resumed
+    for line in ("[first] one", "[first] two", "[second] three"):
+        assert combined.count(line) == 1, line

@@ -47,11 +47,13 @@ async def subscribed(count: int) -> None:
 
 def test_serialize_round_trips() -> None:
     trigger = ArgoWorkflowTrigger(name="wf", namespace="argo", uid="u-1", argo_conn_id="c", poll_interval=3,
-                                  end_at=1_700_000_000.5, on_kill_action="terminate")
+                                  end_at=1_700_000_000.5, on_kill_action="terminate", get_logs=True,
+                                  log_interval=12.5)
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_argo_eci.triggers.argo.ArgoWorkflowTrigger"
     assert kwargs == {"name": "wf", "namespace": "argo", "uid": "u-1", "argo_conn_id": "c", "poll_interval": 3,
-                      "end_at": 1_700_000_000.5, "on_kill_action": "terminate"}
+                      "end_at": 1_700_000_000.5, "on_kill_action": "terminate", "get_logs": True,
+                      "log_interval": 12.5}
     # what the scheduler stores and the triggerer re-creates: JSON through Airflow's serializer
     from airflow.serialization.serialized_objects import BaseSerialization
 
@@ -75,6 +77,9 @@ def test_serialize_round_trips() -> None:
         ({"end_at": "tomorrow"}, "end_at"),
         ({"end_at": float("nan")}, "end_at"),
         ({"on_kill_action": "kill"}, "on_kill_action"),
+        ({"get_logs": "yes"}, "get_logs"),
+        ({"log_interval": -1}, "log_interval"),
+        ({"log_interval": float("inf")}, "log_interval"),
     ],
 )
 def test_bad_arguments_name_the_field(kwargs: dict[str, Any], field: str) -> None:
@@ -97,7 +102,7 @@ async def test_success_yields_one_event(cluster: InstrumentedCluster) -> None:
     assert [e.payload for e in events] == [{
         "status": "success", "ids": {"name": "wf-ok", "namespace": NAMESPACE, "uid": wf["metadata"]["uid"]},
         "message": "Workflow argo/wf-ok Succeeded", "phase": "Succeeded",
-        "resource_version": done["metadata"]["resourceVersion"],
+        "resource_version": done["metadata"]["resourceVersion"], "log_cursor": {},
     }]
     assert get_hub().subscriber_count() == 0
 
