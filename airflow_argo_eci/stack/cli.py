@@ -47,7 +47,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     running = services.is_running(paths)
     if running:
         print(f"stack already running in {paths.root} (UI {running['api_url']}/); "
-              "`airflow-argo-eci stack down` stops it")
+              f"`airflow-argo-eci stack down --state-dir {paths.root}` stops it")
         return 0
     try:
         settings = StackSettings(dags_folder=Path(args.dags_folder).expanduser().resolve(), db=args.db,

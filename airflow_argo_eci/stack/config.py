@@ -177,7 +177,6 @@ def airflow_config(paths: StackPaths, settings: StackSettings, *, sql_alchemy_co
     cfg["scheduler"] = {"enable_health_check": "False", "catchup_by_default": "False",
                         "use_job_schedule": str(settings.schedules)}
     cfg["dag_processor"] = {"refresh_interval": "10", "min_file_process_interval": "30"}
-    cfg["triggerer"] = {}
     return cfg
 
 

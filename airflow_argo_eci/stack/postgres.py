@@ -120,7 +120,7 @@ def _prepare(paths: StackPaths, bindir: Path, data: Path, owner: pwd.struct_pass
         raise PostgresError(f"initdb failed in {data}: {done.stderr.strip()[-2000:]}")
 
 
-def start_postgres(paths: StackPaths, env: dict[str, str], *, wait: float = 60.0) -> tuple[str, int]:
+def start_postgres(paths: StackPaths, *, wait: float = 60.0) -> tuple[str, int]:
     """Start (creating on first use) the stack's PostgreSQL; returns (SQLAlchemy URL, server pid).
 
     The server is its own session (process group) logging to ``logs/postgres.log``.

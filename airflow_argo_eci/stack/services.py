@@ -172,13 +172,12 @@ def external_connections(environ: dict[str, str] | None = None) -> dict[str, dic
     return conns
 
 
-def _sql_alchemy_conn(paths: StackPaths, settings: StackSettings, pids: dict[str, int],
-                      env: dict[str, str]) -> str:
+def _sql_alchemy_conn(paths: StackPaths, settings: StackSettings, pids: dict[str, int]) -> str:
     if settings.db == "sqlite":
         return f"sqlite:///{paths.sqlite_db}"
     from airflow_argo_eci.stack.postgres import start_postgres
 
-    url, pid = start_postgres(paths, env)
+    url, pid = start_postgres(paths)
     pids["postgres"] = pid
     return url
 
@@ -237,7 +236,7 @@ def start(paths: StackPaths, settings: StackSettings, *, wait: float = 180.0) ->
         password = admin_password(paths)
         log_port = free_port()
         try:
-            conn = _sql_alchemy_conn(paths, settings, pids, env)
+            conn = _sql_alchemy_conn(paths, settings, pids)
         except RuntimeError as exc:  # PostgresError: what is missing and the fix
             raise StackError(str(exc)) from exc
         _write_state(paths, state)
