@@ -13,7 +13,7 @@ without touching disk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -216,46 +216,41 @@ def _confirmed(confirm: str | None) -> None:
                                  "(the view's button asks first)")
 
 
-@app.post("/ti/stop")
-def ti_stop(user: GetUserDep, dag_id: str = "", run_id: str = "", task_id: str = "", map_index: str = "-1",
-            x_argo_eci_confirm: str | None = Header(default=None)) -> dict[str, Any]:
-    """``argo stop`` the task instance's workflow (exit handlers run); needs edit access to the DAG."""
-    key = _ti_key(dag_id, run_id, task_id, map_index)
+def _act_on_workflow(user: Any, key: TIKey, confirm: str | None, verb: str,
+                     act: Callable[[Any, dict[str, Any]], Any]) -> dict[str, Any]:
+    """One guarded action on the task instance's newest workflow: edit access to the DAG, the
+    confirmation header, then ``act(hook, metadata)``; API errors become HTTP errors."""
     _require(user, key.dag_id, "PUT")
-    _confirmed(x_argo_eci_confirm)
+    _confirmed(confirm)
     hook = _argo_hook()
     try:
-        workflow = _newest_workflow(hook, key)
-        meta = workflow["metadata"]
-        hook.stop_workflow(meta["name"], meta.get("namespace"), uid=str(meta.get("uid") or ""))
+        meta = _newest_workflow(hook, key)["metadata"]
+        act(hook, meta)
     except HTTPException:
         raise
     except Exception as exc:
         raise _api_error(exc) from exc
-    log.info("user %s stopped workflow %s/%s", getattr(user, "get_name", lambda: "?")(), meta.get("namespace"),
+    log.info("user %s: %s workflow %s/%s", getattr(user, "get_name", lambda: "?")(), verb, meta.get("namespace"),
              meta["name"])
-    return {"ok": True, "message": f"stopping workflow {meta['name']}"}
+    return {"ok": True, "message": f"{verb} workflow {meta['name']}"}
+
+
+@app.post("/ti/stop")
+def ti_stop(user: GetUserDep, dag_id: str = "", run_id: str = "", task_id: str = "", map_index: str = "-1",
+            x_argo_eci_confirm: str | None = Header(default=None)) -> dict[str, Any]:
+    """``argo stop`` the task instance's workflow (exit handlers run); needs edit access to the DAG."""
+    return _act_on_workflow(
+        user, _ti_key(dag_id, run_id, task_id, map_index), x_argo_eci_confirm, "stopping",
+        lambda hook, meta: hook.stop_workflow(meta["name"], meta.get("namespace"), uid=str(meta.get("uid") or "")))
 
 
 @app.post("/ti/retry")
 def ti_retry(user: GetUserDep, dag_id: str = "", run_id: str = "", task_id: str = "", map_index: str = "-1",
              x_argo_eci_confirm: str | None = Header(default=None)) -> dict[str, Any]:
     """``argo retry`` the task instance's Failed/Error workflow; needs edit access to the DAG."""
-    key = _ti_key(dag_id, run_id, task_id, map_index)
-    _require(user, key.dag_id, "PUT")
-    _confirmed(x_argo_eci_confirm)
-    hook = _argo_hook()
-    try:
-        workflow = _newest_workflow(hook, key)
-        meta = workflow["metadata"]
-        hook.retry_workflow(meta["name"], meta.get("namespace"))
-    except HTTPException:
-        raise
-    except Exception as exc:
-        raise _api_error(exc) from exc
-    log.info("user %s retried workflow %s/%s", getattr(user, "get_name", lambda: "?")(), meta.get("namespace"),
-             meta["name"])
-    return {"ok": True, "message": f"retrying workflow {meta['name']}"}
+    return _act_on_workflow(
+        user, _ti_key(dag_id, run_id, task_id, map_index), x_argo_eci_confirm, "retrying",
+        lambda hook, meta: hook.retry_workflow(meta["name"], meta.get("namespace")))
 
 
 # ---------------------------------------------------------------------- list of workflows
