@@ -79,9 +79,10 @@ def _sandbox_lines(info: dict[str, Any]) -> list[str]:
     from airflow_argo_eci.local.runtime.isolation import SandboxReport
 
     report = SandboxReport.from_dict(info.get("sandbox"))
+    limits = f"resource limits: {info.get('limits') or 'not recorded (restart the server)'}"
     if report is None:
-        return ["sandbox: not recorded (the server predates the sandbox report; restart it)"]
-    return report.lines()
+        return ["sandbox: not recorded (the server predates the sandbox report; restart it)", limits]
+    return [*report.lines(), limits]
 
 
 def _log_tail(path: Path, lines: int = 20) -> str:
@@ -140,7 +141,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"local cluster did not start: {exc}", file=sys.stderr, flush=True)
         return 1
     print(f"local cluster listening on {cluster.url}; state in {paths.root}", flush=True)
-    print("\n".join(_sandbox_lines({"sandbox": cluster.sandbox_report})), flush=True)
+    limits = cluster.runtime.limits_method if cluster.runtime else ""
+    print("\n".join(_sandbox_lines({"sandbox": cluster.sandbox_report, "limits": limits})), flush=True)
     print(f"export KUBECONFIG={shlex.quote(str(cluster.kubeconfig_path))}", flush=True)
     try:
         stop.wait()

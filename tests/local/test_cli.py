@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -55,6 +56,8 @@ def test_up_status_env_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
         status = cli(state, "status")
         assert server in status.stdout and "workflows: none" in status.stdout
+        # how resource limits are enforced here is reported (cgroups as root on this kind of machine, else rlimits)
+        assert re.search(r"resource limits: (cgroup v[12]|rlimits) \(", status.stdout), status.stdout
 
         env = cli(state, "env").stdout.splitlines()
         exports = dict(line.removeprefix("export ").split("=", 1) for line in env)
