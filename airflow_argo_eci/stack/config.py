@@ -22,8 +22,10 @@ from typing import Any
 
 #: the services ``stack up`` starts, in start order (the api-server first: the workers need it)
 AIRFLOW_SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
-#: the one user of the simple auth manager
+#: the users of the simple auth manager: the admin (printed by ``stack up``) and a read-only viewer
+#: (its password only in the passwords file), which the e2e browser test uses for the 403 of Stop
 ADMIN_USER = "admin"
+VIEWER_USER = "viewer"
 DATABASES = ("sqlite", "postgres")
 
 
@@ -129,7 +131,8 @@ def admin_password(paths: StackPaths) -> str:
     if not password:
         password = secrets.token_urlsafe(18)
         write_private(paths.admin_password, password + "\n")
-    write_private(paths.passwords_json, json.dumps({ADMIN_USER: password}))
+    write_private(paths.passwords_json, json.dumps({ADMIN_USER: password,
+                                                    VIEWER_USER: _secret(paths, "viewer-password")}))
     return password
 
 
@@ -159,7 +162,7 @@ def airflow_config(paths: StackPaths, settings: StackSettings, *, sql_alchemy_co
         # Airflow 3.3 loads provider plugins (the Argo view) only without lazy provider discovery
         "lazy_discover_providers": "False",
         "auth_manager": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "simple_auth_manager_users": f"{ADMIN_USER}:admin",
+        "simple_auth_manager_users": f"{ADMIN_USER}:admin,{VIEWER_USER}:viewer",
         "simple_auth_manager_passwords_file": str(paths.passwords_json),
         "hostname_callable": "airflow_argo_eci.stack.hostname.loopback_hostname",
         "execution_api_server_url": f"{api_url}/execution/",

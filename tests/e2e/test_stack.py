@@ -238,13 +238,18 @@ def _task_process(stack: Stack, dag_id: str, run_id: str, task_id: str) -> int:
     return found
 
 
+#: how long the crash test's workflow runs: long enough that a loaded machine still finds the task's process
+#: running before the workflow ends (the kill must land while the task waits)
+CRASH_SECONDS = 45
+
+
 def test_worker_sigkill_retry_reattaches(stack: Stack) -> None:
     """SIGKILL the process of a sync-waiting task while its workflow runs: the retry reattaches to
     that workflow (exactly one exists for the task instance) and the task succeeds."""
     stack.wait_for(f"the dag-processor parses {CRASH}", lambda: CRASH in stack.client.dag_ids(), timeout=120,
                    interval=1)
     stack.client.unpause(CRASH)
-    run_id = stack.client.trigger(CRASH, conf={"seconds": 25})
+    run_id = stack.client.trigger(CRASH, conf={"seconds": CRASH_SECONDS})
     stack.wait_for(f"{CRASH}.sync_wait running", lambda: stack.ti(CRASH, run_id, "sync_wait").get("state")
                    == "running", timeout=150)
     stack.wait_for("its workflow runs", lambda: [w for w in stack.client.workflows(CRASH, run_id)
@@ -269,7 +274,8 @@ def test_worker_sigkill_retry_reattaches(stack: Stack) -> None:
     log = stack.client.task_log(CRASH, run_id, "sync_wait", 2)
     meta = workflow["metadata"]
     assert f"Reattaching to workflow {meta['namespace']}/{meta['name']}" in log, log[-2000:]
-    assert re.search(r"\[[^\]]+\] tick 25", stack.client.task_log(CRASH, run_id, "sync_wait", 1) + log), log[-2000:]
+    assert re.search(rf"\[[^\]]+\] tick {CRASH_SECONDS}", stack.client.task_log(CRASH, run_id, "sync_wait", 1) + log), \
+        log[-2000:]
 
 
 def test_every_listening_socket_is_on_loopback(stack: Stack) -> None:
