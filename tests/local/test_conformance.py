@@ -53,11 +53,35 @@ def test_tier1_conformance(kube_api_client, capsys: pytest.CaptureFixture[str]) 
     with capsys.disabled():
         print("\n" + tally(results))
     assert len(results) == len(cases)
+    results = _rerun_random_misses(runner, results, capsys)
     failing = {r.case.file: f"{r.phase}: {r.message}" for r in results if not r.ok}
     unexpected = {f: why for f, why in failing.items() if f not in KNOWN_EXCEPTIONS}
     now_passing = sorted(set(KNOWN_EXCEPTIONS) - set(failing))
     assert not unexpected, f"examples missing their expected outcome: {unexpected}"
     assert not now_passing, f"listed as known exceptions but now pass; remove them: {now_passing}"
+
+
+def _uses_randomness(case: Case) -> bool:
+    """Whether the upstream example decides its own outcome by chance (``random`` in its source:
+    coin flips, ``retry-container``'s exit 1 with probability 2/3 over 11 attempts, which all fail
+    1.2% of the time on any Argo)."""
+    try:
+        return "random" in (EXAMPLES / case.file).read_text()
+    except OSError:
+        return False
+
+
+def _rerun_random_misses(runner: ConformanceRunner, results: list, capsys: pytest.CaptureFixture[str]) -> list:  # type: ignore[type-arg]
+    """Run once more each example that missed its outcome and decides it by chance; a second miss in
+    a row (below 0.02% for retry-container) still fails the test."""
+    missed = [r.case for r in results if not r.ok and _uses_randomness(r.case)]
+    if not missed:
+        return results
+    again = {r.case.file: r for r in runner.run(missed, concurrency=4, timeout=600)}
+    with capsys.disabled():
+        print(f"re-ran {len(missed)} example(s) whose upstream outcome is random: "
+              + ", ".join(f"{f} -> {'ok' if r.ok else r.phase}" for f, r in again.items()))
+    return [again.get(r.case.file, r) for r in results]
 
 
 #: the ACK One seed documents' artifact workflows (000/001: artifact passing on ECI, with whalesay;
@@ -150,3 +174,25 @@ def test_tier2_artifacts_conformance(kube_api_client, capsys: pytest.CaptureFixt
     assert len(results) == len(cases)
     failing = {r.case.file: f"{r.phase}: {r.message} {r.failed_nodes}" for r in results if not r.ok}
     assert not failing, f"artifact examples missing their expected outcome: {failing}"
+
+
+@pytest.mark.skipif(not (EXAMPLES / "MANIFEST.json").is_file(), reason=f"no conformance corpus at {EXAMPLES}")
+def test_only_examples_that_decide_by_chance_are_run_again(capsys: pytest.CaptureFixture[str]) -> None:
+    from airflow_argo_eci.local.conformance import Result
+
+    class SecondRun:
+        """Stands in for the runner's second pass: every example it is given now succeeds."""
+
+        def __init__(self) -> None:
+            self.given: list[str] = []
+
+        def run(self, cases: list[Case], **_: object) -> list[Result]:
+            self.given = [c.file for c in cases]
+            return [Result(c, phase="Succeeded") for c in cases]
+
+    chance, fixed = Case("retry-container.yaml", "tier1", None), Case("steps.yaml", "tier1", None)
+    first = [Result(chance, phase="Failed", message="No more retries left"), Result(fixed, phase="Failed")]
+    runner = SecondRun()
+    after = _rerun_random_misses(runner, first, capsys)  # type: ignore[arg-type]
+    assert runner.given == ["retry-container.yaml"]
+    assert [(r.case.file, r.ok) for r in after] == [("retry-container.yaml", True), ("steps.yaml", False)]
