@@ -16,23 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_argo_eci.local.paths import StatePaths, default_state_dir
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process of this user: not gone, not a zombie (a ``kill -9``ed
-    server whose parent has not reaped it still answers ``kill(pid, 0)``)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc here: kill(pid, 0) is all there is
-        return True
-    state = stat.rsplit(")", 1)[-1].split()[:1]
-    return state not in (["Z"], ["X"], ["x"])
+from airflow_argo_eci.local.processes import process_running
 
 
 def _listening(url: str, timeout: float = 1.0) -> bool:
@@ -58,7 +42,7 @@ def _server_info(paths: StatePaths) -> dict[str, Any] | None:
         pid = int(info.get("pid", 0))
     except (FileNotFoundError, ValueError, TypeError, AttributeError):
         return None
-    if not _process_alive(pid) or not _listening(str(info.get("url", ""))):
+    if not process_running(pid) or not _listening(str(info.get("url", ""))):
         return None
     return info
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_argo_eci.local.cli import _process_alive
+from airflow_argo_eci.local.processes import process_running
 from airflow_argo_eci.stack.config import (
     ADMIN_USER,
     AIRFLOW_SERVICES,
@@ -101,7 +101,7 @@ def owned_groups(state: dict[str, Any]) -> set[int]:
 
 def running_services(state: dict[str, Any]) -> dict[str, bool]:
     """Each recorded service -> whether its process is alive."""
-    return {name: _process_alive(int(pid)) for name, pid in (state.get("pids") or {}).items()}
+    return {name: process_running(int(pid)) for name, pid in (state.get("pids") or {}).items()}
 
 
 def is_running(paths: StackPaths) -> dict[str, Any] | None:

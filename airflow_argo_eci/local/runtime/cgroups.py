@@ -21,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+from airflow_argo_eci.local.processes import process_running
+
 log = logging.getLogger(__name__)
 
 PREFIX = "airflow-argo-eci."
@@ -72,16 +74,6 @@ def _join(mount_root: str, mount_point: str, own: str) -> Path | None:
     return Path(mount_point) / relative.lstrip("/")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _read(Path(f"/proc/{pid}/stat")).split(") ")[-1].startswith("Z")
-
-
 def _pids(directory: Path) -> list[int]:
     return [int(p) for p in _read(directory / "cgroup.procs").split() if p.isdigit()]
 
@@ -124,7 +116,9 @@ def _remove_stale(base: Path) -> None:
     with contextlib.suppress(OSError):
         for entry in base.iterdir():
             pid_text = entry.name[len(PREFIX):].split(".", 1)[0]
-            if not (entry.name.startswith(PREFIX) and pid_text.isdigit()) or _alive(int(pid_text)):
+            if not (entry.name.startswith(PREFIX) and pid_text.isdigit()):
+                continue
+            if process_running(int(pid_text), count_foreign=True):
                 continue
             try:
                 if entry.stat().st_uid != uid:
