@@ -602,8 +602,15 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
             deleted.update(gone)
             return new
 
+        # as `argo retry` (and the hook's kubernetes transport): first the pods of the removed nodes,
+        # then the workflow. The other way round, the controller may already have recreated a pod
+        # under its old name when the delete comes, and the delete would take the new pod.
+        change(store.get(WORKFLOWS, namespace, name))  # validates, and names the pods to delete
+        delete_pods(namespace, name, only_nodes=set(deleted))
+        planned = set(deleted)
         result = store.update(WORKFLOWS, namespace, name, change)
-        delete_pods(namespace, name, only_nodes=deleted)
+        if deleted - planned:  # the workflow changed in between: its further nodes' pods go too
+            delete_pods(namespace, name, only_nodes=deleted - planned)
         return result
 
     @router.put("/api/v1/workflows/{namespace}/{name}/retry")
