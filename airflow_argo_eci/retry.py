@@ -21,25 +21,23 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
+from airflow_argo_eci.conventions import (
+    API_VERSION,
+    LABEL_COMPLETED,
+    LABEL_CREATOR,
+    LABEL_PHASE,
+    LABEL_RESUBMITTED_FROM,
+    now_rfc3339,
+)
 from airflow_argo_eci.workflows import workflow_nodes
 
-API_VERSION = "argoproj.io/v1alpha1"
-LABEL_COMPLETED = "workflows.argoproj.io/completed"
-LABEL_PHASE = "workflows.argoproj.io/phase"
-LABEL_CREATOR = "workflows.argoproj.io/creator"
-LABEL_RESUBMITTED_FROM = "workflows.argoproj.io/resubmitted-from-workflow"
 _BOUNDARY_TYPES = ("Steps", "DAG", "Retry", "StepGroup", "TaskGroup")
 
 
 class RetryError(ValueError):
     """A retry/resubmit/resume/stop request that cannot be applied; the message names the field and the fix."""
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _node_value(node: Mapping[str, Any], key: str) -> str | None:
@@ -116,7 +114,7 @@ def update_suspend_nodes(
     ``valueFrom.supplied`` take their default; without one, ``Succeeded`` is a :class:`RetryError`."""
     match = node_field_selector(selector, field) if selector else None
     nodes: dict[str, Any] = workflow_nodes(workflow.get("status"))
-    now = _now()
+    now = now_rfc3339()
     changed: dict[str, dict[str, Any]] = {}
     for node_id, original in nodes.items():
         if original.get("type") != "Suspend":
@@ -212,7 +210,7 @@ def formulate_retry(
     for node_id in reset - deleted:
         node = nodes[node_id]
         node["phase"] = "Running"
-        node["startedAt"] = _now()
+        node["startedAt"] = now_rfc3339()
         for key in ("finishedAt", "message", "outputs"):
             node.pop(key, None)
     for node in nodes.values():

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from airflow_argo_eci.conventions import API_VERSION, FAILED_PHASES, TERMINAL_PHASES, WAITING_PHASES, workflow_pod_name
 from airflow_argo_eci.errors import ArgoEciError, WorkflowSpecError
 
 __all__ = [
@@ -41,16 +42,10 @@ __all__ = [
     "validate_workflow",
     "workflow_from_template_ref",
     "workflow_nodes",
+    "workflow_pods",
     "workflow_result",
 ]
 
-API_VERSION = "argoproj.io/v1alpha1"
-#: phases after which a workflow never changes again
-TERMINAL_PHASES = ("Succeeded", "Failed", "Error")
-#: terminal phases that count as a failure
-FAILED_PHASES = ("Failed", "Error")
-#: phases (besides an empty/absent one) in which a workflow is still on its way
-WAITING_PHASES = ("Pending", "Running")
 #: every label :func:`ti_labels` writes lives under this prefix
 LABEL_PREFIX = "airflow.apache.org/"
 
@@ -679,3 +674,12 @@ def workflow_result(workflow: Mapping[str, Any]) -> dict[str, Any]:
         "node_outputs": node_outputs,
         "artifacts": artifacts,
     }
+
+
+def workflow_pods(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(node display name, pod name)`` of every pod node of ``workflow``, in start order."""
+    nodes = workflow_nodes(workflow.get("status")).items()
+    pods = [(node.get("startedAt") or "", str(node.get("displayName") or node.get("name") or node_id),
+             workflow_pod_name(workflow, node_id, node))
+            for node_id, node in nodes if node.get("type") == "Pod"]
+    return [(display, pod) for _, display, pod in sorted(pods)]

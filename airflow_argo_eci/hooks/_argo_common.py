@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from airflow_argo_eci.conventions import API_VERSION
 from airflow_argo_eci.errors import (
     ArgoApiError,
     ConflictError,
@@ -28,23 +29,11 @@ from airflow_argo_eci.errors import (
     to_api_error,
 )
 from airflow_argo_eci.hooks._masking import mask, mask_kubeconfig
-from airflow_argo_eci.workflows import workflow_nodes
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-GROUP = "argoproj.io"
-VERSION = "v1alpha1"
-WORKFLOWS = "workflows"
-API_VERSION = f"{GROUP}/{VERSION}"
-LABEL_WORKFLOW = "workflows.argoproj.io/workflow"
-LABEL_COMPLETED = "workflows.argoproj.io/completed"
-LABEL_PHASE = "workflows.argoproj.io/phase"
-LABEL_CREATOR = "workflows.argoproj.io/creator"
-LABEL_RESUBMITTED_FROM = "workflows.argoproj.io/resubmitted-from-workflow"
-ANNOTATION_NODE_ID = "workflows.argoproj.io/node-id"
-ANNOTATION_POD_NAME_FORMAT = "workflows.argoproj.io/pod-name-format"
 
 TRANSPORTS = ("kubernetes", "argo_server")
 DEFAULT_MAX_RETRIES = 4
@@ -426,39 +415,6 @@ def check_body(body: Any) -> dict[str, Any]:
         raise WorkflowSpecError("workflow body: metadata.name or metadata.generateName is required")
     wf.pop("status", None)
     return wf
-
-
-def fnv32a(text: str) -> int:
-    """The 32-bit FNV-1a hash of ``text`` (UTF-8), as Go's ``hash/fnv`` ``New32a``."""
-    value = 0x811C9DC5
-    for byte in text.encode("utf-8"):
-        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return value
-
-
-def pod_name(workflow: Mapping[str, Any], node_id: str, node: Mapping[str, Any]) -> str:
-    """The pod of a ``Pod`` node, as Argo names it (``v2``: ``<wf>-<template>-<fnv32a(node name)>``;
-    ``v1`` when the workflow's ``pod-name-format`` annotation says so: the node id)."""
-    meta = workflow.get("metadata") or {}
-    if (meta.get("annotations") or {}).get(ANNOTATION_POD_NAME_FORMAT) == "v1":
-        return node_id
-    wf_name = str(meta.get("name", ""))
-    node_name = str(node.get("name", ""))
-    if node_name == wf_name:
-        return wf_name
-    template = node.get("templateName") or (node.get("templateRef") or {}).get("template", "")
-    prefix = f"{wf_name}-{template}" if template and ".inline" not in node_name else wf_name
-    prefix = prefix[: 253 - 10 - 1]
-    return f"{prefix}-{fnv32a(node_name)}"
-
-
-def pods_of(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(node display name, pod name)`` of every pod node of ``workflow``, in start order."""
-    nodes = workflow_nodes(workflow.get("status")).items()
-    pods = [(node.get("startedAt") or "", str(node.get("displayName") or node.get("name") or node_id),
-             pod_name(workflow, node_id, node))
-            for node_id, node in nodes if node.get("type") == "Pod"]
-    return [(display, pod) for _, display, pod in sorted(pods)]
 
 
 def timestamp_key(stamp: str) -> tuple[int, int]:

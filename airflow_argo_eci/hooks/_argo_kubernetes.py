@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from airflow_argo_eci.conventions import ANNOTATION_NODE_ID, GROUP, LABEL_WORKFLOW, VERSION, WORKFLOWS
 from airflow_argo_eci.errors import (
     ArgoApiError,
     ArgoEciError,
@@ -25,12 +26,7 @@ from airflow_argo_eci.errors import (
     WorkflowSpecError,
 )
 from airflow_argo_eci.hooks._argo_common import (
-    ANNOTATION_NODE_ID,
-    GROUP,
-    LABEL_WORKFLOW,
     LIST_PAGE_SIZE,
-    VERSION,
-    WORKFLOWS,
     ArgoConnectionSettings,
     CachedClients,
     Retrying,

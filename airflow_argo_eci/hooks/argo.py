@@ -38,9 +38,9 @@ from airflow_argo_eci.hooks._argo_common import (
     ArgoConnectionSettings,
     check_name,
     parse_connection,
-    pods_of,
 )
 from airflow_argo_eci.hooks.connection_form import UI_FIELD_BEHAVIOUR
+from airflow_argo_eci.workflows import workflow_pods
 
 __all__ = ["ArgoConnectionSettings", "ArgoWorkflowsHook"]
 
@@ -252,7 +252,7 @@ class ArgoWorkflowsHook(BaseHook):
     @staticmethod
     def pods_of(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
         """``(node display name, pod name)`` for every pod node of ``workflow``, in start order."""
-        return pods_of(workflow)
+        return workflow_pods(workflow)
 
     def workflow_url(self, name: str, namespace: str | None = None) -> str | None:
         """``<ui_url>/workflows/<namespace>/<name>``, or None without a ``ui_url`` extra."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_argo_eci.hooks._argo_common import pod_name
+from airflow_argo_eci.conventions import workflow_pod_name
 from airflow_argo_eci.workflows import workflow_nodes
 
 #: the phase symbols ``argo get`` prints in front of each step
@@ -137,7 +137,7 @@ def node_tree(workflow: Mapping[str, Any], now: datetime | None = None) -> list[
             display_name=str(node.get("displayName") or node.get("name") or node_id),
             type=kind, phase=phase, duration=duration_of(node, now),
             message=str(node.get("message") or ""),
-            pod=pod_name(workflow, node_id, node) if kind == "Pod" else "",
+            pod=workflow_pod_name(workflow, node_id, node) if kind == "Pod" else "",
             template=str(node.get("templateName") or ""),
         ))
         kids = [c for c in _children(node, nodes) if c not in seen]

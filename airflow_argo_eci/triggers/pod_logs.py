@@ -50,13 +50,13 @@ class LogSource(Protocol):
 
 def pod_states(obj: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """``{pod name: (node display name, node phase)}`` of every pod node of a workflow object."""
-    from airflow_argo_eci.hooks._argo_common import pod_name
+    from airflow_argo_eci.conventions import workflow_pod_name
 
     out: dict[str, tuple[str, str]] = {}
     for node_id, node in workflow_nodes(obj.get("status")).items():
         if node.get("type") == "Pod":
             display = str(node.get("displayName") or node.get("name") or node_id)
-            out[pod_name(obj, node_id, node)] = (display, str(node.get("phase") or ""))
+            out[workflow_pod_name(obj, node_id, node)] = (display, str(node.get("phase") or ""))
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from airflow.triggers.base import TriggerEvent
 
-from airflow_argo_eci.hooks._argo_common import pod_name
+from airflow_argo_eci.conventions import workflow_pod_name
 from airflow_argo_eci.lifecycle import LogCursor
 from airflow_argo_eci.local.api.resources import PODS
 from airflow_argo_eci.triggers.pod_logs import DEFAULT_LOG_BURST, DEFAULT_LOG_RATE
@@ -40,7 +40,7 @@ class Controller:
 
     def pod(self, step: str) -> str:
         node_id = f"{self.name}-{abs(hash(step)) % 10**8}"
-        return pod_name(self.workflow, node_id, {"name": f"{self.name}[0].{step}", "templateName": step})
+        return workflow_pod_name(self.workflow, node_id, {"name": f"{self.name}[0].{step}", "templateName": step})
 
     def set_pod(self, step: str, phase: str) -> None:
         """Create or move the pod node ``step`` (and its Pod object) to ``phase``."""

@@ -1,6 +1,7 @@
-"""Argo node ids, v2 pod names, node-name forms and small status helpers.
+"""Node-name forms, Go-style values and small status helpers of the local controller.
 
-Mirrors ``workflow/util/pod_name.go`` and the node-naming conventions of Argo's workflow operator:
+Node ids, pod names and their hash live in :mod:`airflow_argo_eci.conventions` (re-exported here for the
+controller). Mirrors ``workflow/util/pod_name.go`` and the node-naming conventions of Argo's workflow operator:
 the root node's id is the workflow name, every other node's id is ``<wf>-<fnv32a(node name)>``, and
 pod names (v2) are ``<wf>-<template>-<fnv32a(node name)>`` with the prefix truncated so the name
 fits into 253 characters.
@@ -9,66 +10,17 @@ fits into 253 characters.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-MAX_K8S_RESOURCE_NAME_LENGTH = 253
-K8S_NAMING_HASH_LENGTH = 10
+from airflow_argo_eci.conventions import FAILED_PHASES as _FAILED
+from airflow_argo_eci.conventions import NODE_COMPLETED_PHASES, fnv32a, node_id, now_rfc3339, pod_name
+
+__all__ = ["COMPLETED_PHASES", "FAILED_PHASES", "fnv32a", "node_id", "now_rfc3339", "pod_name"]
 
 #: phases after which a node never changes again
-COMPLETED_PHASES = frozenset({"Succeeded", "Failed", "Error", "Skipped", "Omitted"})
-FAILED_PHASES = frozenset({"Failed", "Error"})
-
-
-#: hashes of node names already seen; FNV-1a has no finalisation, so the hash of a name is also
-#: the state to continue from for a longer name (a child ``parent.child``): deep node trees hash
-#: only their new suffixes instead of names hundreds of characters long, again and again
-_FNV_CACHE: dict[str, int] = {}
-_FNV_CACHE_SIZE = 50_000
-
-
-def fnv32a(text: str) -> int:
-    """The 32-bit FNV-1a hash of ``text`` (UTF-8), as Go's ``hash/fnv`` ``New32a``."""
-    cached = _FNV_CACHE.get(text)
-    if cached is not None:
-        return cached
-    value, start = 0x811C9DC5, 0
-    cut = len(text)
-    while True:
-        cut = text.rfind(".", 0, cut)
-        if cut <= 0:
-            break
-        prefix = _FNV_CACHE.get(text[:cut])
-        if prefix is not None:
-            value, start = prefix, cut
-            break
-    for byte in text[start:].encode("utf-8"):
-        value ^= byte
-        value = (value * 0x01000193) & 0xFFFFFFFF
-    if len(_FNV_CACHE) >= _FNV_CACHE_SIZE:
-        _FNV_CACHE.clear()
-    _FNV_CACHE[text] = value
-    return value
-
-
-def node_id(workflow_name: str, node_name: str) -> str:
-    """Argo's ``Workflow.NodeID``: the workflow name for the root node, else ``<wf>-<fnv32a>``."""
-    if node_name == workflow_name:
-        return workflow_name
-    return f"{workflow_name}-{fnv32a(node_name)}"
-
-
-def pod_name(workflow_name: str, node_name: str, template_name: str) -> str:
-    """Argo's v2 pod name for the node ``node_name`` running template ``template_name``."""
-    if workflow_name == node_name:
-        return workflow_name
-    prefix = workflow_name
-    if ".inline" not in node_name and template_name:
-        prefix = f"{workflow_name}-{template_name}"
-    max_prefix = MAX_K8S_RESOURCE_NAME_LENGTH - K8S_NAMING_HASH_LENGTH
-    if len(prefix) > max_prefix - 1:
-        prefix = prefix[: max_prefix - 1]
-    return f"{prefix}-{fnv32a(node_name)}"
+COMPLETED_PHASES = NODE_COMPLETED_PHASES
+FAILED_PHASES = frozenset(_FAILED)
 
 
 def item_description(item: Any) -> str:
@@ -105,11 +57,6 @@ def go_string(value: Any) -> str:
     if isinstance(value, str):
         return value
     return go_json(value)
-
-
-def now_rfc3339() -> str:
-    """The current UTC time as RFC3339 with a ``Z`` suffix and second precision (like Argo)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -319,8 +319,7 @@ def test_a_dependency_cycle_in_a_long_dag_is_named(harness: Harness) -> None:
 
 
 def test_the_provider_reads_a_compressed_workflow(harness: Harness) -> None:
-    from airflow_argo_eci.hooks._argo_common import pods_of
-    from airflow_argo_eci.workflows import failed_nodes
+    from airflow_argo_eci.workflows import failed_nodes, workflow_pods
 
     harness.controller.max_workflow_size = 30_000
     spec = _fan_out(60, "x" * 1000)
@@ -331,7 +330,7 @@ def test_the_provider_reads_a_compressed_workflow(harness: Harness) -> None:
     assert "compressedNodes" in wf["status"] and "nodes" not in wf["status"]
     failed = failed_nodes(wf)
     assert [(f["display_name"], f["exit_code"]) for f in failed] == [("last", "3")]
-    assert len(pods_of(wf)) == 61
+    assert len(workflow_pods(wf)) == 61
 
 
 def test_many_affordable_expressions_together_exhaust_the_pass_budget(harness: Harness) -> None:
