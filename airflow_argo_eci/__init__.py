@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from airflow_argo_eci.hooks._oss_form import OSS_CONN_FIELDS, OSS_UI_FIELD_BEHAVIOUR
 from airflow_argo_eci.hooks.connection_form import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_argo_eci.hooks.oss_connection_form import OSS_CONN_FIELDS, OSS_UI_FIELD_BEHAVIOUR
 
 __version__ = "0.1.0"
 

@@ -33,6 +33,8 @@ LABEL_COMPLETED = _PREFIX + "completed"
 #: on a Workflow: its phase, as the controller last wrote it
 LABEL_PHASE = _PREFIX + "phase"
 LABEL_CREATOR = _PREFIX + "creator"
+LABEL_CREATOR_EMAIL = _PREFIX + "creator-email"
+LABEL_WORKFLOW_ARCHIVING_STATUS = _PREFIX + "workflow-archiving-status"
 LABEL_RESUBMITTED_FROM = _PREFIX + "resubmitted-from-workflow"
 LABEL_WORKFLOW_TEMPLATE = _PREFIX + "workflow-template"
 LABEL_CLUSTER_WORKFLOW_TEMPLATE = _PREFIX + "cluster-workflow-template"
@@ -44,6 +46,8 @@ ANNOTATION_TEMPLATE = _PREFIX + "template"
 ANNOTATION_OUTPUTS = _PREFIX + "outputs"
 #: on a Workflow: ``v1`` pod names are node ids, ``v2`` (the default) is :func:`pod_name`
 ANNOTATION_POD_NAME_FORMAT = _PREFIX + "pod-name-format"
+#: on a ConfigMap of artifact repositories: the key of the namespace's default repository
+ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY = _PREFIX + "default-artifact-repository"
 
 #: phases after which a workflow never changes again
 TERMINAL_PHASES = ("Succeeded", "Failed", "Error")
@@ -123,6 +127,12 @@ def workflow_pod_name(workflow: Mapping[str, Any], node_id_: str, node: Mapping[
     return pod_name(str(meta.get("name", "")), str(node.get("name", "")), node_template_name(node))
 
 
+def rfc3339(ts: float) -> str:
+    """The UTC time ``ts`` (seconds since the epoch) as RFC 3339 with a ``Z`` suffix and second
+    precision (``2024-01-01T00:00:00Z``, as Argo writes ``startedAt`` / ``finishedAt``)."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now_rfc3339() -> str:
-    """The current UTC time as RFC 3339 with a ``Z`` suffix and second precision (as Argo writes it)."""
+    """The current UTC time as :func:`rfc3339` writes it."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

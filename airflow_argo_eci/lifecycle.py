@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,6 +19,7 @@ from airflow_argo_eci.errors import (
     WorkflowFailedError,
     WorkflowSpecError,
 )
+from airflow_argo_eci.hooks.argo_requests import arun_operation, run_operation
 from airflow_argo_eci.workflows import (
     failed_nodes,
     failure_message,
@@ -221,36 +222,12 @@ class WorkflowLifecycle:
     def apply_kill_action(self, ref: WorkflowRef, action: str) -> None:
         """``on_kill_action`` (also on timeout): stop (exit handlers run), terminate, delete, keep.
 
-        Decided by :func:`kill_decision` (the trigger's ``on_kill`` uses the same function) and
-        fenced by ``ref.uid``: a finished workflow, a gone one and a same-named successor are left
-        alone, and the request itself carries the uid as a precondition."""
+        Runs :func:`kill_steps`, as the trigger's ``on_kill`` does asynchronously: fenced by
+        ``ref.uid``, a finished workflow, a gone one and a same-named successor are left alone, and
+        the request itself carries the uid as a precondition."""
         if action not in KILL_ACTIONS:
             raise WorkflowSpecError(f"on_kill_action={action!r}: use one of {', '.join(KILL_ACTIONS)}")
-        if action == "keep":
-            return
-        where = f"{ref.namespace}/{ref.name}"
-        try:
-            current: dict[str, Any] | None = self.hook.get_workflow(ref.name, namespace=ref.namespace)
-        except NotFoundError:
-            current = None
-        decision, why = kill_decision(current, ref.uid, action)
-        if decision != "apply":
-            self.log.info("Workflow %s: %s", where, why)
-            return
-        try:
-            if action == "stop":
-                self.hook.stop_workflow(ref.name, namespace=ref.namespace, message="stopped by Airflow", uid=ref.uid)
-            elif action == "terminate":
-                self.hook.terminate_workflow(ref.name, namespace=ref.namespace, uid=ref.uid)
-            else:
-                self.hook.delete_workflow(ref.name, namespace=ref.namespace, uid=ref.uid)
-            self.log.info("Applied %s to workflow %s", action, where)
-        except NotFoundError:
-            self.log.info("Workflow %s is already gone", where)
-        except ConflictError:
-            self.log.info("Workflow %s was replaced by a same-named successor: left alone", where)
-        except InvalidError as exc:  # e.g. the Argo Server refuses to stop a workflow that just finished
-            self.log.info("Workflow %s: %s not applied: %s", where, action, exc)
+        self.log.info("%s", run_kill(self.hook, ref, action))
 
     def _delete(self, ref: WorkflowRef) -> None:
         try:
@@ -262,6 +239,8 @@ class WorkflowLifecycle:
 
 
 KillDecision = Literal["apply", "keep", "gone", "not_ours", "finished"]
+#: the ``message`` of a stop made by a kill (shown by the Argo Server in the workflow's status)
+KILL_STOP_MESSAGE = "stopped by Airflow"
 
 
 def kill_decision(workflow: Mapping[str, Any] | None, uid: str, action: str) -> tuple[KillDecision, str]:
@@ -279,6 +258,88 @@ def kill_decision(workflow: Mapping[str, Any] | None, uid: str, action: str) -> 
     if phase_outcome(phase) != "wait":
         return "finished", f"already finished ({phase})"
     return "apply", f"applying on_kill_action={action}"
+
+
+HookMethod = Literal["get_workflow", "stop_workflow", "terminate_workflow", "delete_workflow"]
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One call of an :class:`ArgoWorkflowsHook` method on a workflow, made by :meth:`call` (sync)
+    or :meth:`acall` (the ``a``-prefixed async method with the same arguments)."""
+
+    method: HookMethod
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def call(self, hook: ArgoWorkflowsHook) -> Any:
+        """``hook.<method>(name, **kwargs)``."""
+        return getattr(hook, self.method)(self.name, **self.kwargs)
+
+    async def acall(self, hook: ArgoWorkflowsHook) -> Any:
+        """``await hook.a<method>(name, **kwargs)``."""
+        return await getattr(hook, f"a{self.method}")(self.name, **self.kwargs)
+
+
+def kill_call(ref: WorkflowRef, action: str) -> HookCall:
+    """The request a kill with ``action`` (stop, terminate or delete) makes, fenced by ``ref.uid``."""
+    fenced: dict[str, Any] = {"namespace": ref.namespace, "uid": ref.uid}
+    if action == "stop":
+        return HookCall("stop_workflow", ref.name, {**fenced, "message": KILL_STOP_MESSAGE})
+    if action == "terminate":
+        return HookCall("terminate_workflow", ref.name, fenced)
+    if action == "delete":
+        return HookCall("delete_workflow", ref.name, fenced)
+    raise WorkflowSpecError(f"on_kill_action={action!r} makes no request: use one of stop, terminate, delete")
+
+
+def kill_outcome(ref: WorkflowRef, action: str, error: Exception | None) -> str:
+    """The task log's sentence for the outcome of :func:`kill_call` (``error`` None: it succeeded).
+
+    A gone workflow, a same-named successor (the uid fence refused) and a refused request (e.g. the
+    Argo Server will not stop a workflow that just finished) are outcomes, not failures; any
+    other error is raised."""
+    where = f"{ref.namespace}/{ref.name}"
+    if error is None:
+        return f"Workflow {where}: applied on_kill_action={action}"
+    if isinstance(error, NotFoundError):
+        return f"Workflow {where} is already gone"
+    if isinstance(error, ConflictError):
+        return f"Workflow {where} was replaced by a same-named successor: left alone"
+    if isinstance(error, InvalidError):
+        return f"Workflow {where}: on_kill_action={action} not applied: {error}"
+    raise error
+
+
+def kill_steps(ref: WorkflowRef, action: str) -> Generator[HookCall, Any, str]:
+    """A kill, written once for the sync and the async path: read the workflow, :func:`kill_decision`,
+    :func:`kill_call`, :func:`kill_outcome`. Yields the hook calls to make (a call's error is thrown
+    in) and returns the sentence for the task log; :func:`run_kill` / :func:`arun_kill` drive it."""
+    where = f"{ref.namespace}/{ref.name}"
+    current: dict[str, Any] | None = None
+    if action != "keep":
+        try:
+            current = yield HookCall("get_workflow", ref.name, {"namespace": ref.namespace})
+        except NotFoundError:
+            current = None
+    decision, why = kill_decision(current, ref.uid, action)
+    if decision != "apply":
+        return f"Workflow {where}: {why}"
+    try:
+        yield kill_call(ref, action)
+    except (NotFoundError, ConflictError, InvalidError) as exc:
+        return kill_outcome(ref, action, exc)
+    return kill_outcome(ref, action, None)
+
+
+def run_kill(hook: ArgoWorkflowsHook, ref: WorkflowRef, action: str) -> str:
+    """:func:`kill_steps` with the hook's sync methods; returns the sentence for the task log."""
+    return run_operation(kill_steps(ref, action), lambda step: step.call(hook))
+
+
+async def arun_kill(hook: ArgoWorkflowsHook, ref: WorkflowRef, action: str) -> str:
+    """:func:`kill_steps` with the hook's async methods; returns the sentence for the task log."""
+    return await arun_operation(kill_steps(ref, action), lambda step: step.acall(hook))
 
 
 def validate_action(name: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -27,8 +27,10 @@ from airflow_argo_eci.conventions import (
     API_VERSION,
     LABEL_COMPLETED,
     LABEL_CREATOR,
+    LABEL_CREATOR_EMAIL,
     LABEL_PHASE,
     LABEL_RESUBMITTED_FROM,
+    LABEL_WORKFLOW_ARCHIVING_STATUS,
     now_rfc3339,
 )
 from airflow_argo_eci.workflows import workflow_nodes
@@ -237,8 +239,7 @@ def formulate_retry(
 def formulate_resubmit(workflow: Mapping[str, Any], parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A new Workflow with the spec of ``workflow`` and ``generateName`` (``argo resubmit``)."""
     meta = workflow["metadata"]
-    skip = (LABEL_CREATOR, LABEL_PHASE, LABEL_COMPLETED, "workflows.argoproj.io/creator-email",
-            "workflows.argoproj.io/workflow-archiving-status")
+    skip = (LABEL_CREATOR, LABEL_PHASE, LABEL_COMPLETED, LABEL_CREATOR_EMAIL, LABEL_WORKFLOW_ARCHIVING_STATUS)
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in skip}
     labels[LABEL_RESUBMITTED_FROM] = meta["name"]
     new_meta: dict[str, Any] = {"generateName": meta.get("generateName") or f"{meta['name']}-", "labels": labels}

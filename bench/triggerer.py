@@ -78,7 +78,7 @@ def serve(state_dir: Path) -> None:
     lock = threading.Lock()
     control = APIRouter()
 
-    from airflow_argo_eci.hooks._argo_common import pod_name
+    from airflow_argo_eci.conventions import workflow_pod_name as pod_name
     from airflow_argo_eci.local.api.resources import PODS
 
     def nodes(name: str, phase_a: str, phase_b: str) -> dict[str, Any]:

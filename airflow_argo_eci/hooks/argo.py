@@ -20,6 +20,13 @@ Any other extra is an error naming the key and the allowed ones. TLS is verified
 with exponential backoff and jitter first (``max_retries`` attempts, default 4). Heavy clients are
 imported on first use, so importing this module stays cheap.
 
+Each call is one operation of the transport's
+:class:`~airflow_argo_eci.hooks.argo_transport.WorkflowOperations` (the requests it sends, described
+once), run by the transport's sync ``run`` or async ``arun``: a method and its ``a``-prefixed async
+twin run the same operation to the same result (``list_workflows`` and ``alist_workflows`` both
+return a :class:`~airflow_argo_eci.hooks.argo_requests.WorkflowList`: the objects, plus the list's
+``resource_version``).
+
 Example connection (environment variable)::
 
     AIRFLOW_CONN_ARGO_DEFAULT='{"conn_type": "argo_workflows",
@@ -29,24 +36,18 @@ Example connection (environment variable)::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import BaseHook
 
 from airflow_argo_eci.errors import ArgoApiError, ArgoEciError
-from airflow_argo_eci.hooks._argo_common import (
-    ArgoConnectionSettings,
-    check_name,
-    parse_connection,
-)
+from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings, parse_connection
+from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
+from airflow_argo_eci.hooks.argo_transport import WorkflowTransport
 from airflow_argo_eci.hooks.connection_form import UI_FIELD_BEHAVIOUR
 from airflow_argo_eci.workflows import workflow_pods
 
-__all__ = ["ArgoConnectionSettings", "ArgoWorkflowsHook"]
-
-if TYPE_CHECKING:
-    from airflow_argo_eci.hooks._argo_kubernetes import KubernetesTransport
-    from airflow_argo_eci.hooks._argo_server import ArgoServerTransport
+__all__ = ["ArgoConnectionSettings", "ArgoWorkflowsHook", "WorkflowList"]
 
 
 class ArgoWorkflowsHook(BaseHook):
@@ -64,7 +65,7 @@ class ArgoWorkflowsHook(BaseHook):
         super().__init__()
         self.argo_conn_id = argo_conn_id
         self._settings: ArgoConnectionSettings | None = None
-        self._transport: KubernetesTransport | ArgoServerTransport | None = None
+        self._transport: WorkflowTransport | None = None
 
     # ------------------------------------------------------------------ connection form
 
@@ -105,23 +106,23 @@ class ArgoWorkflowsHook(BaseHook):
             self._settings = self._settings_from(await self.aget_connection(self.argo_conn_id))
         return self._settings
 
-    def _make_transport(self, settings: ArgoConnectionSettings) -> KubernetesTransport | ArgoServerTransport:
+    def _make_transport(self, settings: ArgoConnectionSettings) -> WorkflowTransport:
         if self._transport is None:
             if settings.transport == "argo_server":
-                from airflow_argo_eci.hooks._argo_server import ArgoServerTransport
+                from airflow_argo_eci.hooks.argo_server_transport import ArgoServerTransport
 
                 self._transport = ArgoServerTransport(settings)
             else:
-                from airflow_argo_eci.hooks._argo_kubernetes import KubernetesTransport
+                from airflow_argo_eci.hooks.argo_kubernetes_transport import KubernetesTransport
 
                 self._transport = KubernetesTransport(settings)
         return self._transport
 
-    def get_conn(self) -> KubernetesTransport | ArgoServerTransport:
+    def get_conn(self) -> WorkflowTransport:
         """The transport object for this connection (created once)."""
         return self._make_transport(self.settings)
 
-    async def _atransport(self) -> KubernetesTransport | ArgoServerTransport:
+    async def _atransport(self) -> WorkflowTransport:
         return self._make_transport(await self.asettings())
 
     @property
@@ -153,17 +154,21 @@ class ArgoWorkflowsHook(BaseHook):
         Not retried on errors where the request may already have taken effect (5xx, read
         timeouts), so a retry can never create a second workflow.
         """
-        return self.get_conn().create_workflow(dict(body), self._ns(namespace))
+        t = self.get_conn()
+        return t.run(t.operations.create_workflow(dict(body), self._ns(namespace)))
 
     def get_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The Workflow ``name``; :class:`~airflow_argo_eci.errors.NotFoundError` if there is none."""
-        return self.get_conn().get_workflow(check_name("workflow", name), self._ns(namespace))
+        t = self.get_conn()
+        return t.run(t.operations.get_workflow(check_name("workflow", name), self._ns(namespace)))
 
     def list_workflows(
         self, namespace: str | None = None, label_selector: str = "", field_selector: str = ""
-    ) -> list[dict[str, Any]]:
-        """All Workflows matching the selectors (pages are followed)."""
-        return self.get_conn().list_workflows(self._ns(namespace), label_selector, field_selector)
+    ) -> WorkflowList:
+        """All Workflows matching the selectors (pages are followed), with the list's
+        ``resource_version`` to start a watch from."""
+        t = self.get_conn()
+        return t.run(t.operations.list_workflows(self._ns(namespace), label_selector, field_selector))
 
     def stop_workflow(
         self, name: str, namespace: str | None = None, message: str | None = None, *, node_field_selector: str = "",
@@ -172,18 +177,21 @@ class ArgoWorkflowsHook(BaseHook):
         """``argo stop``: ``spec.shutdown: Stop`` (exit handlers still run). With
         ``node_field_selector``, only the matching Suspend nodes are failed, with ``message``.
         With ``uid``, a same-named successor is refused with :class:`ConflictError`."""
-        return self.get_conn().stop_workflow(
+        t = self.get_conn()
+        return t.run(t.operations.stop_workflow(
             check_name("workflow", name), self._ns(namespace), message, node_field_selector, uid
-        )
+        ))
 
     def terminate_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> dict[str, Any]:
         """``argo terminate``: ``spec.shutdown: Terminate`` (no exit handlers); fenced by ``uid``."""
-        return self.get_conn().terminate_workflow(check_name("workflow", name), self._ns(namespace), uid)
+        t = self.get_conn()
+        return t.run(t.operations.terminate_workflow(check_name("workflow", name), self._ns(namespace), uid))
 
     def delete_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> None:
         """Delete the Workflow (its pods go with it); with ``uid``, only that workflow
         (``preconditions.uid``: a same-named successor is refused with :class:`ConflictError`)."""
-        self.get_conn().delete_workflow(check_name("workflow", name), self._ns(namespace), uid)
+        t = self.get_conn()
+        t.run(t.operations.delete_workflow(check_name("workflow", name), self._ns(namespace), uid))
 
     def retry_workflow(
         self,
@@ -196,37 +204,44 @@ class ArgoWorkflowsHook(BaseHook):
     ) -> dict[str, Any]:
         """``argo retry`` of a Failed/Error workflow: failed nodes and their pods are removed and run
         again. A workflow in another phase raises :class:`~airflow_argo_eci.errors.InvalidError`."""
-        return self.get_conn().retry_workflow(
+        t = self.get_conn()
+        return t.run(t.operations.retry_workflow(
             check_name("workflow", name), self._ns(namespace), restart_successful=restart_successful,
             node_field_selector=node_field_selector, parameters=dict(parameters) if parameters else None,
-        )
+        ))
 
     def resubmit_workflow(
         self, name: str, namespace: str | None = None, *, parameters: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """``argo resubmit``: a new Workflow (``generateName``) with the same spec; returns it."""
-        return self.get_conn().resubmit_workflow(
+        t = self.get_conn()
+        return t.run(t.operations.resubmit_workflow(
             check_name("workflow", name), self._ns(namespace), dict(parameters) if parameters else None
-        )
+        ))
 
     def suspend_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """``argo suspend``: ``spec.suspend: true`` (running pods finish, no new ones start)."""
-        return self.get_conn().suspend_workflow(check_name("workflow", name), self._ns(namespace))
+        t = self.get_conn()
+        return t.run(t.operations.suspend_workflow(check_name("workflow", name), self._ns(namespace)))
 
     def resume_workflow(
         self, name: str, namespace: str | None = None, *, node_field_selector: str = ""
     ) -> dict[str, Any]:
         """``argo resume``: clears ``spec.suspend`` and completes running Suspend nodes (only those
         matching ``node_field_selector`` when given)."""
-        return self.get_conn().resume_workflow(check_name("workflow", name), self._ns(namespace), node_field_selector)
+        t = self.get_conn()
+        return t.run(t.operations.resume_workflow(check_name("workflow", name), self._ns(namespace),
+                                                  node_field_selector))
 
     def get_workflow_template(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """The WorkflowTemplate ``name``."""
-        return self.get_conn().get_workflow_template(check_name("workflow template", name), self._ns(namespace))
+        t = self.get_conn()
+        return t.run(t.operations.get_workflow_template(check_name("workflow template", name), self._ns(namespace)))
 
     def get_cluster_workflow_template(self, name: str) -> dict[str, Any]:
         """The ClusterWorkflowTemplate ``name``."""
-        return self.get_conn().get_cluster_workflow_template(check_name("cluster workflow template", name))
+        t = self.get_conn()
+        return t.run(t.operations.get_cluster_workflow_template(check_name("cluster workflow template", name)))
 
     def read_pod_log(
         self,
@@ -244,10 +259,11 @@ class ArgoWorkflowsHook(BaseHook):
         :param workflow: the pod's workflow name; required by the ``argo_server`` transport, which
             serves logs per workflow
         """
-        return self.get_conn().read_pod_log(
+        t = self.get_conn()
+        return t.run(t.operations.read_pod_log(
             check_name("pod", pod_name), self._ns(namespace), container=container, since_time=since_time,
             workflow=workflow,
-        )
+        ))
 
     @staticmethod
     def pods_of(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -266,7 +282,8 @@ class ArgoWorkflowsHook(BaseHook):
         try:
             transport = self.get_conn()
             namespace = transport.default_namespace
-            where = transport.probe(namespace)
+            transport.run(transport.operations.probe(namespace))
+            where = transport.endpoint()
         except ArgoApiError as exc:
             return False, f"Connection {self.argo_conn_id!r} failed: {exc}"
         except Exception as exc:
@@ -277,15 +294,15 @@ class ArgoWorkflowsHook(BaseHook):
 
     async def aget_workflow(self, name: str, namespace: str | None = None) -> dict[str, Any]:
         """Async :meth:`get_workflow`."""
-        transport = await self._atransport()
-        return await transport.aget_workflow(check_name("workflow", name), await self._ans(namespace))
+        t = await self._atransport()
+        return await t.arun(t.operations.get_workflow(check_name("workflow", name), await self._ans(namespace)))
 
     async def alist_workflows(
         self, namespace: str | None = None, label_selector: str = "", field_selector: str = ""
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Async :meth:`list_workflows`, plus the list's resourceVersion to start a watch from."""
-        transport = await self._atransport()
-        return await transport.alist_workflows(await self._ans(namespace), label_selector, field_selector)
+    ) -> WorkflowList:
+        """Async :meth:`list_workflows` (the same :class:`WorkflowList`)."""
+        t = await self._atransport()
+        return await t.arun(t.operations.list_workflows(await self._ans(namespace), label_selector, field_selector))
 
     async def awatch_workflows(
         self,
@@ -301,10 +318,8 @@ class ArgoWorkflowsHook(BaseHook):
         closes the watch after ``timeout_seconds``; raises
         :class:`~airflow_argo_eci.errors.GoneError` when ``resource_version`` is too old (relist).
         Only the ``kubernetes`` transport can watch (see :attr:`supports_watch`)."""
-        from airflow_argo_eci.hooks._argo_kubernetes import KubernetesTransport
-
         transport = await self._atransport()
-        if not isinstance(transport, KubernetesTransport):
+        if not transport.supports_watch:
             raise ArgoEciError(
                 f"connection {self.argo_conn_id!r} uses the argo_server transport, which cannot watch; check "
                 "hook.supports_watch and poll aget_workflow/alist_workflows instead"
@@ -314,17 +329,23 @@ class ArgoWorkflowsHook(BaseHook):
         ):
             yield item
 
-    async def astop_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> dict[str, Any]:
-        """Async :meth:`stop_workflow` (whole workflow), fenced by ``uid``."""
-        transport = await self._atransport()
-        return await transport.astop_workflow(check_name("workflow", name), await self._ans(namespace), uid)
+    async def astop_workflow(
+        self, name: str, namespace: str | None = None, message: str | None = None, *, node_field_selector: str = "",
+        uid: str = "",
+    ) -> dict[str, Any]:
+        """Async :meth:`stop_workflow`, fenced by ``uid``."""
+        t = await self._atransport()
+        return await t.arun(t.operations.stop_workflow(
+            check_name("workflow", name), await self._ans(namespace), message, node_field_selector, uid
+        ))
 
     async def aterminate_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> dict[str, Any]:
         """Async :meth:`terminate_workflow`, fenced by ``uid``."""
-        transport = await self._atransport()
-        return await transport.aterminate_workflow(check_name("workflow", name), await self._ans(namespace), uid)
+        t = await self._atransport()
+        return await t.arun(t.operations.terminate_workflow(check_name("workflow", name), await self._ans(namespace),
+                                                            uid))
 
     async def adelete_workflow(self, name: str, namespace: str | None = None, *, uid: str = "") -> None:
         """Async :meth:`delete_workflow`, fenced by ``uid``."""
-        transport = await self._atransport()
-        await transport.adelete_workflow(check_name("workflow", name), await self._ans(namespace), uid)
+        t = await self._atransport()
+        await t.arun(t.operations.delete_workflow(check_name("workflow", name), await self._ans(namespace), uid))

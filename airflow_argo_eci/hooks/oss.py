@@ -7,12 +7,13 @@ default bucket in the connection's ``schema``; plus the extras ``endpoint`` (def
 always verified) and ``signature_version`` (1 or 4; default 4 when a region is set). Any other
 extra is an error naming the allowed ones; secrets are registered with Airflow's secrets masker.
 
-Transfers (see :mod:`._oss_transfer`): uploads below ``multipart_threshold`` are one PutObject;
-above it, a parallel multipart upload with a checkpoint so an interrupted upload resumes where it
-stopped. Downloads are parallel ranged GETs into a temp file beside the target, renamed into place
-only when the CRC-64 of every byte matches the server's. :meth:`OSSArtifactHook.open_reader` streams
-an object without touching disk. CRC-64 (``x-oss-hash-crc64ecma``) is checked end to end everywhere;
-a mismatch raises :class:`OSSIntegrityError`. Long transfers log ``bytes / total (%), rate, ETA``.
+Transfers (see :mod:`.oss_upload`, :mod:`.oss_download`, :mod:`.oss_reader`): uploads below
+``multipart_threshold`` are one PutObject; above it, a parallel multipart upload with a checkpoint so
+an interrupted upload resumes where it stopped. Downloads are parallel ranged GETs into a temp file
+beside the target, renamed into place only when the CRC-64 of every byte matches the server's.
+:meth:`OSSArtifactHook.open_reader` streams an object without touching disk. CRC-64
+(``x-oss-hash-crc64ecma``) is checked end to end everywhere; a mismatch raises
+:class:`OSSIntegrityError`. Long transfers log ``bytes / total (%), rate, ETA``.
 
 Example connection (environment variable)::
 
@@ -28,39 +29,44 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from airflow.sdk import BaseHook
 
-from airflow_argo_eci.hooks._oss_common import (
-    DEFAULT_MULTIPART_THRESHOLD,
-    MAX_PART_SIZE,
-    MIN_PART_SIZE,
-    ArtifactRef,
-    MiB,
-    ObjectInfo,
-    OSSConfigError,
+from airflow_argo_eci.hooks.oss_artifacts import ArtifactRef, workflow_artifacts
+from airflow_argo_eci.hooks.oss_connection import (
     OSSConnectionSettings,
-    OSSError,
-    OSSIntegrityError,
-    OSSLocation,
-    OSSNotFoundError,
-    TransferProgress,
-    TransferResult,
-    choose_part_size,
     make_auth,
     make_bucket,
     make_session,
     parse_oss_connection,
-    to_oss_error,
 )
-from airflow_argo_eci.hooks._oss_form import OSS_UI_FIELD_BEHAVIOUR
-from airflow_argo_eci.workflows import workflow_nodes
+from airflow_argo_eci.hooks.oss_connection_form import OSS_UI_FIELD_BEHAVIOUR
+from airflow_argo_eci.hooks.oss_errors import (
+    OSSConfigError,
+    OSSError,
+    OSSIntegrityError,
+    OSSNotFoundError,
+    to_oss_error,
+    with_retries,
+)
+from airflow_argo_eci.hooks.oss_progress import TransferProgress
+from airflow_argo_eci.hooks.oss_transfer import TransferOptions
+from airflow_argo_eci.hooks.oss_types import (
+    DEFAULT_MULTIPART_THRESHOLD,
+    MAX_PART_SIZE,
+    MIN_PART_SIZE,
+    MiB,
+    ObjectInfo,
+    OSSLocation,
+    TransferResult,
+    choose_part_size,
+)
 
 if TYPE_CHECKING:
     import oss2
 
-    from airflow_argo_eci.hooks._oss_transfer import OSSObjectReader, TransferOptions
+    from airflow_argo_eci.hooks.oss_reader import OSSObjectReader
 
 __all__ = [
     "ArtifactRef", "OSSArtifactHook", "OSSConfigError", "OSSConnectionSettings", "OSSError", "OSSIntegrityError",
@@ -74,7 +80,7 @@ DELETE_BATCH = 1000
 
 def __getattr__(name: str) -> Any:
     if name == "OSSObjectReader":  # lazily: the reader's module is only needed when streaming
-        from airflow_argo_eci.hooks._oss_transfer import OSSObjectReader
+        from airflow_argo_eci.hooks.oss_reader import OSSObjectReader
 
         return OSSObjectReader
     raise AttributeError(name)
@@ -142,7 +148,7 @@ class OSSArtifactHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hidden and relabeled connection form fields with placeholders (also declared in the provider
-        info for Airflow >= 3.2, see :mod:`._oss_form`)."""
+        info for Airflow >= 3.2, see :mod:`.oss_connection_form`)."""
         return {
             "hidden_fields": list(OSS_UI_FIELD_BEHAVIOUR["hidden-fields"]),
             "relabeling": dict(OSS_UI_FIELD_BEHAVIOUR["relabeling"]),
@@ -211,13 +217,9 @@ class OSSArtifactHook(BaseHook):
     # ------------------------------------------------------------------ helpers
 
     def _call(self, call: Any, context: str) -> Any:
-        from airflow_argo_eci.hooks._oss_transfer import with_retries
-
         return with_retries(call, self.retries, context)
 
     def _options(self, part_size: int | None = None) -> TransferOptions:
-        from airflow_argo_eci.hooks._oss_transfer import TransferOptions
-
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return TransferOptions(part_size=part_size or self.part_size, parallelism=self.parallelism,
                                checkpoint_dir=self.checkpoint_dir, retries=self.retries,
@@ -237,7 +239,7 @@ class OSSArtifactHook(BaseHook):
         checked against the server's; a mismatch raises :class:`OSSIntegrityError`."""
         import time
 
-        from airflow_argo_eci.hooks._oss_transfer import put_small, upload_multipart
+        from airflow_argo_eci.hooks.oss_upload import put_small, upload_multipart
 
         source = Path(path)
         if not source.is_file():
@@ -274,7 +276,7 @@ class OSSArtifactHook(BaseHook):
                       progress: bool = True, headers: Mapping[str, str] | None = None) -> TransferResult:
         """Upload an unsized stream (a binary file object or an iterable of bytes) as multipart, holding at
         most ``parallelism`` parts in memory (not resumable: a stream cannot be re-read)."""
-        from airflow_argo_eci.hooks._oss_transfer import iter_stream, upload_from_stream
+        from airflow_argo_eci.hooks.oss_upload import iter_stream, upload_from_stream
 
         bucket = self.get_bucket(bucket_name)
         tracker = self._progress("upload", OSSLocation(bucket.bucket_name, key).url, None, progress)
@@ -293,7 +295,7 @@ class OSSArtifactHook(BaseHook):
         place only once the CRC-64 matches. A failed download leaves nothing at ``path``; after a
         dropped connection run it again to resume (the checkpoint is kept). Corrupt data raises
         :class:`OSSIntegrityError` and the partial data is discarded."""
-        from airflow_argo_eci.hooks._oss_transfer import download_to_file
+        from airflow_argo_eci.hooks.oss_download import download_to_file
 
         bucket = self.get_bucket(bucket_name)
         url = OSSLocation(bucket.bucket_name, key).url
@@ -305,7 +307,7 @@ class OSSArtifactHook(BaseHook):
         """A streaming, non-seekable reader (``io.RawIOBase``; wrap in ``io.BufferedReader`` for
         ``readline``) that reads ahead ``parallelism`` ranges of ``chunk_size`` (default: the part
         size) and never touches disk; the CRC-64 is checked at EOF. Close it when done."""
-        from airflow_argo_eci.hooks._oss_transfer import OSSObjectReader
+        from airflow_argo_eci.hooks.oss_reader import OSSObjectReader
 
         bucket = self.get_bucket(bucket_name)
         size = chunk_size or self.part_size or choose_part_size(0)
@@ -481,45 +483,6 @@ def _utc(value: Any) -> datetime:
 
 def _host(endpoint: str) -> str:
     return endpoint.split("://", 1)[-1].split("/", 1)[0].lower()
-
-
-def workflow_artifacts(workflow: Mapping[str, Any], *, node: str | None = None,
-                       name: str | None = None) -> list[ArtifactRef]:
-    """The OSS output artifacts recorded in a Workflow's ``status.nodes[*].outputs.artifacts``.
-
-    Artifacts with only a key use the bucket of ``status.artifactRepositoryRef`` (else ``bucket`` is
-    None: the connection's bucket applies). ``node`` matches a node's display name, name or id;
-    ``name`` the artifact name. When a filter is given and nothing matches,
-    :class:`OSSNotFoundError` names the artifacts the workflow has.
-    """
-    metadata = workflow.get("metadata") or {}
-    status = workflow.get("status") or {}
-    repo = ((status.get("artifactRepositoryRef") or {}).get("artifactRepository") or {}).get("oss") or {}
-    found: list[ArtifactRef] = []
-    everything: list[str] = []
-    for node_id, item in sorted(workflow_nodes(status).items(), key=lambda kv: str(kv[1].get("startedAt") or "")):
-        display = str(item.get("displayName") or item.get("name") or node_id)
-        for artifact in ((item.get("outputs") or {}).get("artifacts") or []):
-            oss = artifact.get("oss")
-            if not isinstance(oss, Mapping) or not oss.get("key"):
-                continue
-            everything.append(f"{display}/{artifact.get('name')}")
-            if node is not None and node not in (display, item.get("name"), node_id):
-                continue
-            if name is not None and artifact.get("name") != name:
-                continue
-            archive: Literal["tar", "none"] = "none" if "none" in (artifact.get("archive") or {}) else "tar"
-            found.append(ArtifactRef(
-                workflow=str(metadata.get("name") or ""), namespace=str(metadata.get("namespace") or ""),
-                node=display, node_id=str(node_id), name=str(artifact.get("name") or ""),
-                bucket=oss.get("bucket") or repo.get("bucket") or None, key=str(oss["key"]),
-                endpoint=oss.get("endpoint") or repo.get("endpoint") or None, archive=archive))
-    if not found and (node is not None or name is not None):
-        wanted = "/".join(x for x in (node or "*", name or "*"))
-        raise OSSNotFoundError(
-            f"workflow {metadata.get('name')!r} has no OSS output artifact {wanted}; it has: "
-            f"{', '.join(everything) or 'none'}", status=404, code="NoSuchArtifact")
-    return found
 
 
 # keep to_oss_error importable from here for operators that call oss2 directly

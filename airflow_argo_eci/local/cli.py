@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_argo_eci.conventions import API_VERSION, WORKFLOWS
 from airflow_argo_eci.local.paths import StatePaths, default_state_dir
 from airflow_argo_eci.local.processes import process_running
 
@@ -162,7 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"local cluster is not running (state dir {paths.root})")
         return 3
     version = _probe(paths, info["url"])
-    wfs = _probe(paths, info["url"], "/apis/argoproj.io/v1alpha1/workflows")
+    wfs = _probe(paths, info["url"], f"/apis/{API_VERSION}/{WORKFLOWS}")
     phases: dict[str, int] = {}
     for wf in wfs.get("items", []):
         phase = (wf.get("status") or {}).get("phase") or "Pending"
@@ -199,9 +200,8 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airflow-argo-eci", description=__doc__)
-    top = parser.add_subparsers(dest="group", required=True)
+def add_local_parser(top: Any) -> None:
+    """Add ``local up|down|status|env`` to the top-level command's subparsers ``top``."""
     local = top.add_parser("local", help="the local cluster (Kubernetes API + Argo executor on this machine)")
     sub = local.add_subparsers(dest="command", required=True)
 
@@ -240,10 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(env)
     env.set_defaults(func=cmd_env)
 
-    # `stack up|status|down`: the local cluster plus real Airflow services (airflow_argo_eci/stack/)
-    from airflow_argo_eci.stack.cli import add_stack_parser
 
-    add_stack_parser(top)
+
+def build_parser() -> argparse.ArgumentParser:
+    """``python -m airflow_argo_eci.local.cli local ...``: the ``local`` group alone (the full command,
+    with ``stack``, is :mod:`airflow_argo_eci.cli`)."""
+    parser = argparse.ArgumentParser(prog="airflow-argo-eci", description=__doc__)
+    add_local_parser(parser.add_subparsers(dest="group", required=True))
     return parser
 
 

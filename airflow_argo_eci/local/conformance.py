@@ -24,8 +24,16 @@ from typing import Any
 
 import yaml
 
-GROUP, VERSION = "argoproj.io", "v1alpha1"
-TERMINAL = ("Succeeded", "Failed", "Error")
+from airflow_argo_eci.conventions import (
+    CLUSTER_WORKFLOW_TEMPLATES,
+    FAILED_PHASES,
+    GROUP,
+    TERMINAL_PHASES,
+    VERSION,
+    WORKFLOW_TEMPLATES,
+    WORKFLOWS,
+)
+
 RUN_LABEL = "conformance.airflow-argo-eci.io/run"
 FILE_LABEL = "conformance.airflow-argo-eci.io/file"
 
@@ -42,7 +50,7 @@ class Case:
 
     @property
     def expected(self) -> tuple[str, ...]:
-        return ("Failed", "Error") if self.label == "expected-failure" else ("Succeeded",)
+        return FAILED_PHASES if self.label == "expected-failure" else ("Succeeded",)
 
 
 @dataclass
@@ -133,10 +141,10 @@ class ConformanceRunner:
                 try:
                     if kind == "WorkflowTemplate":
                         self._upsert(lambda d=doc: self.objects.create_namespaced_custom_object(
-                            GROUP, VERSION, self.namespace, "workflowtemplates", d))
+                            GROUP, VERSION, self.namespace, WORKFLOW_TEMPLATES, d))
                     elif kind == "ClusterWorkflowTemplate":
                         self._upsert(lambda d=doc: self.objects.create_cluster_custom_object(
-                            GROUP, VERSION, "clusterworkflowtemplates", d))
+                            GROUP, VERSION, CLUSTER_WORKFLOW_TEMPLATES, d))
                     elif kind == "ConfigMap":
                         self._upsert(lambda d=doc: self.core.create_namespaced_config_map(self.namespace, d))
                     else:
@@ -167,7 +175,7 @@ class ConformanceRunner:
             labels[RUN_LABEL] = self.run_id
             labels[FILE_LABEL] = label_value(case.file)
             created = self.objects.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "workflows", doc)
+                GROUP, VERSION, self.namespace, WORKFLOWS, doc)
             names.append(created["metadata"]["name"])
         return names
 
@@ -191,11 +199,11 @@ class ConformanceRunner:
                 result.workflow = names[0] if names else ""
                 running[result.workflow] = (result, time.monotonic())
             listed = self.objects.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "workflows", label_selector=f"{RUN_LABEL}={self.run_id}")
+                GROUP, VERSION, self.namespace, WORKFLOWS, label_selector=f"{RUN_LABEL}={self.run_id}")
             for wf in listed.get("items", []):
                 name = wf["metadata"]["name"]
                 status = wf.get("status") or {}
-                if name in running and status.get("phase") in TERMINAL:
+                if name in running and status.get("phase") in TERMINAL_PHASES:
                     result, started = running.pop(name)
                     result.phase = status["phase"]
                     result.message = status.get("message", "")
@@ -203,7 +211,7 @@ class ConformanceRunner:
                     result.failed_nodes = sorted(
                         f"{n.get('displayName')}: {n.get('message', '')}"
                         for n in (status.get("nodes") or {}).values()
-                        if n.get("phase") in ("Failed", "Error") and n.get("type") == "Pod")
+                        if n.get("phase") in FAILED_PHASES and n.get("type") == "Pod")
                     results.append(result)
                     if progress:
                         progress(result)

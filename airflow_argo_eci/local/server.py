@@ -6,13 +6,14 @@ import json
 import logging
 import os
 import secrets
-import socket
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from airflow_argo_eci.conventions import ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY
+from airflow_argo_eci.local.httpserve import LOOPBACK, LocalClusterError, serve_in_thread
 from airflow_argo_eci.local.kubeconfig import write_kubeconfig, write_private
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.tls import ensure_certificate
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 #: the bucket ``local up`` creates for workflow artifacts
 ARTIFACT_BUCKET = "argo-artifacts"
 #: the Secret holding the local OSS store's keys, in every initial namespace
@@ -37,53 +37,6 @@ ARTIFACT_REPOSITORY_KEY = "default-v1"
 #: records the data this server last wrote into a ConfigMap/Secret it manages: an object whose data
 #: still matches is refreshed (e.g. a new OSS port), one a user edited is left alone
 MANAGED_ANNOTATION = "local.airflow-argo-eci.io/managed-data"
-
-
-class LocalClusterError(RuntimeError):
-    """The local cluster could not start or stop."""
-
-
-def serve_in_thread(
-    app: Any,
-    *,
-    port: int = 0,
-    ssl_certfile: str | None = None,
-    ssl_keyfile: str | None = None,
-    graceful_seconds: float = 2.0,
-    timeout: float = 30.0,
-) -> tuple[uvicorn.Server, threading.Thread, int]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 in a daemon thread; return once it accepts.
-
-    The socket is bound here (``port=0``: an ephemeral port) and handed to uvicorn, so there is
-    no window in which another process could take the port. Returns (server, thread, port).
-    """
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((LOOPBACK, port))
-    except OSError as exc:
-        sock.close()
-        raise LocalClusterError(f"cannot listen on {LOOPBACK}:{port}: {exc}; choose another --port") from exc
-    bound = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=graceful_seconds,  # type: ignore[arg-type]  # a float works
-        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="local-cluster-http",
-                              daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(timeout=5)
-            sock.close()
-            raise LocalClusterError(f"the HTTP server on {LOOPBACK}:{bound} did not start within {timeout}s")
-        time.sleep(0.01)
-    return server, thread, bound
 
 
 class LocalCluster:
@@ -156,9 +109,13 @@ class LocalCluster:
         """The FastAPI application: Kubernetes API routes plus the Argo Server REST subset."""
         from airflow_argo_eci.local.api.app import create_app
         from airflow_argo_eci.local.api.argo_server import build_argo_server_router
+        from airflow_argo_eci.local.api.request_log import RequestLog
 
         assert self.store is not None
         app = create_app(self.store, token=self.token, paths=self.paths)
+        #: the API's recent requests since this start (method, path, query, content type, small
+        #: bodies): what clients sent, for tests; never served over HTTP
+        self.request_log: RequestLog = app.state.request_log
         app.include_router(build_argo_server_router(self.store, self.paths))
         return app
 
@@ -278,7 +235,7 @@ class LocalCluster:
                                  {"type": "Opaque", "data": secret_data}, {})
             self._ensure_managed(
                 CONFIGMAPS, namespace, "artifact-repositories", {"data": {ARTIFACT_REPOSITORY_KEY: repo_yaml}},
-                {"workflows.argoproj.io/default-artifact-repository": ARTIFACT_REPOSITORY_KEY})
+                {ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY: ARTIFACT_REPOSITORY_KEY})
 
     def _ensure_managed(self, rt: Any, namespace: str, name: str, body: dict[str, Any],
                         annotations: dict[str, str]) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator
 
+from airflow_argo_eci.conventions import TERMINAL_PHASES
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.operators._base import ArgoHookMixin, ExplainedTemplatesMixin
 
@@ -26,11 +27,11 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
-    from airflow_argo_eci.hooks.oss import ArtifactRef, OSSArtifactHook
+    from airflow_argo_eci.hooks.oss import OSSArtifactHook
+    from airflow_argo_eci.hooks.oss_artifacts import ArtifactRef
 
 #: default limit of ``as_text`` artifacts (XCom values live in the metadata database)
 DEFAULT_MAX_TEXT_BYTES = 1024 * 1024
-_TERMINAL = ("Succeeded", "Failed", "Error")
 _SAFE_SEGMENT = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -97,7 +98,7 @@ def _coerce_workflow(workflow: Any) -> Any:
 
 def _result_refs(result: Mapping[str, Any], bucket_name: str | None) -> list[ArtifactRef]:
     """The artifacts an ``ArgoWorkflowOperator`` return value lists (``workflows.workflow_result``)."""
-    from airflow_argo_eci.hooks.oss import ArtifactRef
+    from airflow_argo_eci.hooks.oss_artifacts import ArtifactRef
 
     refs = []
     for entry in result.get("artifacts") or []:
@@ -146,7 +147,7 @@ class _WorkflowArtifacts(ArgoHookMixin):
         else:
             name, namespace = workflow.strip(), self.resolved_namespace
         from airflow_argo_eci.errors import NotFoundError
-        from airflow_argo_eci.hooks.oss import workflow_artifacts
+        from airflow_argo_eci.hooks.oss_artifacts import workflow_artifacts
 
         try:
             body = self.hook.get_workflow(name, namespace=namespace)
@@ -156,7 +157,7 @@ class _WorkflowArtifacts(ArgoHookMixin):
                 "or pass the upstream ArgoWorkflowOperator's return value, which lists its artifacts even after "
                 "the workflow was deleted") from exc
         phase = (body.get("status") or {}).get("phase")
-        if phase not in _TERMINAL:
+        if phase not in TERMINAL_PHASES:
             raise WorkflowSpecError(
                 f"task {self.task_id}: workflow {namespace}/{name} is {phase or 'Pending'}, not finished; run this "
                 "task downstream of the ArgoWorkflowOperator (or an ArgoWorkflowSensor) that waits for it")
@@ -338,7 +339,7 @@ class ArgoArtifactDownloadOperator(_WorkflowArtifacts, OSSHookMixin, ExplainedTe
         return result
 
     def _read_text(self, hook: OSSArtifactHook, ref: ArtifactRef) -> str:
-        from airflow_argo_eci.hooks.oss import OSSConfigError
+        from airflow_argo_eci.hooks.oss_errors import OSSConfigError
 
         try:
             return hook.read_artifact_text(ref, max_bytes=self.max_text_bytes)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
 
+from airflow_argo_eci.conventions import TERMINAL_PHASES
 from airflow_argo_eci.errors import WorkflowFailedError, WorkflowSpecError
 from airflow_argo_eci.lifecycle import WorkflowLifecycle, WorkflowRef
 from airflow_argo_eci.operators._base import ArgoHookMixin, ExplainedTemplatesMixin
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 
     from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
 
-ALL_TERMINAL = ("Succeeded", "Failed", "Error")
 
 
 class ArgoWorkflowSensor(ArgoHookMixin, ExplainedTemplatesMixin, BaseSensorOperator):
@@ -51,10 +51,10 @@ class ArgoWorkflowSensor(ArgoHookMixin, ExplainedTemplatesMixin, BaseSensorOpera
         super().__init__(**kwargs)
         if (name is None) == (label_selector is None):
             raise WorkflowSpecError(f"task {self.task_id}: give exactly one of name= or label_selector=")
-        unknown = [p for p in fail_on if p not in ALL_TERMINAL]
+        unknown = [p for p in fail_on if p not in TERMINAL_PHASES]
         if unknown:
             raise WorkflowSpecError(
-                f"task {self.task_id}: fail_on has {unknown}; terminal phases are {', '.join(ALL_TERMINAL)}")
+                f"task {self.task_id}: fail_on has {unknown}; terminal phases are {', '.join(TERMINAL_PHASES)}")
         self.name = name
         self.label_selector = label_selector
         self.namespace = namespace

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
+from airflow_argo_eci.conventions import GROUP, VERSION
 from airflow_argo_eci.stack.config import ADMIN_USER, StackPaths
 
 
@@ -116,7 +117,7 @@ class StackClient:
             from kubernetes import config as k8s_config
 
             api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(config_file=self.argo_kubeconfig))
-            body = api.list_namespaced_custom_object("argoproj.io", "v1alpha1", self.argo_namespace or namespace,
+            body = api.list_namespaced_custom_object(GROUP, VERSION, self.argo_namespace or namespace,
                                                      "workflows", label_selector=selector)
             items = list(body.get("items") or [])
         else:

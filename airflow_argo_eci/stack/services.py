@@ -128,7 +128,7 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 def _start_cluster(paths: StackPaths, wait: float) -> dict[str, Any]:
     """``local up --detach`` into ``cluster/``; its server.json (pid, url, OSS endpoint)."""
-    cmd = [sys.executable, "-m", "airflow_argo_eci.local.cli", "local", "up", "--detach",
+    cmd = [sys.executable, "-m", "airflow_argo_eci.cli", "local", "up", "--detach",
            "--state-dir", str(paths.cluster), "--wait", str(wait)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=wait + 30)
     if done.returncode != 0:

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_argo_eci.errors import ConflictError, NotFoundError, WorkflowSpecError
-from airflow_argo_eci.lifecycle import KILL_ACTIONS, LogCursor, kill_decision
+from airflow_argo_eci.errors import WorkflowSpecError
+from airflow_argo_eci.lifecycle import KILL_ACTIONS, LogCursor, WorkflowRef, arun_kill
 from airflow_argo_eci.triggers.watch_hub import Subscription, WorkflowOutcome, get_hub
 
 if TYPE_CHECKING:
@@ -243,26 +243,6 @@ class ArgoWorkflowTrigger(BaseTrigger):
                 await closer()
 
     async def _kill(self, hook: ArgoWorkflowsHook) -> None:
-        where = f"{self.namespace}/{self.name}"
-        try:
-            workflow: dict[str, Any] | None = await hook.aget_workflow(self.name, self.namespace)
-        except NotFoundError:
-            workflow = None
-        decision, why = kill_decision(workflow, self.uid, self.on_kill_action)
-        if decision != "apply":
-            self.log.info("Task killed; workflow %s: %s", where, why)
-            return
-        try:
-            if self.on_kill_action == "stop":
-                await hook.astop_workflow(self.name, self.namespace, uid=self.uid)
-            elif self.on_kill_action == "terminate":
-                await hook.aterminate_workflow(self.name, self.namespace, uid=self.uid)
-            else:
-                await hook.adelete_workflow(self.name, self.namespace, uid=self.uid)
-        except NotFoundError:
-            self.log.info("Task killed; workflow %s is already gone", where)
-            return
-        except ConflictError:
-            self.log.info("Task killed; workflow %s was replaced by a same-named successor: left alone", where)
-            return
-        self.log.info("Task killed; applied on_kill_action=%s to workflow %s", self.on_kill_action, where)
+        """The sync path's kill (:func:`~airflow_argo_eci.lifecycle.kill_steps`), driven asynchronously."""
+        ref = WorkflowRef(self.name, self.namespace, self.uid)
+        self.log.info("Task killed. %s", await arun_kill(hook, ref, self.on_kill_action))

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from airflow_argo_eci.errors import ArgoApiError, ArgoEciError, GoneError, NotFoundError
+from airflow_argo_eci.hooks.argo_requests import WorkflowList
 from airflow_argo_eci.triggers.pod_logs import (
     DEFAULT_LOG_BURST,
     DEFAULT_LOG_RATE,
@@ -87,8 +88,8 @@ class WorkflowSource(Protocol):
 
     async def alist_workflows(
         self, namespace: str | None = None, label_selector: str = "", field_selector: str = ""
-    ) -> tuple[list[dict[str, Any]], str]:
-        """All workflows of the namespace and the list's resourceVersion."""
+    ) -> WorkflowList:
+        """All workflows of the namespace; the list carries its ``resource_version``."""
         ...
 
     def awatch_workflows(
@@ -498,7 +499,8 @@ class _Channel:
         while self.subscribers:
             try:
                 if need_list:
-                    items, resource_version = await source.alist_workflows(self.namespace)
+                    items = await source.alist_workflows(self.namespace)
+                    resource_version = items.resource_version
                     self._apply_list(items)
                     need_list = False
                 if not source.supports_watch:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from airflow_argo_eci.local.api.resources import WORKFLOWS
 from airflow_argo_eci.local.server import LocalCluster
 from tests.conftest import REPO, kube_connection, oss_connection
 
@@ -65,9 +64,16 @@ def bucket_keys(cluster: LocalCluster, prefix: str) -> list[str]:
 
 
 def workflows_of(cluster: LocalCluster, dag_id: str) -> list[dict[str, Any]]:
-    assert cluster.store is not None
-    items, _, _ = cluster.store.list(WORKFLOWS, "argo", label_selector=f"airflow.apache.org/dag-id={dag_id}")
-    return items
+    """The DAG's workflows in ``argo``, read through the hook (kubernetes transport to ``cluster``)."""
+    from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_ARGO_EXAMPLE_DAGS", kube_connection(cluster))
+        hook = ArgoWorkflowsHook("argo_example_dags")
+        try:
+            return hook.list_workflows(namespace="argo", label_selector=f"airflow.apache.org/dag-id={dag_id}")
+        finally:
+            hook.close()
 
 
 def test_flagship_fanout_dag(local_cluster: LocalCluster, airflow_db: Path) -> None:

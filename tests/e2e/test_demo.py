@@ -25,7 +25,7 @@ def test_demo_once_exits_with_the_runs_outcome_and_leaves_nothing(tmp_path: Path
         pytest.skip("bubblewrap (bwrap) is missing: the local cluster refuses to run pods without its sandbox")
     state_dir = tmp_path / "demo"
     pids: dict[str, int] = {}
-    proc = subprocess.Popen([sys.executable, "-m", "airflow_argo_eci.local.demo", "--once", "--dag", "argo_failing",
+    proc = subprocess.Popen([sys.executable, "-m", "airflow_argo_eci.stack.demo", "--once", "--dag", "argo_failing",
                              "--dags-folder", str(REPO / "dags"), "--port", str(services.free_port()),
                              "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)

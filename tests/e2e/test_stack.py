@@ -37,7 +37,7 @@ TRIGGER_STARTED = re.compile(r"trigger \S+ \(ID \d+\) starting")
 
 
 def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow_argo_eci.local.cli", "stack", *args,
+    return subprocess.run([sys.executable, "-m", "airflow_argo_eci.cli", "stack", *args,
                            "--state-dir", str(stack.paths.root)], capture_output=True, text=True, timeout=120)
 
 

@@ -12,14 +12,15 @@ import pytest
 
 from airflow_argo_eci.errors import InvalidError, NotFoundError
 from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
-from airflow_argo_eci.local.api.resources import CLUSTER_WORKFLOW_TEMPLATES, PODS, WORKFLOW_TEMPLATES, WORKFLOWS
 from airflow_argo_eci.local.server import LocalCluster
 from tests.hooks.conftest import NS, has_running_pod, phase_in, wait_for, workflow
 
 
-def stored(cluster: LocalCluster, name: str) -> dict[str, Any]:
-    assert cluster.store is not None
-    return cluster.store.get(WORKFLOWS, NS, name)
+def pod_uid(kube_api_client: Any, name: str) -> str:
+    """The uid of Pod ``name`` as the cluster's Kubernetes API serves it."""
+    from kubernetes import client
+
+    return str(client.CoreV1Api(kube_api_client).read_namespaced_pod(name, NS).metadata.uid)
 
 
 def test_create_get_list_by_label(hook: ArgoWorkflowsHook, local_cluster: LocalCluster) -> None:
@@ -30,7 +31,7 @@ def test_create_get_list_by_label(hook: ArgoWorkflowsHook, local_cluster: LocalC
     assert body == original  # the caller's dict is not modified
     name = created["metadata"]["name"]
     assert name.startswith("hook-create-") and created["metadata"]["namespace"] == NS
-    assert stored(local_cluster, name)["metadata"]["uid"] == created["metadata"]["uid"]
+    assert hook.get_workflow(name)["metadata"]["uid"] == created["metadata"]["uid"]
 
     got = hook.get_workflow(name)
     assert got["metadata"]["uid"] == created["metadata"]["uid"]
@@ -71,9 +72,9 @@ def test_stop_and_terminate(hook: ArgoWorkflowsHook, local_cluster: LocalCluster
 
     result = hook.stop_workflow(stop_name)
     assert result["spec"]["shutdown"] == "Stop"
-    assert stored(local_cluster, stop_name)["spec"]["shutdown"] == "Stop"
+    assert hook.get_workflow(stop_name)["spec"]["shutdown"] == "Stop"
     hook.terminate_workflow(term_name)
-    assert stored(local_cluster, term_name)["spec"]["shutdown"] == "Terminate"
+    assert hook.get_workflow(term_name)["spec"]["shutdown"] == "Terminate"
 
     assert wait_for(hook, stop_name, phase_in("Failed", "Error"))["status"]["phase"] in ("Failed", "Error")
     assert wait_for(hook, term_name, phase_in("Failed", "Error"))["status"]["phase"] in ("Failed", "Error")
@@ -105,24 +106,22 @@ def test_suspend_and_resume(hook: ArgoWorkflowsHook, local_cluster: LocalCluster
     wait_for(hook, name, lambda wf: any(n["phase"] == "Running" for n in _suspend_nodes(wf)))
 
     hook.suspend_workflow(name)
-    assert stored(local_cluster, name)["spec"]["suspend"] is True
+    assert hook.get_workflow(name)["spec"]["suspend"] is True
 
     hook.resume_workflow(name)
-    after = stored(local_cluster, name)
+    after = hook.get_workflow(name)
     assert "suspend" not in after["spec"]
     assert [n["phase"] for n in _suspend_nodes(after)] == ["Succeeded"]
     done = wait_for(hook, name, phase_in("Succeeded", "Failed", "Error"))
     assert done["status"]["phase"] == "Succeeded"
 
 
-def test_retry_failed_workflow(hook: ArgoWorkflowsHook, local_cluster: LocalCluster) -> None:
-    store = local_cluster.store
-    assert store is not None
+def test_retry_failed_workflow(hook: ArgoWorkflowsHook, local_cluster: LocalCluster, kube_api_client: Any) -> None:
     name = hook.create_workflow(workflow("hook-retry", "echo failing; exit 3"))["metadata"]["name"]
     failed = wait_for(hook, name, phase_in("Failed", "Error"))
     pod_node_id = next(i for i, n in failed["status"]["nodes"].items() if n["type"] == "Pod")
     pod_name = hook.pods_of(failed)[0][1]
-    old_pod_uid = store.get(PODS, NS, pod_name)["metadata"]["uid"]
+    old_pod_uid = pod_uid(kube_api_client, pod_name)
 
     running = hook.create_workflow(workflow("hook-running", "sleep 30"))["metadata"]["name"]
     with pytest.raises(InvalidError, match="Failed/Error"):
@@ -138,10 +137,10 @@ def test_retry_failed_workflow(hook: ArgoWorkflowsHook, local_cluster: LocalClus
     again = wait_for(hook, name, lambda wf: phase_in("Failed", "Error")(wf)
                      and wf["status"]["nodes"].get(pod_node_id, {}).get("startedAt", "")
                      >= failed["status"]["nodes"][pod_node_id]["startedAt"]
-                     and store.get(PODS, NS, pod_name)["metadata"]["uid"] != old_pod_uid)
+                     and pod_uid(kube_api_client, pod_name) != old_pod_uid)
     assert again["status"]["nodes"][pod_node_id]["phase"] in ("Failed", "Error")
     # the failed pod was deleted and ran again under the same name
-    assert store.get(PODS, NS, pod_name)["metadata"]["uid"] != old_pod_uid
+    assert pod_uid(kube_api_client, pod_name) != old_pod_uid
     for wf in hook.list_workflows(field_selector="metadata.name=" + name):
         assert wf["metadata"]["uid"] == failed["metadata"]["uid"]
 
@@ -152,21 +151,19 @@ def test_resubmit(hook: ArgoWorkflowsHook, local_cluster: LocalCluster) -> None:
     new = hook.resubmit_workflow(name)
     new_name = new["metadata"]["name"]
     assert new_name != name and new_name.startswith("hook-resubmit-")
-    saved = stored(local_cluster, new_name)
+    saved = hook.get_workflow(new_name)
     assert saved["metadata"]["labels"]["workflows.argoproj.io/resubmitted-from-workflow"] == name
     assert saved["metadata"]["labels"]["team"] == "data"
-    assert saved["spec"]["templates"] == stored(local_cluster, name)["spec"]["templates"]
+    assert saved["spec"]["templates"] == hook.get_workflow(name)["spec"]["templates"]
     assert wait_for(hook, new_name, phase_in("Succeeded"))["status"]["phase"] == "Succeeded"
 
 
 def test_delete(hook: ArgoWorkflowsHook, local_cluster: LocalCluster) -> None:
-    assert local_cluster.store is not None
     name = hook.create_workflow(workflow("hook-delete"))["metadata"]["name"]
     hook.delete_workflow(name)
     with pytest.raises(NotFoundError):
         hook.get_workflow(name)
-    items, _, _ = local_cluster.store.list(WORKFLOWS, NS, field_selector=f"metadata.name={name}")
-    assert items == []
+    assert hook.list_workflows(field_selector=f"metadata.name={name}") == []
     with pytest.raises(NotFoundError):
         hook.delete_workflow(name)
 
@@ -206,14 +203,16 @@ def test_logs_of_every_pod(hook: ArgoWorkflowsHook) -> None:
         assert hook.read_pod_log(pod, workflow=name, since_time=lines[-1][0]) == []
 
 
-def test_templates(hook: ArgoWorkflowsHook, local_cluster: LocalCluster) -> None:
-    assert local_cluster.store is not None
+def test_templates(hook: ArgoWorkflowsHook, local_cluster: LocalCluster, kube_api_client: Any) -> None:
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(kube_api_client)
     suffix = uuid.uuid4().hex[:8]
     spec = workflow("x")["spec"]
-    local_cluster.store.create(WORKFLOW_TEMPLATES, NS, {
+    custom.create_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "workflowtemplates", {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
         "metadata": {"name": f"tmpl-{suffix}"}, "spec": spec})
-    local_cluster.store.create(CLUSTER_WORKFLOW_TEMPLATES, None, {
+    custom.create_cluster_custom_object("argoproj.io", "v1alpha1", "clusterworkflowtemplates", {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "ClusterWorkflowTemplate",
         "metadata": {"name": f"ctmpl-{suffix}"}, "spec": spec})
     assert hook.get_workflow_template(f"tmpl-{suffix}")["spec"]["entrypoint"] == "main"
@@ -232,14 +231,15 @@ async def test_async_get_list_stop_terminate_delete(hook: ArgoWorkflowsHook, loc
         "metadata"]["name"]
     got = await hook.aget_workflow(stop_name)
     assert got["metadata"]["name"] == stop_name
-    items, rv = await hook.alist_workflows(label_selector=f"run={run}")
+    listed = await hook.alist_workflows(label_selector=f"run={run}")
+    items, rv = listed, listed.resource_version
     assert sorted(w["metadata"]["name"] for w in items) == sorted([stop_name, term_name])
     assert rv.isdigit()
 
     await hook.astop_workflow(stop_name)
     await hook.aterminate_workflow(term_name)
-    assert stored(local_cluster, stop_name)["spec"]["shutdown"] == "Stop"
-    assert stored(local_cluster, term_name)["spec"]["shutdown"] == "Terminate"
+    assert (await hook.aget_workflow(stop_name))["spec"]["shutdown"] == "Stop"
+    assert (await hook.aget_workflow(term_name))["spec"]["shutdown"] == "Terminate"
     for name in (stop_name, term_name):
         await hook.adelete_workflow(name)
         with pytest.raises(NotFoundError):
@@ -251,7 +251,7 @@ def test_namespace_defaults(local_cluster: LocalCluster, make_hook: Callable[...
     # kubernetes: the kubeconfig context's namespace ("argo" in the local kubeconfig)
     k8s = make_hook({"conn_type": "argo_workflows", "extra": {"kube_config_path": str(local_cluster.kubeconfig_path)}})
     name = k8s.create_workflow(workflow("hook-ns"))["metadata"]["name"]
-    assert stored(local_cluster, name)["metadata"]["namespace"] == "argo"
+    assert k8s.get_workflow(name, namespace="argo")["metadata"]["namespace"] == "argo"
     assert k8s.workflow_url(name) is None
 
 
@@ -264,11 +264,11 @@ def test_stop_and_resume_selected_suspend_nodes(hook: ArgoWorkflowsHook, local_c
     with pytest.raises(InvalidError, match="no suspend nodes"):
         hook.resume_workflow(approved, node_field_selector="displayName=nope")
     hook.stop_workflow(rejected, message="rejected by reviewer", node_field_selector="displayName=approve")
-    node = _suspend_nodes(stored(local_cluster, rejected))[0]
+    node = _suspend_nodes(hook.get_workflow(rejected))[0]
     assert (node["phase"], node["message"]) == ("Failed", "rejected by reviewer")
-    assert "shutdown" not in stored(local_cluster, rejected)["spec"]
+    assert "shutdown" not in hook.get_workflow(rejected)["spec"]
 
     hook.resume_workflow(approved, node_field_selector="displayName=approve")
-    assert [n["phase"] for n in _suspend_nodes(stored(local_cluster, approved))] == ["Succeeded"]
+    assert [n["phase"] for n in _suspend_nodes(hook.get_workflow(approved))] == ["Succeeded"]
     assert wait_for(hook, rejected, phase_in("Succeeded", "Failed", "Error"))["status"]["phase"] == "Failed"
     assert wait_for(hook, approved, phase_in("Succeeded", "Failed", "Error"))["status"]["phase"] == "Succeeded"

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from airflow_argo_eci.errors import TlsVerificationError, TransientError, UnauthorizedError, WorkflowSpecError
-from airflow_argo_eci.hooks._argo_common import ALLOWED_EXTRAS
 from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
+from airflow_argo_eci.hooks.argo_connection import ALLOWED_EXTRAS
 from airflow_argo_eci.hooks.connection_form import CONN_FIELDS
 from airflow_argo_eci.local.server import LocalCluster
 from tests.conftest import ClusterTarget
@@ -216,7 +216,8 @@ def test_transient_errors_retried_with_backoff(flaky: Callable[[list[int]], _Fla
 async def test_async_transient_errors_retried(flaky: Callable[[list[int]], _FlakyServer], make_hook: MakeHook) -> None:
     srv = flaky([502])
     hook = make_hook(_flaky_conn(srv, 2))
-    items, rv = await hook.alist_workflows()
+    listed = await hook.alist_workflows()
+    items, rv = listed, listed.resource_version
     assert rv == "7" and len(items) == 1 and len(srv.requests) == 2
     await hook.aclose()
 

@@ -11,7 +11,6 @@ import pytest
 
 from airflow_argo_eci.errors import ArgoEciError, GoneError
 from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
-from airflow_argo_eci.local.api.resources import WORKFLOWS
 from airflow_argo_eci.local.server import LocalCluster
 from tests.hooks.conftest import NS, connection_env, workflow
 from tests.local.api.apiserver_helpers import ApiServer, start_api_server
@@ -36,7 +35,8 @@ async def test_watch_and_resume_from_resource_version(
 ) -> None:
     hook = make_hook(connection_env(local_cluster, "kubernetes"))
     assert hook.supports_watch
-    _, rv = await hook.alist_workflows()
+    listed = await hook.alist_workflows()
+    rv = listed.resource_version
     created = await asyncio.to_thread(hook.create_workflow, workflow("hook-watch"))
     name = created["metadata"]["name"]
 
@@ -71,7 +71,8 @@ def small_server(tmp_path: Path) -> Iterator[ApiServer]:
 
 async def test_watch_bookmarks(small_server: ApiServer, make_hook: Callable[..., ArgoWorkflowsHook]) -> None:
     hook = make_hook(_k8s(small_server.kubeconfig))
-    _, rv = await hook.alist_workflows()
+    listed = await hook.alist_workflows()
+    rv = listed.resource_version
     events = await _collect(hook, rv, lambda seen: len(seen) >= 2)
     assert [t for t, _ in events] == ["BOOKMARK", "BOOKMARK"]
     assert events[0][1]["metadata"]["resourceVersion"] == rv
@@ -82,16 +83,18 @@ async def test_watch_gone_on_compacted_resource_version(
     small_server: ApiServer, make_hook: Callable[..., ArgoWorkflowsHook]
 ) -> None:
     hook = make_hook(_k8s(small_server.kubeconfig))
-    _, start_rv = await hook.alist_workflows()
+    listed = await hook.alist_workflows()
+    start_rv = listed.resource_version
     for i in range(5):
-        small_server.store.create(WORKFLOWS, NS, {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
-                                                  "metadata": {"name": f"gone-{i}"}, "spec": {"entrypoint": "m"}})
+        await asyncio.to_thread(hook.create_workflow, {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                                                       "metadata": {"name": f"gone-{i}"}, "spec": {"entrypoint": "m"}})
     with pytest.raises(GoneError) as err:
         await _collect(hook, start_rv, lambda seen: False)
     assert err.value.status == 410 and err.value.transient
     assert "too old resource version" in str(err.value)
     # relisting gives a fresh resourceVersion from which watching works again
-    items, rv = await hook.alist_workflows()
+    listed = await hook.alist_workflows()
+    items, rv = listed, listed.resource_version
     assert len(items) == 5
     events = await _collect(hook, rv, lambda seen: True)
     assert events[0][0] == "BOOKMARK"

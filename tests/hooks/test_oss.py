@@ -30,13 +30,14 @@ import oss2
 import pytest
 
 from airflow_argo_eci.archives import ArchiveError, pack_tgz
-from airflow_argo_eci.hooks._oss_common import KiB, crc64_function
+from airflow_argo_eci.crc64 import crc64_function
 from airflow_argo_eci.hooks.oss import (
     OSSArtifactHook,
     OSSError,
     OSSIntegrityError,
     workflow_artifacts,
 )
+from airflow_argo_eci.hooks.oss_types import KiB
 from airflow_argo_eci.local.oss.server import OSSServer
 from airflow_argo_eci.local.tls import ensure_certificate
 
@@ -345,7 +346,7 @@ def test_changed_file_starts_a_new_upload(make_hook: Callable[..., OSSArtifactHo
     checkpoint_dir = tmp_path / "checkpoints"
     checkpoint_dir.mkdir(exist_ok=True)
     # a checkpoint for another version of the file: must not be trusted
-    from airflow_argo_eci.hooks._oss_transfer import Checkpoint
+    from airflow_argo_eci.hooks.oss_transfer import Checkpoint
 
     cp = Checkpoint(checkpoint_dir, "upload", [hook.get_bucket().endpoint, raw_bucket.bucket_name, "k.bin",
                                                str(path.resolve())])

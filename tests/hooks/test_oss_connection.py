@@ -9,18 +9,7 @@ from typing import Any
 
 import pytest
 
-from airflow_argo_eci.hooks._oss_common import (
-    DEFAULT_PART_SIZE,
-    MAX_OBJECT_SIZE,
-    MAX_PARTS,
-    GiB,
-    KiB,
-    MiB,
-    TiB,
-    combine_parts,
-    crc64_function,
-    parse_oss_connection,
-)
+from airflow_argo_eci.crc64 import combine_parts, crc64_function
 from airflow_argo_eci.hooks.oss import (
     OSSArtifactHook,
     OSSConfigError,
@@ -28,6 +17,16 @@ from airflow_argo_eci.hooks.oss import (
     OSSNotFoundError,
     choose_part_size,
     workflow_artifacts,
+)
+from airflow_argo_eci.hooks.oss_connection import parse_oss_connection
+from airflow_argo_eci.hooks.oss_types import (
+    DEFAULT_PART_SIZE,
+    MAX_OBJECT_SIZE,
+    MAX_PARTS,
+    GiB,
+    KiB,
+    MiB,
+    TiB,
 )
 
 

@@ -14,7 +14,7 @@ from airflow.sdk import DAG
 from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_argo_eci.errors import NotFoundError, WorkflowFailedError, WorkflowSpecError
-from airflow_argo_eci.local.api.resources import WORKFLOWS
+from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
 from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.operators.argo import XCOM_NAME, XCOM_UID, ArgoWorkflowOperator
 from airflow_argo_eci.workflows import reattach_selector, ti_labels
@@ -52,10 +52,22 @@ def make(task_id: str, **kwargs: Any) -> ArgoWorkflowOperator:
         return ArgoWorkflowOperator(task_id=task_id, poll_interval=0.2, **kwargs)
 
 
-def stored(cluster: LocalCluster, selector: str) -> list[dict[str, Any]]:
-    assert cluster.store is not None
-    items, _, _ = cluster.store.list(WORKFLOWS, "argo", label_selector=selector)
-    return items
+def listed(selector: str) -> list[dict[str, Any]]:
+    """The workflows matching ``selector`` in ``argo``, read through the hook (``argo_default``)."""
+    hook = ArgoWorkflowsHook()
+    try:
+        return hook.list_workflows(namespace="argo", label_selector=selector)
+    finally:
+        hook.close()
+
+
+def read_workflow(name: str) -> dict[str, Any]:
+    """Workflow ``name`` in ``argo``, read through the hook (``argo_default``)."""
+    hook = ArgoWorkflowsHook()
+    try:
+        return hook.get_workflow(name, namespace="argo")
+    finally:
+        hook.close()
 
 
 def test_sync_submit_wait_returns_outputs_and_pushes_identity(argo_default: LocalCluster,
@@ -66,7 +78,7 @@ def test_sync_submit_wait_returns_outputs_and_pushes_identity(argo_default: Loca
     assert result["phase"] == "Succeeded"
     name = ti.xcom[XCOM_NAME]
     assert result["name"] == name and result["uid"] == ti.xcom[XCOM_UID]
-    wf = argo_default.store.get(WORKFLOWS, "argo", name)  # type: ignore[union-attr]
+    wf = read_workflow(name)
     labels = wf["metadata"]["labels"]
     assert labels["team"] == "data"
     assert labels.items() >= ti_labels("dag_sync_ok", "sync_ok", "run-sync-ok", -1, 1).items()
@@ -90,7 +102,7 @@ def test_reattach_after_a_crash_between_create_and_wait(argo_default: LocalClust
     first = op.hook.create_workflow(op.build_workflow(labels), namespace="argo")  # what try 1 got to do
     ti = RecordingTI(try_number=2)
     result = op.execute(context("run-reattach", ti))
-    matching = stored(argo_default, reattach_selector(labels))
+    matching = listed(reattach_selector(labels))
     assert [w["metadata"]["uid"] for w in matching] == [first["metadata"]["uid"]]
     assert result["uid"] == first["metadata"]["uid"] and result["phase"] == "Succeeded"
 
@@ -100,7 +112,7 @@ def test_reattach_off_submits_anew(argo_default: LocalCluster) -> None:
     labels = ti_labels("dag_no_reattach", "no_reattach", "run-no-reattach", -1, 1)
     op.hook.create_workflow(op.build_workflow(labels), namespace="argo")
     op.execute(context("run-no-reattach", RecordingTI(try_number=2)))
-    assert len(stored(argo_default, reattach_selector(labels))) == 2
+    assert len(listed(reattach_selector(labels))) == 2
 
 
 def test_retry_after_a_failed_try_submits_a_new_workflow(argo_default: LocalCluster) -> None:
@@ -110,7 +122,7 @@ def test_retry_after_a_failed_try_submits_a_new_workflow(argo_default: LocalClus
     with pytest.raises(WorkflowFailedError):
         op.execute(context("run-retry-new", RecordingTI(try_number=2)))
     labels = ti_labels("dag_retry_new", "retry_new", "run-retry-new", -1, 1)
-    assert len(stored(argo_default, reattach_selector(labels))) == 2
+    assert len(listed(reattach_selector(labels))) == 2
 
 
 def test_deferrable_defers_then_one_event_completes(argo_default: LocalCluster) -> None:
@@ -160,7 +172,7 @@ def test_on_kill_in_sync_mode_stops_the_workflow(argo_default: LocalCluster, act
         time.sleep(0.05)
     op.on_kill()
     worker.join(timeout=30)
-    wf = argo_default.store.get(WORKFLOWS, "argo", ti.xcom[XCOM_NAME])  # type: ignore[union-attr]
+    wf = read_workflow(ti.xcom[XCOM_NAME])
     assert wf["spec"]["shutdown"] == shutdown
     assert wf["status"]["phase"] in ("Failed", "Error")
     assert f"Stopped with strategy '{shutdown}'" in wf["status"]["message"]
@@ -175,11 +187,11 @@ def test_on_kill_while_deferred_stops_the_workflow(argo_default: LocalCluster) -
     asyncio.run(deferred.value.trigger.on_kill())
     name = ti.xcom[XCOM_NAME]
     deadline = time.monotonic() + 20
-    while (argo_default.store.get(WORKFLOWS, "argo", name).get("status") or {}).get("phase") not in (  # type: ignore[union-attr]
+    while (read_workflow(name).get("status") or {}).get("phase") not in (
             "Failed", "Error"):
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert argo_default.store.get(WORKFLOWS, "argo", name)["spec"]["shutdown"] == "Terminate"  # type: ignore[union-attr]
+    assert read_workflow(name)["spec"]["shutdown"] == "Terminate"
 
 
 def test_timeout_applies_the_kill_action(argo_default: LocalCluster) -> None:
@@ -187,7 +199,7 @@ def test_timeout_applies_the_kill_action(argo_default: LocalCluster) -> None:
     ti = RecordingTI()
     with pytest.raises(TimeoutError):
         op.execute(context("run-timeout", ti))
-    wf = argo_default.store.get(WORKFLOWS, "argo", ti.xcom[XCOM_NAME])  # type: ignore[union-attr]
+    wf = read_workflow(ti.xcom[XCOM_NAME])
     assert wf["spec"]["shutdown"] == "Stop"
 
 
@@ -200,7 +212,7 @@ def test_on_finish_delete_succeeded(argo_default: LocalCluster) -> None:
 
 
 def test_bad_inputs_fail_before_anything_is_sent(argo_default: LocalCluster) -> None:
-    before = len(stored(argo_default, ""))
+    before = len(listed(""))
     with pytest.raises(WorkflowSpecError, match="exactly one of"):
         make("two_sources", workflow=hello(), workflow_template_ref="t")
     with pytest.raises(WorkflowSpecError, match="on_kill_action"):
@@ -214,7 +226,7 @@ def test_bad_inputs_fail_before_anything_is_sent(argo_default: LocalCluster) -> 
     missing_ref = make("missing_ref", workflow_template_ref="no-such-template")
     with pytest.raises(WorkflowSpecError, match="no-such-template"):
         missing_ref.execute(context("run-missing-ref", RecordingTI()))
-    assert len(stored(argo_default, "")) == before
+    assert len(listed("")) == before
 
 
 def test_jinja_renders_airflow_and_leaves_argo_expressions() -> None:
@@ -274,7 +286,7 @@ def test_hera_workflow_and_template_ref_inputs(argo_default: LocalCluster) -> No
     result = make("from_template", workflow_template_ref="op-greeter", parameters={"who": "airflow"}).execute(
         context("run-template", ti))
     assert result["phase"] == "Succeeded"
-    wf = argo_default.store.get(WORKFLOWS, "argo", ti.xcom[XCOM_NAME])  # type: ignore[union-attr]
+    wf = read_workflow(ti.xcom[XCOM_NAME])
     assert wf["spec"]["workflowTemplateRef"] == {"name": "op-greeter"}
     assert wf["spec"]["arguments"]["parameters"] == [{"name": "who", "value": "airflow"}]
 

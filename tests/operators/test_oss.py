@@ -14,7 +14,6 @@ from airflow.sdk import DAG
 
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
-from airflow_argo_eci.local.api.resources import WORKFLOWS
 from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.operators.oss import (
     ArgoArtifactDownloadOperator,
@@ -298,22 +297,27 @@ def finished_workflow(cluster: LocalCluster, command: str = "true") -> str:
     body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "art-"},
             "spec": {"entrypoint": "main", "templates": [
                 {"name": "main", "container": {"image": "alpine:3.20", "command": ["sh", "-c", command]}}]}}
-    name = ArgoWorkflowsHook().create_workflow(body, namespace="argo")["metadata"]["name"]
+    hook = ArgoWorkflowsHook()
+    name = hook.create_workflow(body, namespace="argo")["metadata"]["name"]
     deadline = time.monotonic() + 30
-    while (cluster.store.get(WORKFLOWS, "argo", name).get("status") or {}).get("phase") != "Succeeded":  # type: ignore[union-attr]
+    while (hook.get_workflow(name, namespace="argo").get("status") or {}).get("phase") != "Succeeded":
         assert time.monotonic() < deadline, f"workflow {name} did not succeed"
         time.sleep(0.1)
     return name
 
 
 def record_outputs(cluster: LocalCluster, name: str, artifacts: list[dict[str, Any]]) -> None:
-    """Write output artifacts into the pod node's status, as Argo's wait container reports them."""
-    def mutate(obj: dict[str, Any]) -> None:
-        for entry in obj["status"]["nodes"].values():
-            if entry["type"] == "Pod":
-                entry.setdefault("outputs", {})["artifacts"] = artifacts
+    """Write output artifacts into the pod node's status, as Argo's wait container reports them
+    (a merge patch of the status through the cluster's Kubernetes API)."""
+    from kubernetes import client, config
 
-    cluster.store.update(WORKFLOWS, "argo", name, mutate)  # type: ignore[union-attr]
+    nodes = ArgoWorkflowsHook().get_workflow(name, namespace="argo")["status"]["nodes"]
+    patch = {"status": {"nodes": {node_id: {"outputs": {"artifacts": artifacts}}
+                                  for node_id, entry in nodes.items() if entry["type"] == "Pod"}}}
+    with config.new_client_from_config(config_file=str(cluster.kubeconfig_path)) as api:
+        client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+            "argoproj.io", "v1alpha1", "argo", "workflows", name, patch,
+            _content_type="application/merge-patch+json")
 
 
 def test_download_by_workflow_name_reads_the_workflow(argo_default: LocalCluster, oss: OSSTarget,

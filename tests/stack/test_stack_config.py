@@ -24,7 +24,7 @@ from airflow_argo_eci.stack.config import (
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow_argo_eci.local.cli", "stack", *args],
+    return subprocess.run([sys.executable, "-m", "airflow_argo_eci.cli", "stack", *args],
                           capture_output=True, text=True, timeout=60)
 
 

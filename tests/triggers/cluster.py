@@ -1,12 +1,13 @@
 """An instrumented local cluster for the trigger tests.
 
 The local cluster's own store and HTTP app (Kubernetes routes plus the Argo Server REST subset),
-without the controller: the tests play the Argo controller by writing workflow status straight
-into the store, so every phase change happens exactly when the test says. Between the app and
-uvicorn sits :class:`RecordingMiddleware`, which records every request the server receives (so
-tests assert how many LISTs, WATCHes and GETs the triggers issued) and can cut open watch streams
-and hold new ones back (so tests simulate a lost watch). The store's ``event_window`` is
-configurable, so a watch from an old resourceVersion gets a real ``410 Gone``.
+without the controller: the tests play the Argo controller by writing workflow status through the
+Kubernetes API (the ``arranger`` client), so every phase change happens exactly when the test says.
+Between the app and uvicorn sits :class:`RecordingMiddleware`, which records every request the
+server receives except the arranger's (so tests assert how many LISTs, WATCHes and GETs the
+triggers issued) and can cut open watch streams and hold new ones back (so tests simulate a lost
+watch). The store's ``event_window`` is configurable, so a watch from an old resourceVersion gets
+a real ``410 Gone``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from urllib.parse import parse_qs
 
 from airflow_argo_eci.local.api.app import create_app
 from airflow_argo_eci.local.api.argo_server import build_argo_server_router
-from airflow_argo_eci.local.api.resources import WORKFLOWS
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.kubeconfig import write_kubeconfig
 from airflow_argo_eci.local.paths import StatePaths
@@ -32,7 +32,11 @@ from airflow_argo_eci.local.server import serve_in_thread
 from airflow_argo_eci.local.tls import ensure_certificate
 
 NAMESPACE = "argo"
+#: the header of the test's own requests (playing the controller): the recorder leaves them out
+ARRANGER_HEADER = "X-Test-Arranger"
 WORKFLOWS_PATH = "/apis/argoproj.io/v1alpha1/namespaces/argo/workflows"
+#: group, version, namespace and plural of the workflows, as the ``kubernetes`` client takes them
+_WF = ("argoproj.io", "v1alpha1", NAMESPACE, "workflows")
 
 
 @dataclass
@@ -68,7 +72,7 @@ class RecordingMiddleware:
         self._cut: set[int] = set()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (ARRANGER_HEADER.lower().encode(), b"1") in scope.get("headers", []):
             await self.app(scope, receive, send)
             return
         query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
@@ -137,6 +141,8 @@ class InstrumentedCluster:
     kubeconfig: Path
     recorder: RecordingMiddleware
     stop: Callable[[], None]
+    #: a ``kubernetes`` ApiClient on :attr:`kubeconfig` whose requests the recorder leaves out
+    arranger: Any = None
 
     # ------------------------------------------------------------------ requests
 
@@ -160,14 +166,60 @@ class InstrumentedCluster:
             "metadata": {"name": name, "namespace": NAMESPACE},
             "spec": {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "alpine"}}]},
         }
-        created = self.store.create(WORKFLOWS, NAMESPACE, body)
+        created: dict[str, Any] = self._workflows().create_namespaced_custom_object(*_WF, body)
         return self.set_status(name, {"phase": phase}) if phase else created
 
-    def set_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        def mutate(obj: dict[str, Any]) -> None:
-            obj["status"] = {**(obj.get("status") or {}), **status}
+    def _workflows(self) -> Any:
+        from kubernetes import client
 
-        return self.store.update(WORKFLOWS, NAMESPACE, name, mutate)
+        return client.CustomObjectsApi(self.arranger)
+
+    def get_workflow(self, name: str) -> dict[str, Any] | None:
+        """Workflow ``name`` as the API serves it; None when there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            got: dict[str, Any] = self._workflows().get_namespaced_custom_object(*_WF, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return got
+
+    def watch_is_gone(self, resource_version: str) -> bool:
+        """Whether a workflow watch from ``resource_version`` is answered ``410 Gone`` (its events
+        left the store's window), asked through the API."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        stream = watch.Watch().stream(self._workflows().list_namespaced_custom_object, *_WF,
+                                      resource_version=resource_version, timeout_seconds=1)
+        try:
+            for event in stream:
+                obj = event.get("raw_object") or event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    return isinstance(obj, dict) and obj.get("code") == 410
+                return False
+        except ApiException as exc:
+            return exc.status == 410
+        return False
+
+    def set_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Replace the given top-level ``status`` keys (a read and a status update through the API)."""
+        from kubernetes.client.exceptions import ApiException
+
+        api = self._workflows()
+        for attempt in range(5):
+            obj = api.get_namespaced_custom_object(*_WF, name)
+            obj["status"] = {**(obj.get("status") or {}), **status}
+            try:
+                written: dict[str, Any] = api.replace_namespaced_custom_object_status(*_WF, name, obj)
+            except ApiException as exc:
+                if exc.status != 409 or attempt == 4:
+                    raise
+                continue
+            return written
+        raise AssertionError("unreachable")
 
     def fail(self, name: str, node: str = "step-a", message: str = "exit code 3") -> dict[str, Any]:
         node_id = f"{name}-1234"
@@ -182,7 +234,7 @@ class InstrumentedCluster:
         })
 
     def delete_workflow(self, name: str) -> None:
-        self.store.delete(WORKFLOWS, NAMESPACE, name)
+        self._workflows().delete_namespaced_custom_object(*_WF, name)
 
     # ------------------------------------------------------------------ connections
 
@@ -215,14 +267,19 @@ def start_instrumented_cluster(
                                            graceful_seconds=0.2)
     url = f"https://127.0.0.1:{port}"
     kubeconfig = write_kubeconfig(paths.kubeconfig, url, token, ca_pem=cert.read_bytes())
+    from kubernetes import config
+
+    arranger = config.new_client_from_config(config_file=str(kubeconfig))
+    arranger.set_default_header(ARRANGER_HEADER, "1")
 
     def stop() -> None:
+        arranger.close()
         recorder.watches_open.set()
         server.should_exit = True
         thread.join(timeout=10)
         store.close()
 
-    return InstrumentedCluster(url, token, store, paths, kubeconfig, recorder, stop)
+    return InstrumentedCluster(url, token, store, paths, kubeconfig, recorder, stop, arranger)
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

@@ -16,8 +16,6 @@ import pytest
 from airflow.triggers.base import TriggerEvent
 
 from airflow_argo_eci.errors import WorkflowSpecError
-from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.resources import WORKFLOWS
 from airflow_argo_eci.local.kubeconfig import write_kubeconfig
 from airflow_argo_eci.triggers.argo import ArgoWorkflowTrigger
 from airflow_argo_eci.triggers.watch_hub import get_hub
@@ -329,7 +327,7 @@ async def test_gone_watch_relists_and_delivers(cluster_factory: Any) -> None:
     cluster.set_status("wf-expired", {"phase": "Succeeded"})
     for i in range(5):  # other churn pushes the terminal event out of the 3-event window
         cluster.create_workflow(f"wf-churn-{i}")
-    assert cluster.store.compacted_resource_version > int(watched_from)
+    assert cluster.watch_is_gone(watched_from)
     cluster.recorder.watches_open.set()
     (event,) = await asyncio.wait_for(task, 15)
     assert event.payload["status"] == "success"
@@ -363,15 +361,6 @@ async def test_argo_server_transport_polls_one_list_for_all(cluster_factory: Any
 # ---------------------------------------------------------------------------- on_kill
 
 
-def _stored(cluster: InstrumentedCluster, name: str) -> dict[str, Any] | None:
-    try:
-        return cluster.store.get(WORKFLOWS, NAMESPACE, name)
-    except ApiError as exc:
-        if exc.code == 404:
-            return None
-        raise
-
-
 @pytest.mark.parametrize(("action", "shutdown"), [("stop", "Stop"), ("terminate", "Terminate"),
                                                   ("delete", None), ("keep", None)])
 async def test_on_kill_applies_the_action(cluster: InstrumentedCluster, action: str, shutdown: str | None) -> None:
@@ -384,7 +373,7 @@ async def test_on_kill_applies_the_action(cluster: InstrumentedCluster, action: 
         await task
     before = len(cluster.requests())
     await trigger.on_kill()
-    stored = _stored(cluster, wf["metadata"]["name"])
+    stored = cluster.get_workflow(wf["metadata"]["name"])
     calls = [(r.method, r.path.rsplit("/", 1)[-1]) for r in cluster.requests(since=before)]
     name = wf["metadata"]["name"]
     if action == "keep":
@@ -406,6 +395,6 @@ async def test_on_kill_leaves_a_successor_and_a_finished_workflow_alone(cluster:
     await trigger_for(finished).on_kill()
     await trigger_for(successor, name="wf-absent").on_kill()
     for name in ("wf-successor", "wf-finished-kill"):
-        stored = _stored(cluster, name)
+        stored = cluster.get_workflow(name)
         assert stored is not None and "shutdown" not in stored["spec"]
     assert [r.method for r in cluster.requests(since=before)] == ["GET", "GET"]

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from airflow.triggers.base import TriggerEvent
+from kubernetes import client
 
 from airflow_argo_eci.conventions import workflow_pod_name
 from airflow_argo_eci.lifecycle import LogCursor
-from airflow_argo_eci.local.api.resources import PODS
 from airflow_argo_eci.triggers.pod_logs import DEFAULT_LOG_BURST, DEFAULT_LOG_RATE
 from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.triggers.cluster import NAMESPACE, InstrumentedCluster, eventually
@@ -50,7 +50,7 @@ class Controller:
             self.nodes[node_id] = {"id": node_id, "name": f"{self.name}[0].{step}", "displayName": step,
                                    "templateName": step, "type": "Pod", "phase": phase}
             self.nodes[self.name]["children"].append(node_id)
-            self.cluster.store.create(PODS, NAMESPACE, {
+            client.CoreV1Api(self.cluster.arranger).create_namespaced_pod(NAMESPACE, {
                 "apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": NAMESPACE,
                              "labels": {"workflows.argoproj.io/workflow": self.name}},
                 "spec": {"containers": [{"name": "main", "image": "alpine"}]}, "status": {"phase": phase},

@@ -1,5 +1,5 @@
 """The local cluster's HTTP application: bearer-token auth, Kubernetes ``Status`` errors,
-discovery, and the resource routes of :mod:`airflow_argo_eci.local.api.k8s_routes`.
+discovery, the request log, and the resource routes of :mod:`airflow_argo_eci.local.api.k8s_routes`.
 
 Routers included later (the Argo Server REST API) are protected by the same token check because
 it is an ASGI middleware around the whole application.
@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from airflow_argo_eci.conventions import GROUP
 from airflow_argo_eci.local.api import resources
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.k8s_routes import install_resource_routes
 from airflow_argo_eci.local.api.limits import GuardMiddleware
+from airflow_argo_eci.local.api.request_log import RequestLog, RequestLogMiddleware
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.api.watch import DEFAULT_MAX_BYTES
 from airflow_argo_eci.local.paths import StatePaths
@@ -86,7 +88,7 @@ def _resource_entries(group: str, version: str) -> list[dict[str, Any]]:
         }
         if rt.short_names:
             entry["shortNames"] = list(rt.short_names)
-        if rt.group == "argoproj.io":
+        if rt.group == GROUP:
             entry["categories"] = ["all", "argo"] if rt.kind != "ClusterWorkflowTemplate" else ["argo"]
         out.append(entry)
         if rt.has_status:
@@ -117,18 +119,23 @@ def _not_found_path(path: str) -> ApiError:
 
 
 def create_app(store: Store, *, token: str, paths: StatePaths, bookmark_interval: float = 30.0,
-               watch_cache_bytes: int = DEFAULT_MAX_BYTES) -> FastAPI:
+               watch_cache_bytes: int = DEFAULT_MAX_BYTES, request_log: RequestLog | None = None) -> FastAPI:
     """The FastAPI application serving the Kubernetes API of ``store`` behind ``token``.
 
     ``bookmark_interval`` is how often (seconds) a watch with ``allowWatchBookmarks=true`` gets a
     ``BOOKMARK`` event; ``watch_cache_bytes`` bounds the serialized events all watches share.
+    Authenticated requests are recorded in ``request_log`` (a new :class:`RequestLog` when None),
+    also reachable as ``app.state.request_log``; it is never served over HTTP.
     """
     app = FastAPI(
         title="airflow-argo-eci local cluster", openapi_url=None, docs_url=None, redoc_url=None
     )
+    app.state.request_log = request_log if request_log is not None else RequestLog()
     # added first so it runs inside the token check: bodies are bounded and errors caught for
     # authenticated requests; an unauthenticated one is refused before its body is read
     app.add_middleware(GuardMiddleware)
+    # inside the token check too: only authenticated requests are recorded
+    app.add_middleware(RequestLogMiddleware, log=app.state.request_log)
     app.add_middleware(BearerTokenMiddleware, token=token)
 
     @app.exception_handler(ApiError)

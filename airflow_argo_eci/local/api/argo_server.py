@@ -46,10 +46,21 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from airflow_argo_eci.conventions import (
+    ANNOTATION_NODE_ID,
+    ARGO_VERSION,
+    LABEL_CLUSTER_WORKFLOW_TEMPLATE,
+    LABEL_COMPLETED,
+    LABEL_CRON_WORKFLOW,
+    LABEL_WORKFLOW,
+    LABEL_WORKFLOW_TEMPLATE,
+    TERMINAL_PHASES,
+)
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.k8s_routes import int_query
 from airflow_argo_eci.local.api.limits import json_response, read_json_body
+from airflow_argo_eci.local.api.pod_logs import POD_DONE_PHASES
 from airflow_argo_eci.local.api.resources import (
     CLUSTER_WORKFLOW_TEMPLATES,
     CRON_WORKFLOWS,
@@ -71,20 +82,9 @@ from airflow_argo_eci.retry import (
     update_suspend_nodes,
 )
 
-#: the Argo Workflows release whose API this module follows
-ARGO_VERSION = "v3.6.0"
-LABEL_WORKFLOW = "workflows.argoproj.io/workflow"
-LABEL_COMPLETED = "workflows.argoproj.io/completed"
-LABEL_WORKFLOW_TEMPLATE = "workflows.argoproj.io/workflow-template"
-LABEL_CLUSTER_WORKFLOW_TEMPLATE = "workflows.argoproj.io/cluster-workflow-template"
-LABEL_CRON_WORKFLOW = "workflows.argoproj.io/cron-workflow"
-ANNOTATION_NODE_ID = "workflows.argoproj.io/node-id"
-ANNOTATION_NODE_NAME = "workflows.argoproj.io/node-name"
 #: how often a following log request looks for new lines and pods
 LOG_POLL_INTERVAL = 0.1
 
-_COMPLETED_PHASES = ("Succeeded", "Failed", "Error")
-_POD_DONE_PHASES = ("Succeeded", "Failed")
 _GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 410: 9, 413: 8, 415: 3, 422: 3, 500: 13, 501: 12}
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -164,7 +164,7 @@ def _list_response(rt: ResourceType, items: list[dict[str, Any]], rv: str, token
 
 
 def _is_completed(wf: dict[str, Any]) -> bool:
-    return ((wf.get("status") or {}).get("phase") in _COMPLETED_PHASES
+    return ((wf.get("status") or {}).get("phase") in TERMINAL_PHASES
             or ((wf.get("metadata") or {}).get("labels") or {}).get(LABEL_COMPLETED) == "true")
 
 
@@ -673,7 +673,7 @@ def build_argo_server_router(store: Store, paths: StatePaths) -> APIRouter:
                 yield data
             if not query.follow:
                 return
-            pods_done = all((p.get("status") or {}).get("phase") in _POD_DONE_PHASES for p in pods)
+            pods_done = all((p.get("status") or {}).get("phase") in POD_DONE_PHASES for p in pods)
             if (wf is None or _is_completed(wf)) and pods_done:
                 # one last read: lines written between the read above and the phase change
                 for _, _, data in await call(read_new, pods):

@@ -10,6 +10,13 @@ import copy
 import json
 from typing import Any
 
+#: the media types of a PATCH request: JSON merge patch, Kubernetes' strategic merge patch (applied as a
+#: merge patch), JSON patch and server-side apply (not supported)
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
 #: most operations one JSON patch may have (the API server's limit)
 MAX_OPERATIONS = 10_000
 #: most bytes the ``copy`` operations of one JSON patch may add, so a patch of a few bytes cannot

@@ -30,7 +30,8 @@ from airflow_argo_eci.local.paths import StatePaths
 
 #: how often a following log request polls the file and the pod
 POLL_INTERVAL = 0.1
-_DONE_PHASES = ("Succeeded", "Failed")
+#: Kubernetes pod phases after which a pod's log no longer grows
+POD_DONE_PHASES = ("Succeeded", "Failed")
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
 
 
@@ -133,7 +134,7 @@ async def pod_log_response(
     timestamps = (q.get("timestamps") or "").lower() in ("true", "1")
     # following a finished pod returns what is there, like a terminated container
     follow = (q.get("follow") or "").lower() in ("true", "1") and (
-        (pod.get("status") or {}).get("phase") not in _DONE_PHASES
+        (pod.get("status") or {}).get("phase") not in POD_DONE_PHASES
     )
     tail = _int(q.get("tailLines"), "tailLines")
     limit_bytes = _int(q.get("limitBytes"), "limitBytes")
@@ -253,4 +254,4 @@ def _pod_finished(store: Store, namespace: str, name: str) -> bool:
         if exc.code == 404:
             return True
         raise
-    return (pod.get("status") or {}).get("phase") in _DONE_PHASES
+    return (pod.get("status") or {}).get("phase") in POD_DONE_PHASES

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airflow_argo_eci import conventions
+from airflow_argo_eci.conventions import GROUP, VERSION
+
 
 @dataclass(frozen=True)
 class ResourceType:
@@ -20,10 +23,12 @@ class ResourceType:
 
     @property
     def api_version(self) -> str:
+        """``group/version``, or just the version for the core API."""
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
     def key(self) -> tuple[str, str]:
+        """``(group, plural)``, the key of :data:`REGISTRY`."""
         return (self.group, self.plural)
 
 
@@ -36,21 +41,19 @@ def register(rt: ResourceType) -> ResourceType:
     return rt
 
 
-ARGO = "argoproj.io"
-
 WORKFLOWS = register(
-    ResourceType(ARGO, "v1alpha1", "workflows", "Workflow", True, "workflow", ("wf",), has_status=True)
+    ResourceType(GROUP, VERSION, conventions.WORKFLOWS, "Workflow", True, "workflow", ("wf",), has_status=True)
 )
 WORKFLOW_TEMPLATES = register(
-    ResourceType(ARGO, "v1alpha1", "workflowtemplates", "WorkflowTemplate", True, "workflowtemplate",
+    ResourceType(GROUP, VERSION, conventions.WORKFLOW_TEMPLATES, "WorkflowTemplate", True, "workflowtemplate",
                  ("wftmpl",))
 )
 CRON_WORKFLOWS = register(
-    ResourceType(ARGO, "v1alpha1", "cronworkflows", "CronWorkflow", True, "cronworkflow", ("cwf", "cronwf"),
-                 has_status=True)
+    ResourceType(GROUP, VERSION, conventions.CRON_WORKFLOWS, "CronWorkflow", True, "cronworkflow",
+                 ("cwf", "cronwf"), has_status=True)
 )
 CLUSTER_WORKFLOW_TEMPLATES = register(
-    ResourceType(ARGO, "v1alpha1", "clusterworkflowtemplates", "ClusterWorkflowTemplate", False,
+    ResourceType(GROUP, VERSION, conventions.CLUSTER_WORKFLOW_TEMPLATES, "ClusterWorkflowTemplate", False,
                  "clusterworkflowtemplate", ("clusterwftmpl", "cwft"))
 )
 PODS = register(ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",), has_status=True))
@@ -62,4 +65,5 @@ NAMESPACES = register(ResourceType("", "v1", "namespaces", "Namespace", False, "
 
 
 def lookup(group: str, plural: str) -> ResourceType | None:
+    """The served resource type ``plural`` of ``group``, or None."""
     return REGISTRY.get((group, plural))

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from airflow_argo_eci.archives import ArchiveError, PackPolicy, pack_tgz, unpack_tgz
+from airflow_argo_eci.conventions import ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, SECRETS
 from airflow_argo_eci.local.runtime.podfiles import home_directories, kind_of, world_readable
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ARTIFACT_REPOSITORIES = "artifact-repositories"
-DEFAULT_REPOSITORY_ANNOTATION = "workflows.argoproj.io/default-artifact-repository"
 #: Argo's ``DefaultArchivePattern``
 DEFAULT_KEY_FORMAT = "{{workflow.name}}/{{pod.name}}"
 #: location fields of an artifact (Argo's ``ArtifactLocation``)
@@ -76,7 +76,7 @@ class ArtifactError(ValueError):
     """An artifact cannot be located, saved or loaded; the message is what the node reports."""
 
 
-class NotFound(ArtifactError):
+class ArtifactNotFound(ArtifactError):
     """The artifact's object (or "directory") does not exist."""
 
 
@@ -163,17 +163,17 @@ def resolve_repository(store: Store, namespace: str, ref: dict[str, Any] | None,
             raise ArtifactError(f"failed to resolve artifact repository: configmap {namespace}/{cm_name} "
                                 "not found (spec.artifactRepositoryRef.configMap)")
         key = str(ref.get("key") or ((cm.get("metadata") or {}).get("annotations") or {}).get(
-            DEFAULT_REPOSITORY_ANNOTATION) or "")
+            ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY) or "")
         if not key:
             raise ArtifactError(f"failed to resolve artifact repository: spec.artifactRepositoryRef.key is "
                                 f"empty and configmap {namespace}/{cm_name} has no "
-                                f"{DEFAULT_REPOSITORY_ANNOTATION} annotation")
+                                f"{ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY} annotation")
         return {"configMap": cm_name, "key": key, "namespace": namespace,
                 "artifactRepository": _repository_from(cm, cm_name, key)}
     cm = _config_map(store, namespace, ARTIFACT_REPOSITORIES)
     if cm is not None:
         default_key = str(((cm.get("metadata") or {}).get("annotations") or {}).get(
-            DEFAULT_REPOSITORY_ANNOTATION) or "")
+            ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY) or "")
         if default_key:
             return {"configMap": ARTIFACT_REPOSITORIES, "key": default_key, "namespace": namespace,
                     "artifactRepository": _repository_from(cm, ARTIFACT_REPOSITORIES, default_key)}
@@ -522,7 +522,7 @@ def load_artifact(clients: OSSClients, art: dict[str, Any], dest: Path, loc: Loc
     bucket = clients.bucket(loc)
     try:
         _get(bucket, loc.key, temp)
-    except NotFound:
+    except ArtifactNotFound:
         raise
     except Exception as exc:
         import oss2
@@ -578,8 +578,8 @@ def _get(bucket: oss2.Bucket, key: str, target: Path) -> None:
     prefix = key if key.endswith("/") or not key else key + "/"
     keys = [obj.key for obj in oss2.ObjectIteratorV2(bucket, prefix=prefix)]
     if not keys:
-        raise NotFound(f"artifact object {bucket.bucket_name}/{key} not found (no object and no objects under "
-                       f"{prefix})")
+        raise ArtifactNotFound(f"artifact object {bucket.bucket_name}/{key} not found (no object and no objects "
+                               f"under {prefix})")
     target.mkdir(parents=True, exist_ok=True)
     for obj_key in keys:
         inner = obj_key[len(prefix):]

@@ -1,11 +1,11 @@
 """The workflow controller of the local cluster: reconciles Workflows into Pods run by the runtime.
 
-A daemon thread waits for store changes (or a periodic tick) and runs one :class:`Operation` per
-incomplete Workflow; each pass ends with at most one store update of that workflow. Pods are
-created in the store and handed to the :class:`~airflow_argo_eci.local.runtime.runner.Runtime`;
-when the runtime reports a :class:`PodResult`, the Pod object's status (phase, container status,
-and an outputs annotation with ``result``, exit code and output-file contents) is updated, which
-wakes the controller again.
+A daemon thread waits for store changes (or a periodic tick) and runs one
+:class:`~airflow_argo_eci.local.argo.reconcile.WorkflowReconciler` pass per incomplete Workflow; each
+pass ends with at most one store update of that workflow. Pods are created in the store and handed
+to the :class:`~airflow_argo_eci.local.runtime.runner.Runtime`; when the runtime reports a
+:class:`PodResult`, the Pod object's status (phase, container status, and an outputs annotation with
+``result``, exit code and output-file contents) is updated, which wakes the controller again.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
+from airflow_argo_eci.conventions import ANNOTATION_OUTPUTS, LABEL_COMPLETED, LABEL_PHASE, LABEL_WORKFLOW, now_rfc3339
 from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS, ResourceType
@@ -31,15 +31,8 @@ from airflow_argo_eci.local.argo.artifacts import (
 )
 from airflow_argo_eci.local.argo.budget import MAX_WORKFLOW_SIZE
 from airflow_argo_eci.local.argo.isolation import FailureTracker, describe
-from airflow_argo_eci.local.argo.nodes import now_rfc3339
-from airflow_argo_eci.local.argo.operator import (
-    ANNOTATION_OUTPUTS,
-    LABEL_COMPLETED,
-    LABEL_PHASE,
-    LABEL_WORKFLOW,
-    Operation,
-)
 from airflow_argo_eci.local.argo.packing import pack_status
+from airflow_argo_eci.local.argo.reconcile import ArtifactSaver, WorkflowReconciler
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.runtime import PodRequest, PodResult
 from airflow_argo_eci.workflows import workflow_nodes
@@ -49,9 +42,6 @@ log = logging.getLogger(__name__)
 
 #: why a pod that was running when the previous server stopped has no result
 POD_LOST = "pod lost: the local cluster stopped while it was running"
-
-#: uploads a finished pod's output artifacts: (node-status entries, "" or why saving failed)
-ArtifactSaver = Callable[[PodResult], tuple[list[dict[str, Any]], str]]
 
 
 class RuntimeLike(Protocol):
@@ -302,8 +292,8 @@ class Controller:
                 self.kill_pod(namespace, pod["metadata"]["name"], message)
 
     def reconcile(self, wf: dict[str, Any]) -> None:
-        """Run one operation on ``wf`` (a copy from the store) and write the result back."""
-        op = Operation(self, wf)
+        """Run one reconcile pass on ``wf`` (a copy from the store) and write the result back."""
+        op = WorkflowReconciler(self, wf)
         op.run()
         meta = wf["metadata"]
         key = (meta.get("namespace", "default"), meta["name"])
@@ -346,6 +336,10 @@ class Controller:
             if exc.code == 404:
                 return None
             raise
+
+    def pod_is_running(self, namespace: str, name: str) -> bool:
+        """Whether the runtime is running the pod's process."""
+        return self.runtime.is_running(namespace, name)
 
     def create_and_submit(self, pod: dict[str, Any], request: PodRequest, *,
                           save_artifacts: ArtifactSaver | None = None) -> None:

@@ -1,10 +1,8 @@
-"""Node-name forms, Go-style values and small status helpers of the local controller.
+"""Node-name forms, Go-style values, durations and quantities, and small node-status helpers of the
+local controller.
 
-Node ids, pod names and their hash live in :mod:`airflow_argo_eci.conventions` (re-exported here for the
-controller). Mirrors ``workflow/util/pod_name.go`` and the node-naming conventions of Argo's workflow operator:
-the root node's id is the workflow name, every other node's id is ``<wf>-<fnv32a(node name)>``, and
-pod names (v2) are ``<wf>-<template>-<fnv32a(node name)>`` with the prefix truncated so the name
-fits into 253 characters.
+Node ids, pod names and their hash are Argo's conventions: they live in
+:mod:`airflow_argo_eci.conventions` (``node_id``, ``pod_name``, ``fnv32a``).
 """
 
 from __future__ import annotations
@@ -13,14 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from airflow_argo_eci.conventions import FAILED_PHASES as _FAILED
-from airflow_argo_eci.conventions import NODE_COMPLETED_PHASES, fnv32a, node_id, now_rfc3339, pod_name
-
-__all__ = ["COMPLETED_PHASES", "FAILED_PHASES", "fnv32a", "node_id", "now_rfc3339", "pod_name"]
-
-#: phases after which a node never changes again
-COMPLETED_PHASES = NODE_COMPLETED_PHASES
-FAILED_PHASES = frozenset(_FAILED)
+from airflow_argo_eci.conventions import FAILED_PHASES
 
 
 def item_description(item: Any) -> str:
@@ -129,3 +120,31 @@ def parse_cpu(value: Any, default: float) -> float:
         return max(0.0, float(parse_quantity(value, "cpu")))
     except LimitError:
         return default
+
+
+def mem_units(value: Any) -> float:
+    """Memory request in Argo's resource-duration unit (100Mi); 1 when unset."""
+    from airflow_argo_eci.local.runtime.limits import LimitError, parse_quantity
+
+    if value in (None, ""):
+        return 1.0
+    try:
+        return float(parse_quantity(value, "memory")) / (100 * 1024**2)
+    except LimitError:
+        return 1.0
+
+
+def continues_on(step: dict[str, Any], phase: str) -> bool:
+    """Whether a step / task with ``continueOn`` goes on after a child ended in ``phase``."""
+    cont = step.get("continueOn") or {}
+    return (phase == "Failed" and bool(cont.get("failed"))) or (phase == "Error" and bool(cont.get("error")))
+
+
+def aggregate_phase(phases: list[Any]) -> str:
+    """The ``status`` of an expanded step / task: Failed if any child failed, Skipped if all were
+    skipped or omitted, else Succeeded."""
+    if any(p in FAILED_PHASES for p in phases):
+        return "Failed"
+    if all(p in ("Skipped", "Omitted") for p in phases):
+        return "Skipped"
+    return "Succeeded"

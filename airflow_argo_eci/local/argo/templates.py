@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,26 @@ def template_type(tmpl: dict[str, Any]) -> str | None:
         if tmpl.get(kind) is not None:
             return kind
     return None
+
+
+def node_type(tmpl: dict[str, Any] | None) -> str:
+    """The type of the node that runs ``tmpl`` (``Steps``, ``DAG``, ``Suspend``, else ``Pod``)."""
+    kind = template_type(tmpl or {})
+    return {"steps": "Steps", "dag": "DAG", "suspend": "Suspend"}.get(kind or "", "Pod")
+
+
+def params_of(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The ``parameters`` of an ``inputs`` / ``outputs`` / ``arguments`` object (well-formed entries only)."""
+    if not obj:
+        return []
+    return [p for p in (obj.get("parameters") or []) if isinstance(p, dict)]
+
+
+def artifacts_of(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The ``artifacts`` of an ``inputs`` / ``outputs`` / ``arguments`` object (well-formed entries only)."""
+    if not obj:
+        return []
+    return [a for a in (obj.get("artifacts") or []) if isinstance(a, dict)]
 
 
 def deep_merge(base: Any, overlay: Any) -> Any:
@@ -246,3 +267,31 @@ def _check_cycles(where: str, graph: dict[str, list[str]]) -> None:
             else:
                 state[node] = 2
                 path.pop()
+
+
+def spec_seconds(value: Any, field: str) -> float:
+    """A number of seconds (``activeDeadlineSeconds``); :class:`SpecError` naming ``field`` otherwise."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not seconds >= 0:
+        raise SpecError(f"{field}: must be a non-negative number of seconds, got {str(value)[:100]!r}")
+    return seconds
+
+
+def spec_parallelism(value: Any, field: str) -> int | None:
+    """A ``parallelism`` value (None when unset); :class:`SpecError` for anything but an integer >= 0."""
+    if value in (None, ""):
+        return None
+    number = -1
+    if isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = -1
+    if number < 0:
+        raise SpecError(f"{field}: must be a non-negative integer, got {str(value)[:100]!r}")
+    return number

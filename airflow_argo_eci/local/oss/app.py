@@ -26,7 +26,7 @@ from oss2.utils import Crc64
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from airflow_argo_eci.local.oss.errors import OSSError, new_request_id, no_such_key
+from airflow_argo_eci.local.oss.errors import OSSErrorResponse, new_request_id, no_such_key
 from airflow_argo_eci.local.oss.multipart import Multipart, Upload, check_part_number
 from airflow_argo_eci.local.oss.signature import Keyring, verify
 from airflow_argo_eci.local.oss.storage import ObjectInfo, Storage, check_bucket_name, check_key
@@ -172,8 +172,9 @@ def _check_conditions(info: ObjectInfo, headers: Mapping[str, str], prefix: str 
         if since is not None and modified > since:
             failed = "If-Unmodified-Since"
     if failed is not None:
-        raise OSSError(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.",
-                       Condition=prefix + failed.lower() if prefix else failed)
+        raise OSSErrorResponse(412, "PreconditionFailed",
+                               "At least one of the pre-conditions you specified did not hold.",
+                               Condition=prefix + failed.lower() if prefix else failed)
     if if_none is not None:
         return not _etag_matches(if_none, info.etag)
     since = _parse_http_time(headers.get(prefix + "if-modified-since"))
@@ -183,8 +184,8 @@ def _check_conditions(info: ObjectInfo, headers: Mapping[str, str], prefix: str 
 def _forbid_overwrite(headers: Mapping[str, str]) -> bool:
     value = headers.get("x-oss-forbid-overwrite", "false").strip().lower()
     if value not in ("true", "false"):
-        raise OSSError(400, "InvalidArgument", "x-oss-forbid-overwrite must be true or false.",
-                       ArgumentName="x-oss-forbid-overwrite", ArgumentValue=value)
+        raise OSSErrorResponse(400, "InvalidArgument", "x-oss-forbid-overwrite must be true or false.",
+                               ArgumentName="x-oss-forbid-overwrite", ArgumentValue=value)
     return value == "true"
 
 
@@ -195,8 +196,8 @@ def _not_modified(info: ObjectInfo) -> Response:
 def _max_keys(params: Mapping[str, str]) -> int:
     raw = params.get("max-keys", "") or "100"
     if not is_uint(raw) or not 0 < int(raw) <= MAX_LIST_KEYS:
-        raise OSSError(400, "InvalidArgument", f"max-keys must be an integer from 1 to {MAX_LIST_KEYS}.",
-                       ArgumentName="max-keys", ArgumentValue=raw)
+        raise OSSErrorResponse(400, "InvalidArgument", f"max-keys must be an integer from 1 to {MAX_LIST_KEYS}.",
+                               ArgumentName="max-keys", ArgumentValue=raw)
     return int(raw)
 
 
@@ -227,7 +228,7 @@ class OSSApp:
         except ClientDisconnect:
             return  # the client went away mid-request; its partial upload has been discarded
         except Exception as exc:  # every failure reaches the client as OSS error XML, logged as one line
-            if isinstance(exc, OSSError):
+            if isinstance(exc, OSSErrorResponse):
                 err = exc
                 level = logging.WARNING if exc.status in (400, 403) else logging.INFO
                 logger.log(level, "local OSS store: %s %s rejected: %d %s: %s", request.method,
@@ -236,7 +237,7 @@ class OSSApp:
                 logger.error("local OSS store: %s %s failed: %s: %s", request.method, _short(request.url.path),
                              type(exc).__name__, _short(str(exc)))
                 logger.debug("local OSS store: traceback of the failure above", exc_info=True)
-                err = OSSError(500, "InternalError", f"We encountered an internal error: {type(exc).__name__}.")
+                err = OSSErrorResponse(500, "InternalError", f"We encountered an internal error: {type(exc).__name__}.")
             response = err.to_response(request_id, request.headers.get("host", "127.0.0.1"),
                                        head=request.method == "HEAD")
         response.headers["x-oss-request-id"] = request_id
@@ -255,12 +256,13 @@ class OSSApp:
             try:
                 key = unquote(key_raw, errors="strict")
             except UnicodeDecodeError:
-                raise OSSError(400, "InvalidObjectName", "The object name is not valid UTF-8.") from None
+                raise OSSErrorResponse(400, "InvalidObjectName", "The object name is not valid UTF-8.") from None
         try:
             params_list = parse_qsl(request.scope.get("query_string", b"").decode(), keep_blank_values=True,
                                     errors="strict")
         except (UnicodeDecodeError, ValueError):
-            raise OSSError(400, "InvalidArgument", "The query string is not valid UTF-8 / URL encoding.") from None
+            raise OSSErrorResponse(400, "InvalidArgument",
+                                   "The query string is not valid UTF-8 / URL encoding.") from None
         params = dict(params_list)
         headers = {k.lower(): v for k, v in request.headers.items()}
         method = request.method
@@ -270,7 +272,7 @@ class OSSApp:
         if bucket is None:
             if method == "GET":
                 return self._list_buckets(params)
-            raise OSSError(405, "MethodNotAllowed", f"{method} is not allowed on the service.")
+            raise OSSErrorResponse(405, "MethodNotAllowed", f"{method} is not allowed on the service.")
         if not key:
             return await self._bucket_op(request, method, bucket, params, headers)
         check_key(key)
@@ -284,8 +286,8 @@ class OSSApp:
             return Response(b"", headers={"location": f"/{bucket}"})
         if method == "DELETE" and not params:
             if self.multipart.has_uploads(bucket):
-                raise OSSError(409, "BucketNotEmpty", "The bucket has multipart uploads in progress.",
-                               BucketName=bucket)
+                raise OSSErrorResponse(409, "BucketNotEmpty", "The bucket has multipart uploads in progress.",
+                                       BucketName=bucket)
             self.storage.delete_bucket(bucket)
             return Response(b"", status_code=204)
         if method == "GET" and params.get("list-type") == "2":
@@ -298,8 +300,8 @@ class OSSApp:
             return await self._delete_multiple(request, bucket, params, headers)
         if method == "GET" and set(params) in ({"bucketInfo"}, {"location"}, {"acl"}):
             return self._bucket_facts(bucket, next(iter(params)))
-        raise OSSError(501, "NotImplemented", f"{method} with {sorted(params)} on a bucket is not implemented "
-                       "by the local OSS store.")
+        raise OSSErrorResponse(501, "NotImplemented", f"{method} with {sorted(params)} on a bucket is not implemented "
+                               "by the local OSS store.")
 
     async def _object_op(self, request: Request, method: str, bucket: str, key: str, params: dict[str, str],
                          headers: dict[str, str]) -> Response:
@@ -313,8 +315,8 @@ class OSSApp:
                                           "last-modified": _http_date(info.mtime),
                                           "x-oss-hash-crc64ecma": str(info.crc64)})
         if rest or (overrides and method != "GET"):
-            raise OSSError(501, "NotImplemented", f"{method} with {sorted(params)} on an object is not "
-                           "implemented by the local OSS store.")
+            raise OSSErrorResponse(501, "NotImplemented", f"{method} with {sorted(params)} on an object is not "
+                                   "implemented by the local OSS store.")
         if method == "PUT" and "x-oss-copy-source" in headers:
             return self._copy(bucket, key, headers)
         if method == "PUT":
@@ -327,7 +329,7 @@ class OSSApp:
         if method == "DELETE":
             self.storage.delete(bucket, key)
             return Response(b"", status_code=204)
-        raise OSSError(405, "MethodNotAllowed", f"{method} is not allowed on an object.")
+        raise OSSErrorResponse(405, "MethodNotAllowed", f"{method} is not allowed on an object.")
 
     # buckets ---------------------------------------------------------------------------------
     def _owner(self) -> str:
@@ -376,8 +378,8 @@ class OSSApp:
         max_keys = _max_keys(params)
         encoding = params.get("encoding-type", "")
         if encoding not in ("", "url"):
-            raise OSSError(400, "InvalidArgument", "encoding-type must be 'url'.", ArgumentName="encoding-type",
-                           ArgumentValue=encoding)
+            raise OSSErrorResponse(400, "InvalidArgument", "encoding-type must be 'url'.", ArgumentName="encoding-type",
+                                   ArgumentValue=encoding)
 
         def enc(s: str) -> str:
             return quote(s, safe="") if encoding else s
@@ -420,9 +422,9 @@ class OSSApp:
         root = self._parse_xml(await self._small_body(request, headers))
         objects = root.findall("Object")
         if root.tag != "Delete" or not objects:
-            raise OSSError(400, "MalformedXML", "Expected <Delete> with at least one <Object><Key>.")
+            raise OSSErrorResponse(400, "MalformedXML", "Expected <Delete> with at least one <Object><Key>.")
         if len(objects) > MAX_LIST_KEYS:
-            raise OSSError(400, "MalformedXML", f"At most {MAX_LIST_KEYS} objects can be deleted at once.")
+            raise OSSErrorResponse(400, "MalformedXML", f"At most {MAX_LIST_KEYS} objects can be deleted at once.")
         quiet = (root.findtext("Quiet") or "false").strip().lower() == "true"
         encoding = params.get("encoding-type", "")
         self.storage.head_bucket(bucket)
@@ -441,21 +443,22 @@ class OSSApp:
     @staticmethod
     def _parse_xml(body: bytes) -> ElementTree.Element:
         if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-            raise OSSError(400, "MalformedXML", "DTDs and entities are not accepted in request XML.")
+            raise OSSErrorResponse(400, "MalformedXML", "DTDs and entities are not accepted in request XML.")
         try:
             return ElementTree.fromstring(body)  # noqa: S314 - bounded size, no DTD/entities (checked above)
         except ElementTree.ParseError as exc:
-            raise OSSError(400, "MalformedXML", f"The XML you provided was not well-formed: {exc}.") from None
+            raise OSSErrorResponse(400, "MalformedXML", f"The XML you provided was not well-formed: {exc}.") from None
 
     async def _small_body(self, request: Request, headers: dict[str, str]) -> bytes:
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_XML_BODY:
-                raise OSSError(400, "EntityTooLarge", f"The XML body exceeds {MAX_XML_BODY} bytes.")
+                raise OSSErrorResponse(400, "EntityTooLarge", f"The XML body exceeds {MAX_XML_BODY} bytes.")
         expected = self._expected_md5(headers)
         if expected is not None and expected != hashlib.md5(body, usedforsecurity=False).digest():
-            raise OSSError(400, "InvalidDigest", "The Content-MD5 you specified did not match what was received.")
+            raise OSSErrorResponse(400, "InvalidDigest",
+                                   "The Content-MD5 you specified did not match what was received.")
         return body
 
     # objects ---------------------------------------------------------------------------------
@@ -469,7 +472,7 @@ class OSSApp:
         except (binascii.Error, ValueError):
             digest = b""
         if len(digest) != 16:
-            raise OSSError(400, "InvalidDigest", "The Content-MD5 you specified is not a base64 MD5 digest.")
+            raise OSSErrorResponse(400, "InvalidDigest", "The Content-MD5 you specified is not a base64 MD5 digest.")
         return digest
 
     @staticmethod
@@ -496,8 +499,8 @@ class OSSApp:
                 await anyio.to_thread.run_sync(sink.write, b"".join(pending))
             await anyio.to_thread.run_sync(sink.finish)
             if expected is not None and expected != sink.md5.digest():
-                raise OSSError(400, "InvalidDigest", "The Content-MD5 you specified did not match what was "
-                               "received.")
+                raise OSSErrorResponse(400, "InvalidDigest", "The Content-MD5 you specified did not match what was "
+                                       "received.")
         except BaseException:
             sink.discard()
             raise
@@ -507,8 +510,8 @@ class OSSApp:
         check_bucket_name(bucket)
         for name in ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"):
             if name.lower() in headers:
-                raise OSSError(400, "NotImplemented", "A header you provided implies functionality that is not "
-                               "implemented.", Header=name)
+                raise OSSErrorResponse(400, "NotImplemented", "A header you provided implies functionality that is not "
+                                       "implemented.", Header=name)
         forbid = _forbid_overwrite(headers)
         self.storage.head_bucket(bucket)
         if forbid:
@@ -545,7 +548,7 @@ class OSSApp:
         if method == "DELETE":
             self.multipart.abort(upload)
             return Response(b"", status_code=204)
-        raise OSSError(405, "MethodNotAllowed", f"{method} is not allowed on a multipart upload.")
+        raise OSSErrorResponse(405, "MethodNotAllowed", f"{method} is not allowed on a multipart upload.")
 
     async def _upload_part(self, request: Request, upload: Upload, number: int, headers: dict[str, str]) -> Response:
         sink = await self._receive(request, headers)
@@ -564,14 +567,14 @@ class OSSApp:
         if headers.get("x-oss-complete-all", "").lower() != "yes":
             root = self._parse_xml(body)
             if root.tag != "CompleteMultipartUpload":
-                raise OSSError(400, "MalformedXML", "Expected <CompleteMultipartUpload> with <Part> elements.")
+                raise OSSErrorResponse(400, "MalformedXML", "Expected <CompleteMultipartUpload> with <Part> elements.")
             wanted = []
             for node in root.findall("Part"):
                 number, etag = node.findtext("PartNumber") or "", node.findtext("ETag") or ""
                 wanted.append((check_part_number(number.strip()), etag.strip()))
         elif body:
-            raise OSSError(400, "InvalidArgument", "x-oss-complete-all: yes takes no part list in the body.",
-                           ArgumentName="x-oss-complete-all")
+            raise OSSErrorResponse(400, "InvalidArgument", "x-oss-complete-all: yes takes no part list in the body.",
+                                   ArgumentName="x-oss-complete-all")
         stored = await anyio.to_thread.run_sync(self.multipart.complete, upload, wanted, _forbid_overwrite(headers))
         xml = (XML_HEAD + "<CompleteMultipartUploadResult>" + _x("Location", f"/{stored.bucket}/{stored.key}")
                + _x("Bucket", stored.bucket) + _x("Key", stored.key) + _x("ETag", f'"{stored.etag}"')
@@ -583,11 +586,11 @@ class OSSApp:
         marker_raw = params.get("part-number-marker", "") or "0"
         max_raw = params.get("max-parts", "") or "1000"
         if not is_uint(marker_raw) or int(marker_raw) > 2**31:
-            raise OSSError(400, "InvalidArgument", "part-number-marker must be an integer.",
-                           ArgumentName="part-number-marker", ArgumentValue=marker_raw)
+            raise OSSErrorResponse(400, "InvalidArgument", "part-number-marker must be an integer.",
+                                   ArgumentName="part-number-marker", ArgumentValue=marker_raw)
         if not is_uint(max_raw) or not 0 < int(max_raw) <= 1000:
-            raise OSSError(400, "InvalidArgument", "max-parts must be an integer from 1 to 1000.",
-                           ArgumentName="max-parts", ArgumentValue=max_raw)
+            raise OSSErrorResponse(400, "InvalidArgument", "max-parts must be an integer from 1 to 1000.",
+                                   ArgumentName="max-parts", ArgumentValue=max_raw)
         parts = self.multipart.parts(upload.upload_id, int(marker_raw), int(max_raw) + 1)
         truncated = len(parts) > int(max_raw)
         parts = parts[: int(max_raw)]
@@ -606,8 +609,8 @@ class OSSApp:
         key_marker, id_marker = params.get("key-marker", ""), params.get("upload-id-marker", "")
         max_raw = params.get("max-uploads", "") or "1000"
         if not is_uint(max_raw) or not 0 < int(max_raw) <= 1000:
-            raise OSSError(400, "InvalidArgument", "max-uploads must be an integer from 1 to 1000.",
-                           ArgumentName="max-uploads", ArgumentValue=max_raw)
+            raise OSSErrorResponse(400, "InvalidArgument", "max-uploads must be an integer from 1 to 1000.",
+                                   ArgumentName="max-uploads", ArgumentValue=max_raw)
         limit = int(max_raw)
         encoding = params.get("encoding-type", "")
 
@@ -653,8 +656,8 @@ class OSSApp:
         source = unquote(headers["x-oss-copy-source"]).split("?", 1)[0]
         src_bucket, sep, src_key = source.lstrip("/").partition("/")
         if not sep or not src_key:
-            raise OSSError(400, "InvalidArgument", "x-oss-copy-source must be /<bucket>/<key>.",
-                           ArgumentName="x-oss-copy-source", ArgumentValue=headers["x-oss-copy-source"])
+            raise OSSErrorResponse(400, "InvalidArgument", "x-oss-copy-source must be /<bucket>/<key>.",
+                                   ArgumentName="x-oss-copy-source", ArgumentValue=headers["x-oss-copy-source"])
         src = self.storage.head(src_bucket, src_key)
         forbid = _forbid_overwrite(headers)
         self.storage.head_bucket(bucket)
@@ -664,8 +667,8 @@ class OSSApp:
             self.storage.check_absent(bucket, key)
         directive = headers.get("x-oss-metadata-directive", "COPY").upper()
         if directive not in ("COPY", "REPLACE"):
-            raise OSSError(400, "InvalidArgument", "x-oss-metadata-directive must be COPY or REPLACE.",
-                           ArgumentName="x-oss-metadata-directive", ArgumentValue=directive)
+            raise OSSErrorResponse(400, "InvalidArgument", "x-oss-metadata-directive must be COPY or REPLACE.",
+                                   ArgumentName="x-oss-metadata-directive", ArgumentValue=directive)
         if directive == "REPLACE":
             meta, ctype = self._user_meta(headers), headers.get("content-type") or src.content_type
         else:
@@ -704,8 +707,8 @@ class OSSApp:
                 start, length, status = rng[0], rng[1] - rng[0] + 1, 206
                 out["content-range"] = f"bytes {rng[0]}-{rng[1]}/{info.size}"
             elif headers.get("x-oss-range-behavior", "").lower() == "standard":
-                raise OSSError(416, "InvalidRange", "The requested range is not satisfiable.",
-                               RangeRequested=headers["range"], ActualObjectSize=str(info.size))
+                raise OSSErrorResponse(416, "InvalidRange", "The requested range is not satisfiable.",
+                                       RangeRequested=headers["range"], ActualObjectSize=str(info.size))
         out["content-length"] = str(length)
         if head:
             return Response(b"", headers=out)

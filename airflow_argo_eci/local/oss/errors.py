@@ -14,7 +14,7 @@ def new_request_id() -> str:
     return secrets.token_hex(12).upper()
 
 
-class OSSError(Exception):
+class OSSErrorResponse(Exception):
     """An error the store reports to the client as OSS error XML.
 
     ``code`` is the OSS error code (``NoSuchKey``, ``SignatureDoesNotMatch`` ...), ``status`` the
@@ -52,11 +52,11 @@ def _clip(value: str, limit: int = 1024) -> str:
     return value if len(value) <= limit else value[:limit] + "..."
 
 
-def no_such_bucket(bucket: str) -> OSSError:
+def no_such_bucket(bucket: str) -> OSSErrorResponse:
     """The 404 OSS returns for a bucket that does not exist."""
-    return OSSError(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket)
+    return OSSErrorResponse(404, "NoSuchBucket", "The specified bucket does not exist.", BucketName=bucket)
 
 
-def no_such_key(key: str) -> OSSError:
+def no_such_key(key: str) -> OSSErrorResponse:
     """The 404 OSS returns for an object that does not exist."""
-    return OSSError(404, "NoSuchKey", "The specified key does not exist.", Key=key)
+    return OSSErrorResponse(404, "NoSuchKey", "The specified key does not exist.", Key=key)

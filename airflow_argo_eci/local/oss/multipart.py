@@ -15,7 +15,7 @@ from pathlib import Path
 
 from oss2.utils import Crc64
 
-from airflow_argo_eci.local.oss.errors import OSSError
+from airflow_argo_eci.local.oss.errors import OSSErrorResponse
 from airflow_argo_eci.local.oss.storage import ObjectInfo, Storage
 
 #: OSS's limits: part numbers 1..10000, every part but the last at least 100 KiB.
@@ -47,17 +47,17 @@ class Part:
     data_file: str
 
 
-def no_such_upload(upload_id: str) -> OSSError:
+def no_such_upload(upload_id: str) -> OSSErrorResponse:
     """The 404 OSS returns for an unknown or finished upload id."""
-    return OSSError(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, "
-                    "or the upload may have been aborted or completed.", UploadId=upload_id)
+    return OSSErrorResponse(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, "
+                            "or the upload may have been aborted or completed.", UploadId=upload_id)
 
 
 def check_part_number(raw: str) -> int:
     """Parse ``partNumber``; 400 ``InvalidArgument`` outside 1..10000."""
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_PART_NUMBER:
-        raise OSSError(400, "InvalidArgument", f"partNumber must be an integer from 1 to {MAX_PART_NUMBER}.",
-                       ArgumentName="partNumber", ArgumentValue=raw)
+        raise OSSErrorResponse(400, "InvalidArgument", f"partNumber must be an integer from 1 to {MAX_PART_NUMBER}.",
+                               ArgumentName="partNumber", ArgumentValue=raw)
     return int(raw)
 
 
@@ -166,22 +166,23 @@ class Multipart:
         if wanted is None:
             wanted = [(n, have[n].etag) for n in sorted(have)]
         if not wanted:
-            raise OSSError(400, "MalformedXML", "CompleteMultipartUpload needs at least one part.")
+            raise OSSErrorResponse(400, "MalformedXML", "CompleteMultipartUpload needs at least one part.")
         numbers = [n for n, _ in wanted]
         if numbers != sorted(set(numbers)):
-            raise OSSError(400, "InvalidPartOrder", "The list of parts was not in ascending order.")
+            raise OSSErrorResponse(400, "InvalidPartOrder", "The list of parts was not in ascending order.")
         chosen: list[Part] = []
         for number, etag in wanted:
             part = have.get(number)
             if part is None or part.etag != etag.strip('"').upper():
-                raise OSSError(400, "InvalidPart", "One or more of the specified parts could not be found or "
-                               "the specified entity tag might not have matched the part's entity tag.",
-                               PartNumber=str(number), ETag=etag)
+                raise OSSErrorResponse(400, "InvalidPart", "One or more of the specified parts could not be found or "
+                                       "the specified entity tag might not have matched the part's entity tag.",
+                                       PartNumber=str(number), ETag=etag)
             chosen.append(part)
         for part in chosen[:-1]:
             if part.size < MIN_PART_SIZE:
-                raise OSSError(400, "EntityTooSmall", f"Every part but the last must be at least {MIN_PART_SIZE} "
-                               "bytes.", PartNumber=str(part.number))
+                raise OSSErrorResponse(400, "EntityTooSmall",
+                                       f"Every part but the last must be at least {MIN_PART_SIZE} bytes.",
+                                       PartNumber=str(part.number))
         if forbid_overwrite:
             self.storage.check_absent(upload.bucket, upload.key)
         tmp = self.storage.new_temp_file()

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from airflow_argo_eci.local.httpserve import LOOPBACK, serve_in_thread
 from airflow_argo_eci.local.oss.app import DEFAULT_REGION, OSSApp
 from airflow_argo_eci.local.oss.signature import Keyring
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class OSSServer:
-    """The OSS store served in a background thread on 127.0.0.1.
+    """The OSS store served in a background thread on the loopback interface.
 
     ``tls`` is ``(certfile, keyfile)`` (e.g. from ``local.tls.ensure_certificate``) to serve HTTPS;
     without it the store speaks plain HTTP. ``port=0`` picks a free port. ``security_tokens`` maps
@@ -44,12 +45,10 @@ class OSSServer:
         """The endpoint for ``oss2.Bucket`` (an IP, so oss2 uses path-style URLs)."""
         if not self.port:
             raise RuntimeError("the OSS store is not running; call start() first")
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
     def start(self) -> OSSServer:
         """Open the store under ``root`` and start serving; returns self."""
-        from airflow_argo_eci.local.server import serve_in_thread
-
         self.app = OSSApp(self.root, self.credentials, security_tokens=self.security_tokens, region=self.region)
         cert, key = (str(self.tls[0]), str(self.tls[1])) if self.tls else (None, None)
         self._server, self._thread, self.port = serve_in_thread(

@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from airflow_argo_eci.local.oss.errors import OSSError
+from airflow_argo_eci.local.oss.errors import OSSErrorResponse
 
 #: Query parameters OSS treats as sub-resources: they take part in the canonicalized resource.
 SUBRESOURCES = frozenset({
@@ -111,8 +111,8 @@ class Keyring:
             raise ValueError(f"region: {self.region!r} is not a region id such as 'cn-hangzhou'")
 
 
-def _invalid_auth(message: str, name: str = "Authorization") -> OSSError:
-    return OSSError(400, "InvalidArgument", message, ArgumentName=name)
+def _invalid_auth(message: str, name: str = "Authorization") -> OSSErrorResponse:
+    return OSSErrorResponse(400, "InvalidArgument", message, ArgumentName=name)
 
 
 def _v4_encode(text: str, *, keep_slash: bool) -> str:
@@ -157,8 +157,8 @@ def _parse_http_date(value: str) -> float:
             return parsed.timestamp()
         except (TypeError, ValueError, OverflowError, IndexError):
             pass
-    raise OSSError(403, "AccessDenied", "The request has no valid Date header: send an RFC 1123 date such as "
-                   "'Mon, 02 Jan 2006 15:04:05 GMT' in Date or x-oss-date.")
+    raise OSSErrorResponse(403, "AccessDenied", "The request has no valid Date header: send an RFC 1123 date such as "
+                           "'Mon, 02 Jan 2006 15:04:05 GMT' in Date or x-oss-date.")
 
 
 def _parse_v4_time(value: str, name: str) -> float:
@@ -208,32 +208,32 @@ def _check_token(keyring: Keyring, key_id: str, token: str | None) -> None:
         return
     if expected is None or token is None:
         # a permanent key sent with a token is looked up as an STS key, and an STS key needs its token
-        raise OSSError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our "
-                       "records.", OSSAccessKeyId=key_id)
+        raise OSSErrorResponse(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our "
+                               "records.", OSSAccessKeyId=key_id)
     if not hmac.compare_digest(expected.encode(), token.encode()):
-        raise OSSError(403, "InvalidSecurityToken", "The security token you provided is invalid.")
+        raise OSSErrorResponse(403, "InvalidSecurityToken", "The security token you provided is invalid.")
 
 
 def _secret(keyring: Keyring, key_id: str) -> str:
     secret = keyring.secrets.get(key_id)
     if secret is None:
-        raise OSSError(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist "
-                       "in our records.", OSSAccessKeyId=key_id)
+        raise OSSErrorResponse(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist "
+                               "in our records.", OSSAccessKeyId=key_id)
     return secret
 
 
-def _mismatch(key_id: str, text: str, canonical: str | None = None) -> OSSError:
+def _mismatch(key_id: str, text: str, canonical: str | None = None) -> OSSErrorResponse:
     extra = {"StringToSign": text, "OSSAccessKeyId": key_id}
     if canonical is not None:
         extra["CanonicalRequest"] = canonical
-    return OSSError(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
-                    "signature you provided. Check your key and signing method.", **extra)
+    return OSSErrorResponse(403, "SignatureDoesNotMatch", "The request signature we calculated does not match the "
+                            "signature you provided. Check your key and signing method.", **extra)
 
 
 def _check_skew(ts: float, now: float) -> None:
     if abs(ts - now) > MAX_SKEW_SECONDS:
-        raise OSSError(403, "RequestTimeTooSkewed",
-                       "The difference between the request time and the current time is too large.")
+        raise OSSErrorResponse(403, "RequestTimeTooSkewed",
+                               "The difference between the request time and the current time is too large.")
 
 
 def verify(
@@ -250,7 +250,7 @@ def verify(
 
     ``credentials`` is a :class:`Keyring` or a plain AccessKeyId -> secret mapping (region
     ``cn-local``, no STS keys); ``headers`` are keyed in lower case, ``params`` is the decoded query.
-    Raises :class:`OSSError` 403 ``AccessDenied`` (unsigned or expired), ``InvalidAccessKeyId``
+    Raises :class:`OSSErrorResponse` 403 ``AccessDenied`` (unsigned or expired), ``InvalidAccessKeyId``
     (unknown id, or a token where none belongs), ``InvalidSecurityToken``, ``SignatureDoesNotMatch``
     (wrong secret or altered request) or ``RequestTimeTooSkewed``, and 400 ``InvalidArgument`` for a
     malformed signature.
@@ -282,16 +282,16 @@ def verify(
     elif "Signature" in query and "OSSAccessKeyId" in query:
         key_id, signature, date = query["OSSAccessKeyId"], query["Signature"], query.get("Expires", "")
         if not (date.isascii() and date.isdigit() and len(date) <= 18):
-            raise OSSError(403, "AccessDenied", "Expires of the signed URL is missing or not a number.")
+            raise OSSErrorResponse(403, "AccessDenied", "Expires of the signed URL is missing or not a number.")
         if int(date) < now:
-            raise OSSError(403, "AccessDenied", "Request has expired.")
+            raise OSSErrorResponse(403, "AccessDenied", "Request has expired.")
         token = query.get("security-token")
         if token is not None and header_token is not None:
             raise _invalid_auth("The security token must not be in both the header and the URL.",
                                 "security-token")
         token = token if token is not None else header_token
     else:
-        raise OSSError(403, "AccessDenied", "Anonymous access is forbidden for this operation.")
+        raise OSSErrorResponse(403, "AccessDenied", "Anonymous access is forbidden for this operation.")
     secret = _secret(keyring, key_id)
     _check_token(keyring, key_id, token)
     text = string_to_sign(method, headers, date, canonical_resource(bucket, key, params))
@@ -334,10 +334,10 @@ def _verify_v4_query(keyring: Keyring, method: str, headers: Mapping[str, str], 
         raise _invalid_auth(f"x-oss-expires must be a number of seconds from 1 to {V4_MAX_EXPIRES}.",
                             "x-oss-expires")
     if signed_at > now + MAX_SKEW_SECONDS:
-        raise OSSError(403, "RequestTimeTooSkewed",
-                       "The difference between the request time and the current time is too large.")
+        raise OSSErrorResponse(403, "RequestTimeTooSkewed",
+                               "The difference between the request time and the current time is too large.")
     if signed_at + int(expires) < now:
-        raise OSSError(403, "AccessDenied", "Request has expired.")
+        raise OSSErrorResponse(403, "AccessDenied", "Request has expired.")
     key_id = _parse_credential(query["x-oss-credential"], "x-oss-credential", date_time, keyring.region)
     additional = _additional(query.get("x-oss-additional-headers"), "x-oss-additional-headers")
     secret = _secret(keyring, key_id)

@@ -19,32 +19,32 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_argo_eci.local.oss.errors import OSSError, no_such_bucket, no_such_key
+from airflow_argo_eci.local.oss.errors import OSSErrorResponse, no_such_bucket, no_such_key
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 #: OSS's limit on an object key, in UTF-8 bytes.
 MAX_KEY_BYTES = 1023
 
 
-def file_exists(key: str) -> OSSError:
+def file_exists(key: str) -> OSSErrorResponse:
     """The 409 OSS returns when ``x-oss-forbid-overwrite: true`` meets an existing object."""
-    return OSSError(409, "FileAlreadyExists", "The object you specified already exists and can not be overwritten.",
-                    Key=key)
+    return OSSErrorResponse(409, "FileAlreadyExists",
+                            "The object you specified already exists and can not be overwritten.", Key=key)
 
 
 def check_bucket_name(name: str) -> None:
     """Raise 400 ``InvalidBucketName`` unless ``name`` follows OSS's bucket naming rules."""
     if not _BUCKET_RE.match(name):
-        raise OSSError(400, "InvalidBucketName", "The specified bucket is not valid: 3-63 characters of "
-                       "lower-case letters, digits and hyphens, not starting or ending with a hyphen.",
-                       BucketName=name)
+        raise OSSErrorResponse(400, "InvalidBucketName", "The specified bucket is not valid: 3-63 characters of "
+                               "lower-case letters, digits and hyphens, not starting or ending with a hyphen.",
+                               BucketName=name)
 
 
 def check_key(key: str) -> None:
     """Raise 400 ``InvalidObjectName`` for an empty or over-long object key."""
     if not key or len(key.encode()) > MAX_KEY_BYTES:
-        raise OSSError(400, "InvalidObjectName", f"The object name must be 1-{MAX_KEY_BYTES} bytes long.",
-                       Key=key)
+        raise OSSErrorResponse(400, "InvalidObjectName", f"The object name must be 1-{MAX_KEY_BYTES} bytes long.",
+                               Key=key)
 
 
 @dataclass(frozen=True)
@@ -119,16 +119,16 @@ class Storage:
             try:
                 self._db.execute("INSERT INTO buckets VALUES (?, ?)", (name, time.time()))
             except sqlite3.IntegrityError:
-                raise OSSError(409, "BucketAlreadyExists", "The requested bucket name is not available.",
-                               BucketName=name) from None
+                raise OSSErrorResponse(409, "BucketAlreadyExists", "The requested bucket name is not available.",
+                                       BucketName=name) from None
 
     def delete_bucket(self, name: str) -> None:
         """Delete an empty bucket; 404 ``NoSuchBucket`` / 409 ``BucketNotEmpty``."""
         with self._lock:
             self._require_bucket(name)
             if self._db.execute("SELECT 1 FROM objects WHERE bucket=? LIMIT 1", (name,)).fetchone():
-                raise OSSError(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.",
-                               BucketName=name)
+                raise OSSErrorResponse(409, "BucketNotEmpty", "The bucket you tried to delete is not empty.",
+                                       BucketName=name)
             self._db.execute("DELETE FROM buckets WHERE name=?", (name,))
 
     def list_buckets(self, prefix: str = "", marker: str = "", max_keys: int = 1000) -> tuple[list[BucketInfo], bool]:
@@ -177,7 +177,7 @@ class Storage:
                 old = self._get(info.bucket, info.key)
                 if forbid_overwrite and old is not None:
                     raise file_exists(info.key)
-            except OSSError:
+            except OSSErrorResponse:
                 (self.data_dir / data_name).unlink(missing_ok=True)
                 raise
             self._db.execute(

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from airflow_argo_eci.conventions import now_rfc3339, rfc3339
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.runtime import PodRequest, PodResult
 from airflow_argo_eci.local.runtime.capacity import CapacityQueue
@@ -71,12 +72,6 @@ KILLED_EXIT_CODE = 128 + 9
 NOT_STARTED_EXIT_CODE = -1
 
 PodKey = tuple[str, str]
-
-
-def rfc3339(ts: float | None = None) -> str:
-    """UTC time as RFC 3339 with seconds precision (``2024-01-01T00:00:00Z``)."""
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def rfc3339_nano(ns: int | None = None) -> str:
@@ -529,7 +524,7 @@ class Runtime:
         return PodResult(
             namespace=pod.req.namespace, pod_name=pod.req.pod_name, exit_code=code, stdout=stdout,
             outputs=outputs, message=message, phase=phase, started_at=rfc3339(started),
-            finished_at=rfc3339(), extra=extra,
+            finished_at=now_rfc3339(), extra=extra,
         )
 
     def _not_started(self, pod: _Pod, message: str, phase: str = "Error") -> PodResult:

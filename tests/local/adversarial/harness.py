@@ -300,7 +300,7 @@ def pod_logs(kube: Any, wf: dict[str, Any], namespace: str = NAMESPACE) -> str:
 
 
 def _pod_name(wf: dict[str, Any], node: dict[str, Any]) -> str:
-    from airflow_argo_eci.local.argo.nodes import pod_name
+    from airflow_argo_eci.conventions import pod_name
 
     return pod_name(wf["metadata"]["name"], node["name"], node.get("templateName") or "")
 

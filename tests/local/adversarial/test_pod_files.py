@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_argo_eci.local.argo.nodes import pod_name
+from airflow_argo_eci.conventions import pod_name
 from tests.local.adversarial.harness import (
     ClusterUnderTest,
     Responsiveness,

@@ -16,9 +16,9 @@ from fastapi import APIRouter
 from airflow_argo_eci.local.api.app import create_app
 from airflow_argo_eci.local.api.argo_server import build_argo_server_router
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.httpserve import serve_in_thread
 from airflow_argo_eci.local.kubeconfig import write_kubeconfig
 from airflow_argo_eci.local.paths import StatePaths
-from airflow_argo_eci.local.server import serve_in_thread
 from airflow_argo_eci.local.tls import ensure_certificate
 
 TOKEN = "test-token-0123456789"

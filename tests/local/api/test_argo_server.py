@@ -31,8 +31,9 @@ from hera.workflows.models import (
     WorkflowTerminateRequest,
 )
 
+from airflow_argo_eci.conventions import ARGO_VERSION
 from airflow_argo_eci.local.api.app import create_app
-from airflow_argo_eci.local.api.argo_server import ARGO_VERSION, build_argo_server_router
+from airflow_argo_eci.local.api.argo_server import build_argo_server_router
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.paths import StatePaths

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.limits import decode_json
-from airflow_argo_eci.local.api.patch import PatchError, json_patch, merge_patch
+from airflow_argo_eci.local.api.patch import JSON_PATCH, MERGE_PATCH, PatchError, json_patch, merge_patch
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, WORKFLOW_TEMPLATES, WORKFLOWS
 from airflow_argo_eci.local.api.selectors import parse_field_selector, parse_label_selector
-from airflow_argo_eci.local.api.store import JSON_PATCH, MERGE_PATCH, Store
+from airflow_argo_eci.local.api.store import Store
 from tests.local.api.apiserver_helpers import ApiServer, start_api_server
 
 #: seconds one parse may take, whatever the input

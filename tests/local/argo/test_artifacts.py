@@ -17,8 +17,8 @@ import oss2
 import pytest
 import yaml
 
+from airflow_argo_eci import conventions
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, SECRETS, WORKFLOWS
-from airflow_argo_eci.local.argo import nodes as N
 from airflow_argo_eci.local.server import ARTIFACT_BUCKET, LocalCluster
 
 NS = "argo"
@@ -52,7 +52,7 @@ def node(wf: dict[str, Any], display: str) -> dict[str, Any]:
 
 def pod_name(wf: dict[str, Any], display: str) -> str:
     n = node(wf, display)
-    return N.pod_name(wf["metadata"]["name"], n["name"], n["templateName"])
+    return conventions.pod_name(wf["metadata"]["name"], n["name"], n["templateName"])
 
 
 def log_of(cluster: LocalCluster, wf: dict[str, Any], display: str) -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from airflow_argo_eci.conventions import node_id, pod_name
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
 from airflow_argo_eci.local.argo.controller import POD_LOST
-from airflow_argo_eci.local.argo.nodes import node_id, pod_name
 
 
 def pod(args: list[str], name: str = "main-t", **extra: Any) -> dict[str, Any]:

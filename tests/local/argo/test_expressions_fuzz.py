@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_argo_eci.local.argo.depends import evaluate_depends
 from airflow_argo_eci.local.argo.expressions import ExpressionError, evaluate, evaluate_when
-from airflow_argo_eci.local.argo.operator import evaluate_depends
 from airflow_argo_eci.local.argo.variables import Scope, TemplateError, substitute
 
 #: seconds one evaluation may take (the evaluator's own time budget is 1 s)
@@ -127,7 +127,7 @@ def _harness() -> Any:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(expressions, st.sampled_from(["when", "tag", "withParam", "depends", "retry", "output"]))
 def test_a_reconcile_pass_never_raises_whatever_the_expressions(text: str, where: str) -> None:
-    from airflow_argo_eci.local.argo.operator import Operation
+    from airflow_argo_eci.local.argo.reconcile import WorkflowReconciler
 
     harness = _harness()
     leaf = {"name": "leaf", "inputs": {"parameters": [{"name": "x", "value": "0"}]},
@@ -153,6 +153,6 @@ def test_a_reconcile_pass_never_raises_whatever_the_expressions(text: str, where
         wf = harness.get(name)
         if (wf.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
             break
-        Operation(harness.controller, wf).run()  # a pass on its own, then one that is written back
+        WorkflowReconciler(harness.controller, wf).run()  # a pass on its own, then one that is written back
         harness.controller.reconcile(harness.get(name))
     assert time.monotonic() - started < 4 * BUDGET_SECONDS

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_argo_eci.conventions import fnv32a, node_id, pod_name
+from airflow_argo_eci.local.argo.depends import evaluate_depends
 from airflow_argo_eci.local.argo.expressions import ExpressionError, evaluate, evaluate_when, jsonpath, nest
-from airflow_argo_eci.local.argo.nodes import expanded_name, fnv32a, go_json, node_id, parse_duration, pod_name
-from airflow_argo_eci.local.argo.operator import apply_pod_spec_patch, evaluate_depends, expand_sequence
+from airflow_argo_eci.local.argo.items import expand_sequence
+from airflow_argo_eci.local.argo.nodes import expanded_name, go_json, parse_duration
+from airflow_argo_eci.local.argo.podspec import apply_pod_spec_patch
 from airflow_argo_eci.local.argo.templates import SpecError
 from airflow_argo_eci.local.argo.variables import Scope, TemplateError, substitute
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_argo_eci.conventions import pod_name
 from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api.resources import PODS
 from airflow_argo_eci.local.argo.budget import (
@@ -24,8 +25,7 @@ from airflow_argo_eci.local.argo.budget import (
     TOO_LARGE_MESSAGE,
 )
 from airflow_argo_eci.local.argo.isolation import FailureTracker, RateLimitedLog
-from airflow_argo_eci.local.argo.nodes import pod_name
-from airflow_argo_eci.local.argo.operator import Operation
+from airflow_argo_eci.local.argo.reconcile import WorkflowReconciler
 from airflow_argo_eci.workflows import MAX_INFLATED_NODES_BYTES, workflow_nodes
 from tests.local.argo.conftest import Harness
 
@@ -230,7 +230,7 @@ def test_one_pass_creates_at_most_a_batch_of_pods(tmp_path: Path) -> None:
             {"name": "m", "steps": [[{"name": "s", "template": "p", "withSequence": {"count": "250"}}]]},
             pod(["sleep", "30"])]}, "many")
         wf = h.get("many")
-        op = Operation(h.controller, wf)
+        op = WorkflowReconciler(h.controller, wf)
         op.run()
         assert op.created_pods == MAX_POD_CREATIONS_PER_PASS
         assert len(h.store.list(PODS, "argo")[0]) == MAX_POD_CREATIONS_PER_PASS

@@ -14,7 +14,7 @@ from pathlib import Path
 import oss2
 import pytest
 
-from airflow_argo_eci.local.oss.errors import OSSError
+from airflow_argo_eci.local.oss.errors import OSSErrorResponse
 from airflow_argo_eci.local.oss.server import OSSServer
 from airflow_argo_eci.local.oss.signature import sign, string_to_sign
 from airflow_argo_eci.local.oss.storage import check_bucket_name
@@ -38,7 +38,7 @@ def test_path_style_urls_and_bucket_lifecycle(make_bucket: MakeBucket, service: 
     assert "life-cycle" not in [x.name for x in oss2.BucketIterator(service)]
     with pytest.raises(oss2.exceptions.NoSuchBucket):
         b.delete_bucket()
-    with pytest.raises(OSSError) as err:  # oss2 refuses such names before sending; the store does too
+    with pytest.raises(OSSErrorResponse) as err:  # oss2 refuses such names before sending; the store does too
         check_bucket_name("Bad_Name")
     assert err.value.code == "InvalidBucketName" and err.value.status == 400
 

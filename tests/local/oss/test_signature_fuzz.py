@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_argo_eci.local.oss.app import _parse_range
-from airflow_argo_eci.local.oss.errors import OSSError
+from airflow_argo_eci.local.oss.errors import OSSErrorResponse
 from airflow_argo_eci.local.oss.server import OSSServer
 from airflow_argo_eci.local.oss.signature import Keyring, verify
 from tests.local.oss.conftest import KEY_ID, REGION, SECRET, STS_KEY_ID, STS_SECRET, STS_TOKEN
@@ -49,7 +49,7 @@ def test_verify_accepts_or_raises_400_or_403(method: str, headers: dict[str, str
     started = time.perf_counter()
     try:
         verify(KEYRING, method, headers, bucket, key, query)
-    except OSSError as exc:
+    except OSSErrorResponse as exc:
         assert exc.status in (400, 403), exc
     assert time.perf_counter() - started < BUDGET
 

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from airflow_argo_eci.conventions import NODE_COMPLETED_PHASES
+
 DEFAULT_DAG = "argo_eci_fanout"
 REPO_DAGS = Path(__file__).resolve().parents[2] / "dags"
 TERMINAL_RUN_STATES = ("success", "failed")
 #: Argo node phases after which a pod node is done
-DONE_PHASES = ("Succeeded", "Failed", "Error", "Skipped", "Omitted")
 
 
 def _elapsed(start: float) -> str:
@@ -49,7 +50,7 @@ def workflow_progress(workflow: dict[str, Any]) -> tuple[str, int, int]:
     """(phase, pods done, pods total) of a workflow from its status nodes."""
     status = workflow.get("status") or {}
     pods = [n for n in (status.get("nodes") or {}).values() if n.get("type") == "Pod"]
-    done = sum(1 for n in pods if n.get("phase") in DONE_PHASES)
+    done = sum(1 for n in pods if n.get("phase") in NODE_COMPLETED_PHASES)
     return status.get("phase") or "Pending", done, len(pods)
 
 

@@ -1,0 +1,192 @@
+"""API calls described as data: :class:`ApiRequest`, operations written once as generators of
+requests (:data:`Operation`) with a sync and an async driver, and the pure pieces of requests
+(workflow body checks, the uid fence: shutdown patch, delete preconditions, conflict checks)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from airflow_argo_eci.conventions import API_VERSION
+from airflow_argo_eci.errors import ArgoApiError, ConflictError, WorkflowSpecError, api_error_from_status
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: the content type of a JSON merge patch (``kubectl patch --type=merge``)
+MERGE_PATCH = "application/merge-patch+json"
+#: items asked for per page when listing
+LIST_PAGE_SIZE = 500
+
+#: a query parameter value as the clients serialise it
+QueryValue = str | int | bool
+ResponseKind = Literal["json", "text", "ndjson"]
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One HTTP request of the API, independent of the client that sends it.
+
+    :param method: the HTTP method
+    :param path: the path below the server's base URL, already quoted
+    :param context: what the request does, for error messages (``get workflow argo/x``)
+    :param query: query parameters in the order they are sent
+    :param body: the JSON body (None: no body)
+    :param content_type: the body's content type when not plain JSON (a merge patch)
+    :param idempotent: safe to repeat: transient failures are retried (otherwise only when the
+        server said the request did not take effect, e.g. 429)
+    :param response: how the runner hands back the response: decoded ``json``, ``text``, or the
+        ``result`` objects of a gRPC-gateway ``ndjson`` stream
+    :param retries: the retry limit (None: the connection's ``max_retries``)
+    :param timeout: the client-side timeout in seconds (None: the connection's ``request_timeout``)
+    """
+
+    method: str
+    path: str
+    context: str
+    query: tuple[tuple[str, QueryValue], ...] = ()
+    body: Any = None
+    content_type: str | None = None
+    idempotent: bool = True
+    response: ResponseKind = "json"
+    retries: int | None = None
+    timeout: float | None = None
+
+
+#: an operation: yields the requests to send, receives each response (or has the request's error
+#: thrown in) and returns its result; :func:`run_operation` and :func:`arun_operation` drive it
+Operation = Generator[ApiRequest, Any, T]
+
+
+def run_operation(operation: Generator[R, Any, T], send: Callable[[R], Any]) -> T:
+    """Drive ``operation`` with a sync ``send``; a failed request raises inside the operation.
+
+    Any generator of steps works (an :data:`Operation` yields :class:`ApiRequest`)."""
+    try:
+        request = next(operation)
+        while True:
+            try:
+                response = send(request)
+            except Exception as exc:
+                request = operation.throw(exc)
+            else:
+                request = operation.send(response)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+async def arun_operation(operation: Generator[R, Any, T], send: Callable[[R], Awaitable[Any]]) -> T:
+    """:func:`run_operation` with an async ``send``."""
+    try:
+        request = next(operation)
+        while True:
+            try:
+                response = await send(request)
+            except Exception as exc:
+                request = operation.throw(exc)
+            else:
+                request = operation.send(response)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def call(request: ApiRequest) -> Operation[Any]:
+    """The one-request operation: sends ``request`` and returns its response."""
+    response = yield request
+    return response
+
+
+class WorkflowList(list[dict[str, Any]]):
+    """All workflows a list returned (pages followed): a plain list of the objects that also carries
+    the list's ``resource_version`` (to start a watch from). ``list_workflows`` and
+    ``alist_workflows`` both return it."""
+
+    def __init__(self, items: Iterable[dict[str, Any]] = (), resource_version: str = "") -> None:
+        super().__init__(items)
+        self.resource_version = resource_version
+
+
+def list_pages(page_request: Callable[[str], ApiRequest]) -> Operation[WorkflowList]:
+    """Follow ``metadata.continue`` over the pages ``page_request(token)`` asks for."""
+    items: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = yield page_request(token)
+        items.extend(page.get("items") or [])
+        meta = page.get("metadata") or {}
+        token = meta.get("continue") or ""
+        if not token:
+            return WorkflowList(items, str(meta.get("resourceVersion") or ""))
+
+
+def check_name(kind: str, name: Any) -> str:
+    """``name`` if it is a non-empty string, else a :class:`WorkflowSpecError` naming ``kind``."""
+    if not isinstance(name, str) or not name:
+        raise WorkflowSpecError(f"{kind} name must be a non-empty string, got {name!r}")
+    return name
+
+
+def shutdown_patch(strategy: str, uid: str = "") -> dict[str, Any]:
+    """The merge patch of ``argo stop`` / ``argo terminate``; with ``uid`` it is fenced: the API
+    server treats ``metadata.uid`` in a patch as a precondition and answers 409 when the object
+    now is a same-named successor."""
+    body: dict[str, Any] = {"spec": {"shutdown": strategy}}
+    if uid:
+        body["metadata"] = {"uid": uid}
+    return body
+
+
+def uid_conflict(error: ArgoApiError) -> ArgoApiError:
+    """A fenced patch refused because ``metadata.uid`` differs (the API server answers 422
+    "field is immutable" for it) is a :class:`ConflictError`; any other error is returned as is."""
+    fields = {str(cause.get("field")) for cause in error.causes if isinstance(cause, dict)}
+    if error.status == 422 and "metadata.uid" in fields:
+        return ConflictError(f"{error.message} (a same-named successor: left alone)", status=409,
+                             reason="Conflict", body=error.body)
+    return error
+
+
+def delete_options(uid: str = "") -> dict[str, Any] | None:
+    """``DeleteOptions`` of a workflow delete; with ``uid``, ``preconditions.uid`` makes the API
+    server refuse (409) to delete a same-named successor."""
+    return {"preconditions": {"uid": uid}} if uid else None
+
+
+def delete_precondition_params(uid: str = "") -> dict[str, str]:
+    """The Argo Server's spelling of ``delete_options(uid)`` (grpc-gateway query parameters)."""
+    return {"deleteOptions.preconditions.uid": uid} if uid else {}
+
+
+def check_uid(workflow: Mapping[str, Any], uid: str) -> None:
+    """:class:`ConflictError` when ``workflow`` is not the one with ``uid`` (a same-named successor)."""
+    meta = workflow.get("metadata") or {}
+    if uid and meta.get("uid") != uid:
+        raise ConflictError(
+            f"workflow {meta.get('namespace')}/{meta.get('name')} now has uid {meta.get('uid')}, not {uid}: "
+            "it is a same-named successor, left alone", status=409, reason="Conflict")
+
+
+def check_body(body: Any) -> dict[str, Any]:
+    """A Workflow body as a new dict with apiVersion/kind defaulted; errors name the field."""
+    if not isinstance(body, Mapping):
+        raise WorkflowSpecError(f"workflow body must be a mapping (a Workflow object), got {type(body).__name__}")
+    wf = copy.deepcopy(dict(body))
+    wf.setdefault("apiVersion", API_VERSION)
+    wf.setdefault("kind", "Workflow")
+    if wf["kind"] != "Workflow":
+        raise WorkflowSpecError(f"workflow body: kind must be 'Workflow', got {wf['kind']!r}")
+    meta = wf.get("metadata")
+    if not isinstance(meta, Mapping) or not (meta.get("name") or meta.get("generateName")):
+        raise WorkflowSpecError("workflow body: metadata.name or metadata.generateName is required")
+    wf.pop("status", None)
+    return wf
+
+
+def status_error_from_event(obj: Mapping[str, Any], context: str) -> ArgoApiError:
+    """The error an ERROR watch event (a ``Status`` object) stands for (410 -> GoneError)."""
+    return api_error_from_status(int(obj.get("code") or 500), json.dumps(dict(obj)), context=context)
