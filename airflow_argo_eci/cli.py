@@ -6,27 +6,15 @@ the ``stack`` group (:mod:`airflow_argo_eci.stack.cli`, the cluster plus Airflow
 
 from __future__ import annotations
 
-import argparse
-
-from airflow_argo_eci.local.cli import add_local_parser
+from airflow_argo_eci.local import cli as local_cli
 from airflow_argo_eci.stack.cli import add_stack_parser
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``airflow-argo-eci`` parser with both command groups."""
-    parser = argparse.ArgumentParser(prog="airflow-argo-eci",
-                                     description="Airflow + serverless Argo Workflows on this machine.")
-    top = parser.add_subparsers(dest="group", required=True)
-    add_local_parser(top)
-    add_stack_parser(top)
-    return parser
+DESCRIPTION = "Airflow + serverless Argo Workflows on this machine: the local cluster and the stack."
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns its exit code."""
-    args = build_parser().parse_args(argv)
-    rc: int = args.func(args)
-    return rc
+    """Run ``airflow-argo-eci`` with both command groups; returns the command's exit code."""
+    return local_cli.main(argv, add_stack_parser, description=DESCRIPTION)
 
 
 if __name__ == "__main__":

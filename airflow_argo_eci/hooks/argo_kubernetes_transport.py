@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -33,22 +33,19 @@ from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings
 from airflow_argo_eci.hooks.argo_kubernetes_requests import KubernetesOperations, watch_request
 from airflow_argo_eci.hooks.argo_requests import (
     ApiRequest,
-    Operation,
-    arun_operation,
-    run_operation,
+    RequestRunner,
     status_error_from_event,
 )
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 #: every success status decodes to the JSON object (the generated methods list one or two of these)
 _RESPONSE_TYPES = {200: "object", 201: "object", 202: "object"}
 
 
-class KubernetesTransport(CachedClients):
+class KubernetesTransport(CachedClients, RequestRunner):
     """Workflows, templates and pod logs through the Kubernetes API (see the module docstring)."""
 
     supports_watch = True
@@ -223,14 +220,6 @@ class KubernetesTransport(CachedClients):
 
         return await self.retrying.acall(request.context, attempt, idempotent=request.idempotent,
                                          retries=request.retries)
-
-    def run(self, operation: Operation[T]) -> T:
-        """Drive ``operation`` with :meth:`send`."""
-        return run_operation(operation, self.send)
-
-    async def arun(self, operation: Operation[T]) -> T:
-        """Drive ``operation`` with :meth:`asend`."""
-        return await arun_operation(operation, self.asend)
 
     # ------------------------------------------------------------------ watch
 

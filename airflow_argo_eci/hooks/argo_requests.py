@@ -95,6 +95,27 @@ async def arun_operation(operation: Generator[R, Any, T], send: Callable[[R], Aw
         return result
 
 
+class RequestRunner:
+    """What every transport shares: :meth:`run` / :meth:`arun` drive an operation with the
+    transport's own :meth:`send` / :meth:`asend` (one request, with its retries and typed errors)."""
+
+    def send(self, request: ApiRequest) -> Any:
+        """Send one request and return its decoded response."""
+        raise NotImplementedError
+
+    async def asend(self, request: ApiRequest) -> Any:
+        """Async :meth:`send`."""
+        raise NotImplementedError
+
+    def run(self, operation: Operation[T]) -> T:
+        """Drive ``operation`` with :meth:`send`."""
+        return run_operation(operation, self.send)
+
+    async def arun(self, operation: Operation[T]) -> T:
+        """Drive ``operation`` with :meth:`asend`."""
+        return await arun_operation(operation, self.asend)
+
+
 def call(request: ApiRequest) -> Operation[Any]:
     """The one-request operation: sends ``request`` and returns its response."""
     response = yield request

@@ -13,16 +13,14 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from airflow_argo_eci.errors import ArgoEciError, WorkflowSpecError, api_error_from_status
 from airflow_argo_eci.hooks.api_clients import CachedClients
 from airflow_argo_eci.hooks.api_retry import Retrying
 from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings
-from airflow_argo_eci.hooks.argo_requests import ApiRequest, Operation, arun_operation, run_operation
+from airflow_argo_eci.hooks.argo_requests import ApiRequest, RequestRunner
 from airflow_argo_eci.hooks.argo_server_requests import ArgoServerOperations
-
-T = TypeVar("T")
 
 
 def _stream_results(text: str, context: str) -> list[dict[str, Any]]:
@@ -51,7 +49,7 @@ def _decode(request: ApiRequest, response: Any) -> Any:
     return response.json()
 
 
-class ArgoServerTransport(CachedClients):
+class ArgoServerTransport(CachedClients, RequestRunner):
     """Workflows, templates and logs through the Argo Server (see the module docstring)."""
 
     supports_watch = False
@@ -152,14 +150,6 @@ class ArgoServerTransport(CachedClients):
 
         return await self.retrying.acall(request.context, attempt, idempotent=request.idempotent,
                                          retries=request.retries)
-
-    def run(self, operation: Operation[T]) -> T:
-        """Drive ``operation`` with :meth:`send`."""
-        return run_operation(operation, self.send)
-
-    async def arun(self, operation: Operation[T]) -> T:
-        """Drive ``operation`` with :meth:`asend`."""
-        return await arun_operation(operation, self.asend)
 
     async def awatch_workflows(
         self, namespace: str, resource_version: str, label_selector: str, field_selector: str, timeout_seconds: int

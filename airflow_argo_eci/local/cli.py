@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,16 +243,20 @@ def add_local_parser(top: Any) -> None:
 
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """``python -m airflow_argo_eci.local.cli local ...``: the ``local`` group alone (the full command,
-    with ``stack``, is :mod:`airflow_argo_eci.cli`)."""
-    parser = argparse.ArgumentParser(prog="airflow-argo-eci", description=__doc__)
-    add_local_parser(parser.add_subparsers(dest="group", required=True))
+def build_parser(*groups: Callable[[Any], None], description: str | None = __doc__) -> argparse.ArgumentParser:
+    """The ``airflow-argo-eci`` parser with the ``local`` group and any further ``groups`` (functions
+    that add their subparsers). Alone, it is ``python -m airflow_argo_eci.local.cli local ...``, what
+    a detached cluster runs (no stack, no Airflow); the full command is :mod:`airflow_argo_eci.cli`."""
+    parser = argparse.ArgumentParser(prog="airflow-argo-eci", description=description)
+    top = parser.add_subparsers(dest="group", required=True)
+    for add in (add_local_parser, *groups):
+        add(top)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *groups: Callable[[Any], None], description: str | None = __doc__) -> int:
+    """Parse ``argv`` with :func:`build_parser` and run the command; returns its exit code."""
+    args = build_parser(*groups, description=description).parse_args(argv)
     rc: int = args.func(args)
     return rc
 
