@@ -19,7 +19,7 @@ from airflow_argo_eci.errors import (
     WorkflowFailedError,
     WorkflowSpecError,
 )
-from airflow_argo_eci.hooks.argo_requests import arun_operation, run_operation
+from airflow_argo_eci.operation_drivers import arun_operation, run_operation
 from airflow_argo_eci.workflows import (
     failed_nodes,
     failure_message,

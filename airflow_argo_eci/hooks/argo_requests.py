@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from airflow_argo_eci.conventions import API_VERSION
 from airflow_argo_eci.errors import ArgoApiError, ConflictError, WorkflowSpecError, api_error_from_status
+from airflow_argo_eci.operation_drivers import arun_operation, run_operation
 
 T = TypeVar("T")
-R = TypeVar("R")
 
 #: the content type of a JSON merge patch (``kubectl patch --type=merge``)
 MERGE_PATCH = "application/merge-patch+json"
@@ -59,40 +59,6 @@ class ApiRequest:
 #: an operation: yields the requests to send, receives each response (or has the request's error
 #: thrown in) and returns its result; :func:`run_operation` and :func:`arun_operation` drive it
 Operation = Generator[ApiRequest, Any, T]
-
-
-def run_operation(operation: Generator[R, Any, T], send: Callable[[R], Any]) -> T:
-    """Drive ``operation`` with a sync ``send``; a failed request raises inside the operation.
-
-    Any generator of steps works (an :data:`Operation` yields :class:`ApiRequest`)."""
-    try:
-        request = next(operation)
-        while True:
-            try:
-                response = send(request)
-            except Exception as exc:
-                request = operation.throw(exc)
-            else:
-                request = operation.send(response)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-
-
-async def arun_operation(operation: Generator[R, Any, T], send: Callable[[R], Awaitable[Any]]) -> T:
-    """:func:`run_operation` with an async ``send``."""
-    try:
-        request = next(operation)
-        while True:
-            try:
-                response = await send(request)
-            except Exception as exc:
-                request = operation.throw(exc)
-            else:
-                request = operation.send(response)
-    except StopIteration as done:
-        result: T = done.value
-        return result
 
 
 class RequestRunner:

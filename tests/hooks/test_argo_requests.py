@@ -17,10 +17,9 @@ from airflow_argo_eci.hooks.argo_requests import (
     ApiRequest,
     Operation,
     WorkflowList,
-    arun_operation,
-    run_operation,
 )
 from airflow_argo_eci.hooks.argo_server_requests import ArgoServerOperations
+from airflow_argo_eci.operation_drivers import arun_operation, run_operation
 from tests.hooks.conftest import workflow
 
 Responder = Callable[[ApiRequest], Any]
