@@ -30,6 +30,8 @@ _PREFIX = "workflows.argoproj.io/"
 LABEL_WORKFLOW = _PREFIX + "workflow"
 #: on a Workflow (``"true"``) once the controller has finished it; on a Pod once it is done
 LABEL_COMPLETED = _PREFIX + "completed"
+#: set by a CronWorkflow on the workflows it creates; Argo's ``{{workflow.scheduledTime}}``
+ANNOTATION_SCHEDULED_TIME = _PREFIX + "scheduled-time"
 #: on a Workflow: its phase, as the controller last wrote it
 LABEL_PHASE = _PREFIX + "phase"
 LABEL_CREATOR = _PREFIX + "creator"
@@ -48,6 +50,9 @@ ANNOTATION_OUTPUTS = _PREFIX + "outputs"
 ANNOTATION_POD_NAME_FORMAT = _PREFIX + "pod-name-format"
 #: on a ConfigMap of artifact repositories: the key of the namespace's default repository
 ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY = _PREFIX + "default-artifact-repository"
+#: the finalizer Argo's controller puts on a workflow with ``artifactGC``, removed once the
+#: ``OnWorkflowDeletion`` collection ran
+FINALIZER_ARTIFACT_GC = _PREFIX + "artifact-gc"
 
 #: phases after which a workflow never changes again
 TERMINAL_PHASES = ("Succeeded", "Failed", "Error")

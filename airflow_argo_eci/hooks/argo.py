@@ -35,12 +35,14 @@ Example connection (environment variable)::
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_argo_eci.errors import ArgoApiError, ArgoEciError
+from airflow_argo_eci.errors import ArgoApiError, ArgoEciError, WorkflowSpecError
 from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings, parse_connection
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
 from airflow_argo_eci.hooks.argo_transport import WorkflowTransport
@@ -269,6 +271,46 @@ class ArgoWorkflowsHook(BaseHook):
     def pods_of(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
         """``(node display name, pod name)`` for every pod node of ``workflow``, in start order."""
         return workflow_pods(workflow)
+
+    def download_artifact(
+        self,
+        workflow: str,
+        node_id: str,
+        artifact_name: str,
+        destination: str | os.PathLike[str],
+        namespace: str | None = None,
+        *,
+        direction: str = "outputs",
+    ) -> Path:
+        """Download an artifact of node ``node_id`` through the Argo Server's artifact route
+        (``/artifact-files/{ns}/workflows/{workflow}/{node_id}/{direction}/{artifact_name}``) into the
+        file ``destination``; returns its path.
+
+        The body is streamed to a temporary file beside ``destination`` and renamed into place once
+        its size (``Content-Length``) and CRC-64 (``x-oss-hash-crc64ecma``) match, when the server
+        sends them. The file is the object as stored: a tar-archived artifact (Argo's default)
+        arrives as its ``.tgz`` (:func:`airflow_argo_eci.archives.unpack_tgz` unpacks it).
+        ``direction`` is ``outputs`` or ``inputs``. Only the ``argo_server`` transport has artifact
+        routes; over ``kubernetes`` this raises :class:`~airflow_argo_eci.errors.WorkflowSpecError`
+        pointing to :meth:`airflow_argo_eci.hooks.oss.OSSArtifactHook.download_artifact`.
+        """
+        from airflow_argo_eci.hooks.argo_server_requests import artifact_path
+        from airflow_argo_eci.hooks.argo_server_transport import ArgoServerTransport
+
+        transport = self.get_conn()
+        if not isinstance(transport, ArgoServerTransport):
+            raise WorkflowSpecError(
+                f"connection {self.argo_conn_id!r} uses the {self.settings.transport} transport, which has no "
+                "artifact download route; read the artifact from its repository instead: "
+                "OSSArtifactHook(...).download_artifact(workflow_artifacts(hook.get_workflow(workflow), "
+                "node=node_id, name=artifact_name)[0], destination) (airflow_argo_eci.hooks.oss and "
+                "airflow_argo_eci.hooks.oss_artifacts)"
+            )
+        ns = self._ns(namespace)
+        path = artifact_path(ns, workflow, node_id, artifact_name, direction)
+        target = Path(destination)
+        transport.download(path, target, f"download artifact {artifact_name} of {ns}/{workflow} node {node_id}")
+        return target
 
     def workflow_url(self, name: str, namespace: str | None = None) -> str | None:
         """``<ui_url>/workflows/<namespace>/<name>``, or None without a ``ui_url`` extra."""

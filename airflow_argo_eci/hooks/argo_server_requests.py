@@ -43,6 +43,23 @@ def workflow_path(namespace: str, name: str = "", action: str = "") -> str:
     return path
 
 
+#: the directions of Argo's ``/artifact-files`` route (``{artifactDiscriminator}``)
+ARTIFACT_DIRECTIONS = ("outputs", "inputs")
+
+
+def artifact_path(namespace: str, workflow: str, node_id: str, artifact_name: str, direction: str = "outputs") -> str:
+    """``/artifact-files/{ns}/workflows/{name}/{nodeId}/{outputs|inputs}/{artifactName}``: Argo's
+    ``ArtifactService_GetArtifactFile`` (listed in Argo's swagger, but served by the Argo Server's
+    plain HTTP mux rather than the gRPC gateway: the body is the object, errors are plain text)."""
+    if direction not in ARTIFACT_DIRECTIONS:
+        raise WorkflowSpecError(f"direction must be one of {', '.join(ARTIFACT_DIRECTIONS)}, got {direction!r}")
+    for what, value in (("workflow", workflow), ("node_id", node_id), ("artifact_name", artifact_name)):
+        if not isinstance(value, str) or not value or "/" in value or value in (".", ".."):
+            raise WorkflowSpecError(f"{what} must be a non-empty name without '/', got {value!r}")
+    return (f"/artifact-files/{_q(namespace)}/workflows/{_q(workflow)}/{_q(node_id)}/{direction}/"
+            f"{_q(artifact_name)}")
+
+
 def get_request(name: str, namespace: str) -> ApiRequest:
     """GET one Workflow."""
     return ApiRequest("GET", workflow_path(namespace, name), f"get workflow {namespace}/{name}")

@@ -4,18 +4,22 @@ The requests :class:`~airflow_argo_eci.hooks.argo_server_requests.ArgoServerOper
 are sent with an httpx ``Client`` (sync) or ``AsyncClient`` (async). httpx is used directly rather
 than Hera's ``WorkflowsService``, whose ``workflow_logs`` breaks on multi-line logs. Errors are the
 server's gRPC-gateway JSON (``{"code": <grpc>, "message": ...}``). The Argo Server has no
-Kubernetes-style watch, so :attr:`supports_watch` is False: callers poll.
+Kubernetes-style watch, so :attr:`supports_watch` is False: callers poll. :meth:`download` streams
+an artifact from the server's artifact routes into a file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import ssl
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from airflow_argo_eci.errors import ArgoEciError, WorkflowSpecError, api_error_from_status
+from airflow_argo_eci.crc64 import crc64_function
+from airflow_argo_eci.errors import ArgoEciError, TransientError, WorkflowSpecError, api_error_from_status
 from airflow_argo_eci.hooks.api_clients import CachedClients
 from airflow_argo_eci.hooks.api_retry import Retrying
 from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings
@@ -34,6 +38,24 @@ def _stream_results(text: str, context: str) -> list[dict[str, Any]]:
             raise api_error_from_status(0, json.dumps(entry["error"]), context=context)
         results.append(entry.get("result") or {})
     return results
+
+
+#: bytes of an artifact read from the response and written to the file at a time
+DOWNLOAD_CHUNK = 1024 * 1024
+#: the object store's CRC-64 header, which the local cluster's Argo Server passes on
+CRC64_HEADER = "x-oss-hash-crc64ecma"
+
+
+def _check_download(context: str, size: int, crc: int, headers: Any) -> None:
+    """Compare what arrived with ``Content-Length`` (of an unencoded body) and the CRC-64 header (of
+    the object as stored), when the server sent them."""
+    length = headers.get("content-length")
+    encoded = headers.get("content-encoding", "identity") != "identity"
+    if length is not None and length.isdigit() and not encoded and int(length) != size:
+        raise TransientError(f"{context}: the server announced {length} bytes but sent {size}")
+    expected = headers.get(CRC64_HEADER)
+    if expected is not None and expected.isdigit() and int(expected) != crc:
+        raise TransientError(f"{context}: CRC-64 mismatch: received data has {crc}, the server announced {expected}")
 
 
 def _decode(request: ApiRequest, response: Any) -> Any:
@@ -150,6 +172,39 @@ class ArgoServerTransport(CachedClients, RequestRunner):
 
         return await self.retrying.acall(request.context, attempt, idempotent=request.idempotent,
                                          retries=request.retries)
+
+    def download(self, path: str, destination: Path, context: str) -> int:
+        """GET ``path`` (an artifact route) into ``destination``: streamed to a temporary file beside
+        it, checked against the ``Content-Length`` and CRC-64 headers when the server sends them, then
+        renamed into place; a failed attempt leaves nothing behind. Transient failures (5xx,
+        dropped connections, a short or corrupt body) are retried. Returns the bytes written."""
+        client = self._client()
+        crc_of = crc64_function()
+
+        def attempt() -> int:
+            part = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.part")
+            try:
+                with client.stream("GET", path, headers={"Accept": "*/*"}) as response:
+                    if response.status_code >= 400:
+                        raise api_error_from_status(response.status_code, response.read(), context=context)
+                    if response.is_redirect:
+                        raise ArgoEciError(
+                            f"{context}: the artifact is a directory (the server redirects to "
+                            f"{response.headers.get('location')}); download the files inside it one by one")
+                    size = crc = 0
+                    with open(part, "wb") as out:
+                        for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                            out.write(chunk)
+                            size += len(chunk)
+                            crc = crc_of(chunk, crc)
+                    _check_download(context, size, crc, response.headers)
+                os.replace(part, destination)
+                return size
+            finally:
+                part.unlink(missing_ok=True)
+
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        return self.retrying.call(context, attempt)
 
     async def awatch_workflows(
         self, namespace: str, resource_version: str, label_selector: str, field_selector: str, timeout_seconds: int

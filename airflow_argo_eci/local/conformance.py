@@ -6,6 +6,10 @@ API, waits for each to end and compares its phase with the expected outcome: unl
 examples must reach ``Succeeded``, ``expected-failure`` ones ``Failed`` or ``Error``.
 
     python -m airflow_argo_eci.local.conformance ../shared/conformance/argo-examples [--kubeconfig F]
+        [--scope tier1|tier2-artifacts|tier3-cluster ...] [--mix] [--case-timeout S]
+
+``--mix`` runs every unlabelled example of the three tiers together (the real-world mix) and
+prints the wall time.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import yaml
 
 from airflow_argo_eci.conventions import (
+    ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY,
     CLUSTER_WORKFLOW_TEMPLATES,
     FAILED_PHASES,
     GROUP,
@@ -127,8 +132,8 @@ class ConformanceRunner:
         self.run_id = uuid.uuid4().hex[:8]
 
     def apply_support(self, manifest: dict[str, dict[str, Any]]) -> list[str]:
-        """Create (or replace) every WorkflowTemplate, ClusterWorkflowTemplate and ConfigMap of
-        the ``support`` files; returns what was applied."""
+        """Create (unless it exists) every WorkflowTemplate, ClusterWorkflowTemplate, ConfigMap and
+        PersistentVolumeClaim of the ``support`` files; returns what was applied."""
         from kubernetes.client.exceptions import ApiException
 
         applied = []
@@ -147,6 +152,9 @@ class ConformanceRunner:
                             GROUP, VERSION, CLUSTER_WORKFLOW_TEMPLATES, d))
                     elif kind == "ConfigMap":
                         self._upsert(lambda d=doc: self.core.create_namespaced_config_map(self.namespace, d))
+                    elif kind == "PersistentVolumeClaim":  # testvolume.yaml: volumes-existing.yaml's claim
+                        self._upsert(lambda d=doc: self.core.create_namespaced_persistent_volume_claim(
+                            self.namespace, d))
                     else:
                         continue
                 except ApiException as exc:
@@ -179,9 +187,29 @@ class ConformanceRunner:
             names.append(created["metadata"]["name"])
         return names
 
+    def add_repository_key(self, key: str, *, config_map: str = "artifact-repositories") -> bool:
+        """Make ``key`` of the ``config_map`` ConfigMap name a copy of its default repository (the
+        key its ``workflows.argoproj.io/default-artifact-repository`` annotation names), as a user
+        adds the ``my-key`` repository that ``artifact-repository-ref.yaml`` expects; returns
+        whether the key was added (False when it was there already)."""
+        cm = self.core.read_namespaced_config_map(config_map, self.namespace)
+        data = dict(cm.data or {})
+        if key in data:
+            return False
+        default_key = (cm.metadata.annotations or {}).get(ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY)
+        if not default_key or default_key not in data:
+            raise RuntimeError(f"configmap {self.namespace}/{config_map} has no default repository to copy "
+                               f"(annotation {ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY})")
+        self.core.patch_namespaced_config_map(config_map, self.namespace, {"data": {key: data[default_key]}})
+        return True
+
     def run(self, cases: list[Case], *, concurrency: int = 12, timeout: float = 600.0,
-            progress: Any = None) -> list[Result]:
-        """Submit ``cases`` at most ``concurrency`` at a time; wait for each to end."""
+            progress: Any = None, case_timeout: float | None = None) -> list[Result]:
+        """Submit ``cases`` at most ``concurrency`` at a time; wait for each to end.
+
+        ``timeout`` bounds the whole run; ``case_timeout`` (if given) one workflow: a workflow
+        still running after it is recorded as ``Timeout`` and deleted, so an example that can
+        never finish here (e.g. it polls a sidecar that does not exist) costs no more than that."""
         pending = list(cases)
         running: dict[str, tuple[Result, float]] = {}
         results: list[Result] = []
@@ -215,6 +243,16 @@ class ConformanceRunner:
                     results.append(result)
                     if progress:
                         progress(result)
+            if case_timeout is not None:
+                for name, (result, started) in list(running.items()):
+                    if time.monotonic() - started > case_timeout:
+                        running.pop(name)
+                        result.phase, result.message = "Timeout", f"not finished after {case_timeout:.0f}s"
+                        result.seconds = time.monotonic() - started
+                        self._delete_workflow(name)
+                        results.append(result)
+                        if progress:
+                            progress(result)
             if time.monotonic() > deadline:
                 for result, started in running.values():
                     result.phase, result.message = "Timeout", f"not finished after {timeout:.0f}s"
@@ -224,6 +262,16 @@ class ConformanceRunner:
             if running:
                 time.sleep(0.3)
         return sorted(results, key=lambda r: r.case.file)
+
+
+    def _delete_workflow(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.objects.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, WORKFLOWS, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 def tally(results: list[Result]) -> str:
@@ -236,19 +284,42 @@ def tally(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+#: the manifest scopes the local cluster is held against, in the order of the issues that added them
+TIERS = ("tier1", "tier2-artifacts", "tier3-cluster")
+#: the repository key ``artifact-repository-ref.yaml`` (tier3-cluster) expects the user to have added
+EXAMPLE_REPOSITORY_KEY = "my-key"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("examples", type=Path, help="the argo-examples folder holding MANIFEST.json")
     parser.add_argument("--kubeconfig", type=Path, help="a cluster to use instead of a fresh local one")
     parser.add_argument("--namespace", default="argo")
-    parser.add_argument("--scope", action="append", help="manifest scopes (default: tier1; e.g. tier2-artifacts)")
+    parser.add_argument("--scope", action="append", choices=TIERS,
+                        help="manifest scopes (default: tier1); repeat for several")
+    parser.add_argument("--mix", action="store_true",
+                        help="the real-world mix: every unlabelled example of all three tiers in one run "
+                             f"(adds the {EXAMPLE_REPOSITORY_KEY!r} repository key first)")
     parser.add_argument("--with-flaky", action="store_true", help="also run the examples labelled flaky")
+    parser.add_argument("--repository-key", action="append", default=[],
+                        help="add this key to the artifact-repositories ConfigMap (a copy of the default "
+                             f"repository) before the run; tier3-cluster needs {EXAMPLE_REPOSITORY_KEY!r}")
     parser.add_argument("--concurrency", type=int, default=12)
-    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds for the whole run")
+    parser.add_argument("--case-timeout", type=float, help="seconds one workflow may run before it counts "
+                                                           "as a Timeout and is deleted")
     args = parser.parse_args(argv)
     manifest = load_manifest(args.examples)
-    labels: list[str | None] = [None, "expected-failure"] + (["flaky"] if args.with_flaky else [])
-    cases = select_cases(manifest, args.scope or ["tier1"], labels)
+    if args.mix:
+        scopes: list[str] = list(TIERS)
+        labels: list[str | None] = [None] + (["flaky"] if args.with_flaky else [])
+    else:
+        scopes = args.scope or ["tier1"]
+        labels = [None, "expected-failure"] + (["flaky"] if args.with_flaky else [])
+    cases = select_cases(manifest, scopes, labels)
+    keys = list(args.repository_key)
+    if (args.mix or "tier3-cluster" in scopes) and EXAMPLE_REPOSITORY_KEY not in keys:
+        keys.append(EXAMPLE_REPOSITORY_KEY)
 
     def execute(kubeconfig: Path) -> int:
         from kubernetes import config
@@ -256,10 +327,17 @@ def main(argv: list[str] | None = None) -> int:
         api_client = config.new_client_from_config(config_file=str(kubeconfig))
         runner = ConformanceRunner(api_client, args.examples, namespace=args.namespace)
         runner.apply_support(manifest)
+        for key in keys:
+            runner.add_repository_key(key)
+        started = time.monotonic()
         results = runner.run(cases, concurrency=args.concurrency, timeout=args.timeout,
+                             case_timeout=args.case_timeout,
                              progress=lambda r: print(f"{'ok  ' if r.ok else 'FAIL'} {r.case.file}: "
                                                       f"{r.phase} in {r.seconds:.1f}s", flush=True))
+        wall = time.monotonic() - started
         print(tally(results))
+        print(f"{len(cases)} examples of {', '.join(scopes)} in {wall:.1f} s wall time "
+              f"(concurrency {args.concurrency})")
         return 0 if all(r.ok for r in results) else 1
 
     if args.kubeconfig:

@@ -99,3 +99,9 @@ class StatePaths:
         Names that are not a single safe path component raise :class:`UnsafeNameError`."""
         return (self.root / "logs" / safe_component(namespace, "namespace") / safe_component(pod, "pod name")
                 / f"{safe_component(container, 'container name')}.log")
+
+    def claim_dir(self, namespace: str, claim: str) -> Path:
+        """The data of the PersistentVolumeClaim ``claim``: shared by every pod that mounts it.
+        Names that are not a single safe path component raise :class:`UnsafeNameError`."""
+        return (self.root / "volumes" / safe_component(namespace, "namespace")
+                / safe_component(claim, "persistentVolumeClaim claimName"))

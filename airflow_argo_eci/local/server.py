@@ -116,7 +116,9 @@ class LocalCluster:
         #: the API's recent requests since this start (method, path, query, content type, small
         #: bodies): what clients sent, for tests; never served over HTTP
         self.request_log: RequestLog = app.state.request_log
-        app.include_router(build_argo_server_router(self.store, self.paths))
+        app.include_router(build_argo_server_router(
+            self.store, self.paths, oss_clients=self.controller.oss_clients if self.controller else None,
+            artifact_credentials=next(iter(self.oss_credentials().items())) if self.oss is not None else None))
         return app
 
     def start(self, *, timeout: float = 30.0) -> LocalCluster:

@@ -1,5 +1,6 @@
 """The local cluster's HTTP application: bearer-token auth, Kubernetes ``Status`` errors,
-discovery, the request log, and the resource routes of :mod:`airflow_argo_eci.local.api.k8s_routes`.
+discovery, the OpenAPI documents (:mod:`~airflow_argo_eci.local.api.openapi`), the request log, and
+the resource routes of :mod:`airflow_argo_eci.local.api.k8s_routes`.
 
 Routers included later (the Argo Server REST API) are protected by the same token check because
 it is an ASGI middleware around the whole application.
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airflow_argo_eci.conventions import GROUP
-from airflow_argo_eci.local.api import resources
+from airflow_argo_eci.local.api import openapi, resources
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.k8s_routes import install_resource_routes
 from airflow_argo_eci.local.api.limits import GuardMiddleware
@@ -90,6 +91,8 @@ def _resource_entries(group: str, version: str) -> list[dict[str, Any]]:
             entry["shortNames"] = list(rt.short_names)
         if rt.group == GROUP:
             entry["categories"] = ["all", "argo"] if rt.kind != "ClusterWorkflowTemplate" else ["argo"]
+        elif rt.key == resources.PODS.key:
+            entry["categories"] = ["all"]  # so `kubectl get all` lists pods, as on a real cluster
         out.append(entry)
         if rt.has_status:
             out.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced,
@@ -196,6 +199,23 @@ def create_app(store: Store, *, token: str, paths: StatePaths, bookmark_interval
             raise _not_found_path(request.url.path)
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}",
                 "resources": _resource_entries(group, version)}
+
+    @app.get("/openapi/v3")
+    async def openapi_v3_index() -> dict[str, Any]:
+        return openapi.v3_index()
+
+    @app.get("/openapi/v3/{key:path}")
+    async def openapi_v3(key: str, request: Request) -> dict[str, Any]:
+        doc = openapi.v3_document(key)
+        if doc is None:
+            raise _not_found_path(request.url.path)
+        return doc
+
+    @app.get("/openapi/v2")
+    async def openapi_v2(request: Request) -> Response:
+        if openapi.V2_PROTOBUF in request.headers.get("accept", ""):
+            return Response(openapi.v2_protobuf(), media_type=openapi.V2_PROTOBUF_CONTENT_TYPE)
+        return JSONResponse(openapi.v2_document())
 
     install_resource_routes(app, store, paths, bookmark_interval=bookmark_interval,
                             watch_cache_bytes=watch_cache_bytes)

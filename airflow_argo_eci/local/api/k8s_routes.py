@@ -1,4 +1,5 @@
-"""Kubernetes resource routes: CRUD, status subresource, LIST and WATCH for every registered type.
+"""Kubernetes resource routes: CRUD, status subresource, LIST and WATCH for every registered type;
+GET, LIST and WATCH answer ``Table`` objects (:mod:`~airflow_argo_eci.local.api.tables`) when asked.
 
 Resource types are looked up in :data:`resources.REGISTRY` at request time, so types registered
 after the application was built are served too. The routes only claim paths that name a
@@ -35,6 +36,7 @@ from airflow_argo_eci.local.api.selectors import (
     parse_label_selector,
 )
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.api.tables import build_table, check_include_object, wants_table
 from airflow_argo_eci.local.api.watch import DEFAULT_MAX_BYTES, WatchCache, event_line, gone_line
 from airflow_argo_eci.local.paths import StatePaths
 
@@ -170,6 +172,33 @@ def _json_bytes(text: str) -> Response:
     return Response(text.encode(), media_type="application/json")
 
 
+def _table_include(request: Request) -> str | None:
+    """``includeObject`` when the request asks for a ``Table`` (``kubectl get``), else None."""
+    if not wants_table(request.headers.get("accept", "")):
+        return None
+    return check_include_object(request.query_params.get("includeObject"))
+
+
+def _table_line(rt: ResourceType, line: bytes, include: str, first: bool) -> bytes:
+    """A watch line whose object is turned into a one-row ``Table`` (bookmarks and errors stay)."""
+    event = json.loads(line)
+    if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
+        return line
+    table = build_table(rt.group, rt.plural, [event["object"]], include=include, with_definitions=first,
+                        list_meta={"resourceVersion": event["object"].get("metadata", {}).get("resourceVersion",
+                                                                                                "")})
+    return (json.dumps({"type": event["type"], "object": table}, separators=(",", ":")) + "\n").encode()
+
+
+def _grace_period(value: Any, default: int | None) -> int | None:
+    """``DeleteOptions.gracePeriodSeconds``: a non-negative integer or null."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise bad_request(f"DeleteOptions.gracePeriodSeconds must be a non-negative integer, got {value!r}")
+    return value
+
+
 class SendPacer:
     """Paces the large watch lines of all watchers together (a token bucket on the event loop).
 
@@ -248,6 +277,9 @@ class ResourceHandler:
             # validated like ListOptions; a list always reads the latest state and never waits
             _resource_version(request)
             _int_param(request, "timeoutSeconds", 0)
+            include = _table_include(request)
+            if include is not None:
+                return await self._table_list(request, t, include)
             bodies, rv, cont = await run_in_threadpool(
                 self.store.list_raw, t.rt, t.namespace,
                 label_selector=q.get("labelSelector", ""), field_selector=q.get("fieldSelector", ""),
@@ -282,9 +314,29 @@ class ResourceHandler:
                                  "details": {"group": t.rt.group, "kind": t.rt.plural}})
         raise _method_not_allowed(request)
 
+    async def _table_list(self, request: Request, t: Target, include: str) -> Response:
+        q = request.query_params
+        items, rv, cont = await run_in_threadpool(
+            self.store.list, t.rt, t.namespace,
+            label_selector=q.get("labelSelector", ""), field_selector=q.get("fieldSelector", ""),
+            limit=_int_param(request, "limit", 0), continue_token=q.get("continue", ""),
+        )
+        meta: dict[str, Any] = {"resourceVersion": rv}
+        if cont:
+            meta["continue"] = cont
+        table = await run_in_threadpool(
+            lambda: build_table(t.rt.group, t.rt.plural, items, list_meta=meta, include=include)
+        )
+        return await json_response(table)
+
     async def _object(self, request: Request, t: Target) -> Response:
         assert t.name is not None
         method = request.method
+        include = _table_include(request) if method == "GET" and not t.subresource else None
+        if include is not None:
+            obj = await run_in_threadpool(self.store.get, t.rt, t.namespace, t.name)
+            meta = {"resourceVersion": obj.get("metadata", {}).get("resourceVersion", "")}
+            return await json_response(build_table(t.rt.group, t.rt.plural, [obj], list_meta=meta, include=include))
         if method == "GET":
             return _json_bytes(await run_in_threadpool(self.store.get_raw, t.rt, t.namespace, t.name))
         if method == "PUT":
@@ -303,10 +355,15 @@ class ResourceHandler:
         if method == "DELETE" and not t.subresource:
             options = await read_json_body(request, required=False)
             preconditions = None
-            if isinstance(options, dict) and isinstance(options.get("preconditions"), dict):
-                preconditions = {k: str(v) for k, v in options["preconditions"].items() if v is not None}
+            grace = int_query(request.query_params.get("gracePeriodSeconds"), "gracePeriodSeconds")
+            if isinstance(options, dict):
+                if isinstance(options.get("preconditions"), dict):
+                    preconditions = {k: str(v) for k, v in options["preconditions"].items() if v is not None}
+                grace = _grace_period(options.get("gracePeriodSeconds"), grace)
+            name = t.name
             out = await run_in_threadpool(
-                self.store.delete, t.rt, t.namespace, t.name, preconditions=preconditions
+                lambda: self.store.delete(t.rt, t.namespace, name, preconditions=preconditions,
+                                          grace_period_seconds=grace)
             )
             return await json_response(out)
         raise _method_not_allowed(request)
@@ -328,9 +385,12 @@ class ResourceHandler:
             raise bad_request("continue cannot be combined with watch: list with continue, then watch from the "
                               "list's resourceVersion")
         bookmarks = _bool(q.get("allowWatchBookmarks"))
+        include = _table_include(request)
         stream = self._watch_events(
             t, start_rv, (label_selector, field_selector), (labels, fields), timeout, bookmarks
         )
+        if include is not None:
+            stream = _as_tables(t.rt, stream, include)
         return StreamingResponse(stream, media_type="application/json")
 
     async def _watch_events(
@@ -385,6 +445,27 @@ class ResourceHandler:
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.0))
             await anyio.to_thread.run_sync(store.wait_for_change, last, wait, limiter=self._watch_limiter)
+
+
+async def _as_tables(
+    rt: ResourceType, lines: AsyncIterator[bytes | memoryview], include: str
+) -> AsyncIterator[bytes | memoryview]:
+    """Watch lines (possibly sent in slices) re-assembled and turned into ``Table`` events; the
+    first carries the column definitions."""
+    first = True
+    partial = bytearray()
+    async for chunk in lines:
+        partial += chunk
+        while True:
+            end = partial.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(partial[:end + 1])
+            del partial[:end + 1]
+            converted = await run_in_threadpool(_table_line, rt, line, include, first)
+            if converted is not line:
+                first = False
+            yield converted
 
 
 def install_resource_routes(

@@ -5,6 +5,7 @@ preconditions, what a write through the ``status`` subresource may change, and w
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from airflow_argo_eci.local.api import errors
@@ -126,3 +127,24 @@ def merge_for(rt: ResourceType, old: dict[str, Any], body: dict[str, Any], subre
         else:
             new.pop("status", None)
     return new
+
+
+def keep_deletion_marks(rt: ResourceType, name: str, old_meta: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Writes cannot set, change or clear ``deletionTimestamp``/``deletionGracePeriodSeconds`` (only
+    DELETE does), nor add a finalizer to an object being deleted (422 Invalid)."""
+    for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+        if key in old_meta:
+            meta[key] = old_meta[key]
+        else:
+            meta.pop(key, None)
+    if not old_meta.get("deletionTimestamp"):
+        return
+    before = old_meta.get("finalizers") or []
+    added = [f for f in meta.get("finalizers") or [] if f not in before]
+    if added:
+        raise errors.invalid(
+            resource_name(rt), rt.group, name,
+            [{"reason": "FieldValueForbidden", "field": "metadata.finalizers",
+              "message": f"Forbidden: no new finalizers can be added if the object is being deleted, found new "
+                         f"finalizers {json.dumps(added)}"}],
+        )

@@ -1,4 +1,5 @@
-"""JSON merge patch (RFC 7386) and JSON patch (RFC 6902) on plain JSON values.
+"""JSON merge patch (RFC 7386), JSON patch (RFC 6902) and Kubernetes' strategic merge patch on plain
+JSON values.
 
 Both functions return a new value and never modify their inputs. JSON-patch failures (a missing
 path, a failed ``test``, a malformed operation) raise :class:`PatchError` naming the operation.
@@ -10,8 +11,8 @@ import copy
 import json
 from typing import Any
 
-#: the media types of a PATCH request: JSON merge patch, Kubernetes' strategic merge patch (applied as a
-#: merge patch), JSON patch and server-side apply (not supported)
+#: the media types of a PATCH request: JSON merge patch, Kubernetes' strategic merge patch (see
+#: :func:`strategic_merge_patch`), JSON patch and server-side apply (not supported)
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -181,3 +182,114 @@ def json_patch(doc: Any, operations: Any) -> Any:
         else:
             raise PatchError(f'operation {i}: unknown op "{kind}"')
     return result
+
+
+#: the merge key of the lists of built-in kinds that a strategic merge patch merges element-wise,
+#: by field name (Kubernetes' ``patchMergeKey`` tags)
+MERGE_KEYS: dict[str, str] = {
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "ports": "containerPort",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "topologySpreadConstraints": "topologyKey",
+    "resourceClaims": "name",
+}
+#: lists of scalars that a strategic merge patch merges as sets (``patchStrategy: merge``)
+MERGED_SCALAR_LISTS = frozenset({"finalizers"})
+
+_DIRECTIVE = "$patch"
+_RETAIN_KEYS = "$retainKeys"
+_ORDER_PREFIX = "$setElementOrder/"
+_DELETE_PREFIX = "$deleteFromPrimitiveList/"
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """Apply a Kubernetes strategic merge patch (what ``kubectl apply`` sends for built-in kinds).
+
+    Like a merge patch, plus: the lists named in :data:`MERGE_KEYS` merge element by element on
+    their merge key (an element with ``$patch: delete`` removes its match), the lists in
+    :data:`MERGED_SCALAR_LISTS` merge as sets, and the directives ``$patch`` (``replace``,
+    ``delete``, ``merge``), ``$retainKeys``, ``$setElementOrder/<list>`` and
+    ``$deleteFromPrimitiveList/<list>`` are honoured. Other lists are replaced.
+    """
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    directive = patch.get(_DIRECTIVE)
+    if directive == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != _DIRECTIVE}
+    if directive not in (None, "merge", "delete"):
+        raise PatchError(f'unknown strategic merge patch directive "$patch: {directive}"; use replace, '
+                         f"merge or delete")
+    result: dict[str, Any] = copy.deepcopy(target) if isinstance(target, dict) else {}
+    orders: dict[str, list[Any]] = {}
+    for key, value in patch.items():
+        if key in (_DIRECTIVE, _RETAIN_KEYS):
+            continue
+        if key.startswith(_ORDER_PREFIX):
+            if isinstance(value, list):
+                orders[key[len(_ORDER_PREFIX):]] = value
+            continue
+        if key.startswith(_DELETE_PREFIX):
+            field = key[len(_DELETE_PREFIX):]
+            if isinstance(result.get(field), list) and isinstance(value, list):
+                result[field] = [item for item in result[field] if item not in value]
+            continue
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, list):
+            result[key] = _merge_list(key, result.get(key), value)
+        elif isinstance(value, dict) and value.get(_DIRECTIVE) == "delete":
+            result.pop(key, None)
+        else:
+            result[key] = strategic_merge_patch(result.get(key), value)
+    retain = patch.get(_RETAIN_KEYS)
+    if isinstance(retain, list):
+        result = {k: v for k, v in result.items() if k in retain}
+    for field, order in orders.items():
+        if isinstance(result.get(field), list):
+            result[field] = _ordered(field, result[field], order)
+    return result
+
+
+def _merge_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
+    existing = current if isinstance(current, list) else []
+    key = MERGE_KEYS.get(field)
+    if key is not None and all(isinstance(item, dict) for item in patch):
+        if any(item.get(_DIRECTIVE) == "replace" for item in patch):
+            return [{k: v for k, v in item.items() if k != _DIRECTIVE} for item in patch
+                    if item.get(_DIRECTIVE) != "replace" or len(item) > 1]
+        merged = copy.deepcopy(existing)
+        for item in patch:
+            index = next((i for i, old in enumerate(merged)
+                          if isinstance(old, dict) and key in item and old.get(key) == item.get(key)), None)
+            if item.get(_DIRECTIVE) == "delete":
+                if index is not None:
+                    merged.pop(index)
+            elif index is None:
+                merged.append(strategic_merge_patch({}, item))
+            else:
+                merged[index] = strategic_merge_patch(merged[index], item)
+        return merged
+    if field in MERGED_SCALAR_LISTS and patch:
+        return copy.deepcopy(existing) + [item for item in patch if item not in existing]
+    return copy.deepcopy(patch)
+
+
+def _ordered(field: str, items: list[Any], order: list[Any]) -> list[Any]:
+    """``items`` in the order ``$setElementOrder`` gives (by merge key for lists of objects); items
+    it does not name keep their relative order at the end."""
+    key = MERGE_KEYS.get(field)
+
+    def ident(item: Any) -> Any:
+        return json.dumps(item.get(key) if key is not None and isinstance(item, dict) else item, sort_keys=True)
+
+    rank = {ident(entry): i for i, entry in enumerate(order)}
+    return sorted(items, key=lambda item: rank.get(ident(item), len(rank)))

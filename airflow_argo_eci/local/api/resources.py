@@ -60,6 +60,10 @@ PODS = register(ResourceType("", "v1", "pods", "Pod", True, "pod", ("po",), has_
 EVENTS = register(ResourceType("", "v1", "events", "Event", True, "event", ("ev",)))
 CONFIGMAPS = register(ResourceType("", "v1", "configmaps", "ConfigMap", True, "configmap", ("cm",)))
 SECRETS = register(ResourceType("", "v1", "secrets", "Secret", True, "secret"))
+PERSISTENT_VOLUME_CLAIMS = register(ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True,
+                                                 "persistentvolumeclaim", ("pvc",), has_status=True))
+PERSISTENT_VOLUMES = register(ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False,
+                                           "persistentvolume", ("pv",), has_status=True))
 NAMESPACES = register(ResourceType("", "v1", "namespaces", "Namespace", False, "namespace", ("ns",),
                                    has_status=True))
 

@@ -8,9 +8,13 @@ and on create ``metadata.uid`` (uuid4), ``metadata.resourceVersion``, ``metadata
 ``metadata.namespace`` for namespaced types, ``metadata.generation`` = 1.
 
 Defaults applied on create: a ``Namespace`` gets ``status.phase: Active`` and the label
-``kubernetes.io/metadata.name``; a ``Pod`` without ``status.phase`` gets ``Pending``.
+``kubernetes.io/metadata.name``; a ``Pod`` without ``status.phase`` gets ``Pending``; a
+``PersistentVolumeClaim`` is ``Bound`` at once (a ``PersistentVolume`` ``Available``).
 ``metadata.generation`` is bumped whenever anything outside ``metadata`` (and outside ``status``
 for types with a status subresource) changes.
+
+Deletion honours ``metadata.finalizers``: the object gets ``deletionTimestamp`` and stays until a
+write removes its last finalizer (see :meth:`Store.delete`).
 
 Errors are :class:`~airflow_argo_eci.local.api.errors.ApiError` (Kubernetes ``Status``). In their
 messages and ``details.kind`` the resource is named like the real API server does it, by its
@@ -41,6 +45,7 @@ from airflow_argo_eci.local.api.object_rules import (
     check_preconditions,
     check_subresource,
     generation_view,
+    keep_deletion_marks,
     merge_for,
     resource_name,
     validate_common,
@@ -53,6 +58,7 @@ from airflow_argo_eci.local.api.patch import (
     PatchError,
     json_patch,
     merge_patch,
+    strategic_merge_patch,
 )
 from airflow_argo_eci.local.api.resources import NAMESPACES, REGISTRY, ResourceType
 from airflow_argo_eci.local.api.selectors import matches, parse_field_selector, parse_label_selector
@@ -124,6 +130,7 @@ class Store(ObjectDatabase):
             meta.pop("namespace", None)
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
+        keep_deletion_marks(rt, name, old_meta, meta)
         gen = int(old_meta.get("generation", 1))
         if generation_view(rt, new) != generation_view(rt, old):
             gen += 1
@@ -131,7 +138,38 @@ class Store(ObjectDatabase):
         meta["resourceVersion"] = old_meta.get("resourceVersion", "")
         if new == old:
             return old
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            # the last finalizer was removed from an object being deleted: the delete completes
+            return self._remove(rt, ns, name, new, pending)
         return self._commit(rt, ns, name, "MODIFIED", new, old, pending)
+
+    def _remove(self, rt: ResourceType, ns: str, name: str, obj: dict[str, Any], pending: Pending) -> dict[str, Any]:
+        """Delete ``obj`` for good (lock held, in a transaction); a terminating namespace whose last
+        object this was goes too."""
+        meta = obj["metadata"]
+        meta.setdefault("deletionTimestamp", now_rfc3339())
+        gone = self._commit(rt, ns, name, "DELETED", obj, None, pending)
+        if rt.namespaced and ns:
+            owner = self._row(NAMESPACES, "", ns)
+            if owner is not None and owner["metadata"].get("deletionTimestamp") and not self._conn.execute(
+                "SELECT 1 FROM objects WHERE namespace=? LIMIT 1", (ns,)
+            ).fetchone():
+                self._commit(NAMESPACES, "", ns, "DELETED", owner, None, pending)
+        return gone
+
+    def _mark_deleted(self, rt: ResourceType, ns: str, name: str, obj: dict[str, Any],
+                      pending: Pending) -> dict[str, Any]:
+        """Set ``deletionTimestamp`` on an object that has finalizers (a namespace: that holds such
+        objects; it shows ``Terminating``), once; lock held."""
+        prev = copy.deepcopy(obj)
+        meta = obj["metadata"]
+        meta.setdefault("deletionTimestamp", now_rfc3339())
+        meta["deletionGracePeriodSeconds"] = 0
+        if rt.key == NAMESPACES.key:
+            obj.setdefault("status", {})["phase"] = "Terminating"
+        if obj == prev:
+            return obj
+        return self._commit(rt, ns, name, "MODIFIED", obj, prev, pending)
 
     # ------------------------------------------------------------------ CRUD
 
@@ -163,8 +201,17 @@ class Store(ObjectDatabase):
 
         def work(pending: Pending) -> dict[str, Any]:
             nonlocal name
-            if rt.namespaced and self._row(NAMESPACES, "", ns) is None:
-                raise errors.not_found("namespaces", "", ns)
+            if rt.namespaced:
+                owner = self._row(NAMESPACES, "", ns)
+                if owner is None:
+                    raise errors.not_found("namespaces", "", ns)
+                if owner["metadata"].get("deletionTimestamp"):
+                    raise ApiError(
+                        403, "Forbidden",
+                        f'{resource_name(rt)} "{name or generate}" is forbidden: unable to create new content in '
+                        f"namespace {ns} because it is being terminated",
+                        name=name or generate, group=rt.group, kind=resource_name(rt),
+                    )
             if not name:
                 base = generate[:58]
                 for _ in range(20):
@@ -191,6 +238,16 @@ class Store(ObjectDatabase):
                 meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
                 new.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
                 new.setdefault("status", {})["phase"] = "Active"
+            elif rt.kind in ("PersistentVolumeClaim", "PersistentVolume") and rt.group == "":
+                status = new.setdefault("status", {})
+                if isinstance(status, dict):  # the local cluster binds every claim at once
+                    status.setdefault("phase", "Bound" if rt.kind == "PersistentVolumeClaim" else "Available")
+                    claim_spec = new.get("spec") if rt.kind == "PersistentVolumeClaim" else None
+                    if isinstance(claim_spec, dict):
+                        status.setdefault("accessModes", claim_spec.get("accessModes") or ["ReadWriteOnce"])
+                        size = ((claim_spec.get("resources") or {}).get("requests") or {}).get("storage")
+                        if size is not None:
+                            status.setdefault("capacity", {"storage": size})
             elif rt.kind == "Pod" and rt.group == "":
                 status = new.setdefault("status", {})
                 if isinstance(status, dict):
@@ -337,8 +394,8 @@ class Store(ObjectDatabase):
         *,
         subresource: str = "",
     ) -> dict[str, Any]:
-        """merge-patch (``application/merge-patch+json``, also used for strategic-merge),
-        JSON-patch (``application/json-patch+json``, RFC 6902 incl. ``test``).
+        """merge-patch (``application/merge-patch+json``), strategic-merge-patch (built-in kinds; a
+        merge patch for the others), JSON-patch (``application/json-patch+json``, RFC 6902 incl. ``test``).
 
         A failing JSON patch is 422 Invalid (field ``patch``); an unsupported content type is 415;
         a ``metadata.resourceVersion`` in the patched result that differs from the stored one is
@@ -370,7 +427,12 @@ class Store(ObjectDatabase):
         def work(pending: Pending) -> dict[str, Any]:
             old = self._get_row(rt, ns, name)
             try:
-                patched = merge_patch(old, patch) if media != JSON_PATCH else json_patch(old, patch)
+                if media == JSON_PATCH:
+                    patched = json_patch(old, patch)
+                elif media == STRATEGIC_MERGE_PATCH and not rt.group:  # built-in kinds; CRDs merge
+                    patched = strategic_merge_patch(old, patch)
+                else:
+                    patched = merge_patch(old, patch)
             except PatchError as exc:
                 raise errors.invalid(
                     resource_name(rt), rt.group, name,
@@ -424,8 +486,16 @@ class Store(ObjectDatabase):
         name: str,
         *,
         preconditions: dict[str, str] | None = None,
+        grace_period_seconds: int | None = None,
     ) -> dict[str, Any]:
         """Delete and return the deleted object; 404 NotFound. Deleting a Namespace deletes its objects.
+
+        An object with ``metadata.finalizers`` is not removed: it gets ``deletionTimestamp`` (and
+        ``deletionGracePeriodSeconds`` 0) and stays, returned as it is now, until an update removes
+        its last finalizer; deleting it again changes nothing. A namespace holding such objects
+        stays ``Terminating`` until they are gone. ``grace_period_seconds`` (``DeleteOptions``) is
+        recorded as the deleted object's ``deletionGracePeriodSeconds`` (pods: the runtime kills
+        the pod's processes when the deletion is seen).
 
         ``preconditions`` (``DeleteOptions.preconditions``: ``resourceVersion`` and/or ``uid``) that
         do not hold give 409 Conflict. The ``default`` namespace cannot be deleted (403 Forbidden).
@@ -443,6 +513,7 @@ class Store(ObjectDatabase):
             old = self._get_row(rt, ns, name)
             if preconditions:
                 check_preconditions(rt, name, old, preconditions)
+            finalized = False
             if is_namespace:
                 rows = self._conn.execute(
                     'SELECT "group", plural, name, body FROM objects WHERE namespace=? '
@@ -454,9 +525,17 @@ class Store(ObjectDatabase):
                         group, "v1", plural, plural, True
                     )
                     child = json.loads(body)
-                    self._commit(child_rt, name, child_name, "DELETED", child, None, pending)
+                    if child["metadata"].get("finalizers"):
+                        finalized = True
+                        self._mark_deleted(child_rt, name, child_name, child, pending)
+                    else:
+                        self._commit(child_rt, name, child_name, "DELETED", child, None, pending)
+            if old["metadata"].get("finalizers") or finalized:
+                return self._mark_deleted(rt, ns, name, old, pending)
             gone_obj = copy.deepcopy(old)
             gone_obj["metadata"]["deletionTimestamp"] = now_rfc3339()
+            if grace_period_seconds is not None:
+                gone_obj["metadata"]["deletionGracePeriodSeconds"] = grace_period_seconds
             return self._commit(rt, ns, name, "DELETED", gone_obj, None, pending)
 
         return self._transaction(work)

@@ -186,7 +186,11 @@ def resolve_repository(store: Store, namespace: str, ref: dict[str, Any] | None,
 def _repository_from(cm: dict[str, Any], cm_name: str, key: str) -> dict[str, Any]:
     data = cm.get("data") or {}
     if key not in data:
-        raise ArtifactError(f"failed to resolve artifact repository: key {key} not found in configmap {cm_name}")
+        namespace = (cm.get("metadata") or {}).get("namespace", "")
+        raise ArtifactError(
+            f'failed to resolve artifact repository: config map missing key {key} for artifact repository ref '
+            f'"{namespace}/{cm_name}#{key}" (spec.artifactRepositoryRef.key); add the repository under key {key} '
+            f"to configmap {namespace}/{cm_name} (keys there: {', '.join(sorted(data)) or 'none'})")
     try:
         repo = yaml.safe_load(str(data[key]))
     except yaml.YAMLError as exc:

@@ -30,8 +30,10 @@ from airflow_argo_eci.local.argo.artifacts import (
     location_of,
 )
 from airflow_argo_eci.local.argo.budget import MAX_WORKFLOW_SIZE
+from airflow_argo_eci.local.argo.gc_finalizer import ArtifactGCFinalizer, deletion_gc_done
 from airflow_argo_eci.local.argo.isolation import FailureTracker, describe
 from airflow_argo_eci.local.argo.packing import pack_status
+from airflow_argo_eci.local.argo.podgc import selector_matches
 from airflow_argo_eci.local.argo.reconcile import ArtifactSaver, WorkflowReconciler
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.runtime import PodRequest, PodResult
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: why a pod that was running when the previous server stopped has no result
 POD_LOST = "pod lost: the local cluster stopped while it was running"
+#: the ``_wake_at`` key of the podGC queue (no workflow has an empty namespace)
+POD_GC_WAKE = ("", "podGC")
 
 
 class RuntimeLike(Protocol):
@@ -68,9 +72,15 @@ class Controller:
         self._submitted: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
         self._wake_at: dict[tuple[str, str], float] = {}
+        #: podGC: (namespace, pod) -> (monotonic time due, labelSelector); pods already asked for
+        self._pod_gc: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._pod_gc_asked: set[tuple[str, str]] = set()
         self._listening = False
         self._savers: dict[tuple[str, str], ArtifactSaver] = {}
         self._gc_threads: list[threading.Thread] = []
+        #: Argo's artifact-GC finalizer: OnWorkflowDeletion collection before a workflow goes
+        self.gc_finalizer = ArtifactGCFinalizer(store, self.collect_artifact_garbage,
+                                                lambda thread: self._gc_threads.append(thread))
         #: the controller's default artifact repository (``{"oss": {...}}``, Argo's controller
         #: ConfigMap ``artifactRepository``) for namespaces without an ``artifact-repositories``
         #: ConfigMap, and the keys used for locations that name no Secrets
@@ -92,6 +102,7 @@ class Controller:
             self._listening = True
         self._stop.clear()
         self.recover_lost_pods()
+        self.gc_finalizer.resume()
         self._thread = threading.Thread(target=self._loop, name="argo-controller", daemon=True)
         self._thread.start()
 
@@ -106,12 +117,20 @@ class Controller:
         """Garbage collection, as the Kubernetes GC and kubelet do it: a deleted Workflow takes its
         Pods with it; a deleted Pod's process is killed and its scratch space and logs removed, and
         its name may be used again (``argo retry`` recreates failed pods under the same names)."""
+        if rt is WORKFLOWS:
+            self.gc_finalizer.observe(event, obj)
+        elif rt is PODS and event == "MODIFIED" and (obj.get("metadata") or {}).get("deletionTimestamp"):
+            # a pod held by finalizers: its processes stop when the deletion starts, as kubelet does
+            pod_meta = obj["metadata"]
+            if self.runtime.is_running(pod_meta.get("namespace", "default"), pod_meta.get("name", "")):
+                self.runtime.kill(pod_meta.get("namespace", "default"), pod_meta.get("name", ""), "pod deleted")
         if event != "DELETED":
             return
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace", "default"), meta.get("name", "")
         if rt is WORKFLOWS:
-            self._collect_on_deletion(namespace, obj)
+            if not deletion_gc_done(obj):  # else the artifact-GC finalizer collected already
+                self._collect_on_deletion(namespace, obj)
             pods, _, _ = self.store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
             for pod in pods:
                 try:
@@ -214,6 +233,7 @@ class Controller:
             try:
                 rv = self.store.resource_version
                 self.reconcile_all()
+                self.collect_due_pods()
             except Exception as exc:  # the controller thread must survive any single bad pass
                 self.failures.out.log(logging.ERROR, "workflow controller pass failed: %s", describe(exc))
             timeout = self.tick_seconds
@@ -283,6 +303,46 @@ class Controller:
         except Exception as exc:
             self.failures.out.log(logging.WARNING, "workflow %s/%s: could not kill its pods: %s", namespace, name,
                                   describe(exc))
+
+    def collect_pod(self, namespace: str, name: str, delay: float, selector: dict[str, Any] | None) -> None:
+        """``podGC``: delete the pod ``name`` after ``delay`` seconds if its labels match ``selector``
+        (once per pod, however often it is asked)."""
+        key = (namespace, name)
+        with self._lock:
+            if key in self._pod_gc_asked:
+                return
+            if len(self._pod_gc_asked) > 100_000:  # bounded memory; a pod asked again is deleted again (404)
+                self._pod_gc_asked.clear()
+            self._pod_gc_asked.add(key)
+            due = time.monotonic() + delay
+            self._pod_gc[key] = (due, selector)
+            self._wake_at[POD_GC_WAKE] = min(due, self._wake_at.get(POD_GC_WAKE, due))
+
+    def collect_due_pods(self) -> int:
+        """Delete the podGC pods whose delay has passed (those whose labels match their
+        selector); returns how many were deleted."""
+        now = time.monotonic()
+        with self._lock:
+            due = [(key, sel) for key, (at, sel) in self._pod_gc.items() if at <= now]
+            for key, _ in due:
+                del self._pod_gc[key]
+            if self._pod_gc:
+                self._wake_at[POD_GC_WAKE] = min(at for at, _ in self._pod_gc.values())
+            else:
+                self._wake_at.pop(POD_GC_WAKE, None)
+        deleted = 0
+        for (namespace, name), selector in due:
+            pod = self.get_pod(namespace, name)
+            if pod is None or not selector_matches(selector, (pod.get("metadata") or {}).get("labels") or {}):
+                continue
+            try:
+                self.store.delete(PODS, namespace, name)
+                deleted += 1
+            except ApiError as exc:
+                if exc.code != 404:
+                    self.failures.out.log(logging.WARNING, "podGC: could not delete pod %s/%s: %s", namespace,
+                                          name, describe(exc))
+        return deleted
 
     def kill_workflow_pods(self, namespace: str, name: str, message: str) -> None:
         """Kill every Pending/Running pod of the workflow ``name``."""
@@ -426,6 +486,8 @@ class Controller:
         }
         if artifacts:
             outputs["artifacts"] = artifacts
+        if "containers" in result.extra:  # a container set: each container's exit code
+            outputs["containers"] = result.extra["containers"]
 
         def mutate(obj: dict[str, Any]) -> None:
             status = obj.setdefault("status", {})

@@ -9,13 +9,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CLUSTER_WORKFLOW_TEMPLATES, WORKFLOW_TEMPLATES
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.argo.container_set import container_set_problem
 
-#: template kinds Argo knows; only the first five run locally
-RUNNABLE_TYPES = ("container", "script", "steps", "dag", "suspend")
-UNSUPPORTED_TYPES = ("resource", "data", "http", "containerSet", "plugin")
+#: template kinds Argo knows; the runnable ones run locally
+RUNNABLE_TYPES = ("container", "script", "containerSet", "steps", "dag", "suspend", "resource", "http")
+UNSUPPORTED_TYPES = ("data", "plugin")
 LEAF_TYPES = ("container", "script", "resource", "data", "http", "containerSet", "plugin")
 
 
@@ -32,9 +35,9 @@ def template_type(tmpl: dict[str, Any]) -> str | None:
 
 
 def node_type(tmpl: dict[str, Any] | None) -> str:
-    """The type of the node that runs ``tmpl`` (``Steps``, ``DAG``, ``Suspend``, else ``Pod``)."""
+    """The type of the node that runs ``tmpl`` (``Steps``, ``DAG``, ``Suspend``, ``HTTP``, else ``Pod``)."""
     kind = template_type(tmpl or {})
-    return {"steps": "Steps", "dag": "DAG", "suspend": "Suspend"}.get(kind or "", "Pod")
+    return {"steps": "Steps", "dag": "DAG", "suspend": "Suspend", "http": "HTTP"}.get(kind or "", "Pod")
 
 
 def params_of(obj: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -211,6 +214,12 @@ def validate_workflow(spec: dict[str, Any], resolver: Resolver, ctx: TemplateCon
                             "data, http, plugin, resource, script, steps, suspend")
         if tmpl.get("timeout") and kind not in LEAF_TYPES:
             raise SpecError(f"{where}.timeout: {kind} template doesn't support timeout field")
+        if kind == "resource":
+            _check_resource(where, tmpl["resource"])
+        if kind == "containerSet":
+            problem = container_set_problem(where, tmpl["containerSet"], bool(tmpl.get("outputs")))
+            if problem:
+                raise SpecError(problem)
         holders: list[tuple[str, dict[str, Any]]] = []
         if kind == "steps":
             groups = tmpl["steps"]
@@ -295,3 +304,26 @@ def spec_parallelism(value: Any, field: str) -> int | None:
     if number < 0:
         raise SpecError(f"{field}: must be a non-negative integer, got {str(value)[:100]!r}")
     return number
+
+
+def _check_resource(where: str, res: Any) -> None:
+    """Argo's checks of a resource template: a known action, a manifest (or manifestFrom) unless
+    it gets or deletes, a manifest that is valid YAML (when it holds no ``{{...}}`` tags)."""
+    if not isinstance(res, dict):
+        raise SpecError(f"{where}.resource must be a mapping")
+    action = str(res.get("action") or "")
+    if "{{" not in action and action not in ("get", "create", "apply", "delete", "replace", "patch"):
+        raise SpecError(f"{where}.resource.action must be one of: get, create, apply, delete, replace, patch")
+    manifest = res.get("manifest")
+    if action not in ("delete", "get"):
+        if not manifest and not res.get("manifestFrom"):
+            raise SpecError(f"either {where}.resource.manifest or {where}.resource.manifestFrom must be specified")
+        if manifest and res.get("manifestFrom"):
+            raise SpecError("shouldn't have both `manifest` and `manifestFrom` specified in `Manifest` for resource "
+                            "template")
+    if isinstance(manifest, str) and "{{" not in manifest:
+        try:
+            list(yaml.safe_load_all(manifest))
+        except yaml.YAMLError:
+            raise SpecError(f"{where}.resource.manifest must be a valid yaml") from None
+

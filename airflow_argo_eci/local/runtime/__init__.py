@@ -16,6 +16,35 @@ from typing import Any
 HostPathOf = Callable[[str], Path]
 
 
+#: the kinds of :class:`PodVolume`
+EMPTY_DIR = "emptyDir"
+CLAIM = "claim"
+FILES = "files"
+
+
+@dataclass
+class PodVolume:
+    """One volume of a pod: ``kind`` is :data:`EMPTY_DIR` (a fresh directory of the pod),
+    :data:`CLAIM` (``host_dir``: the claim's directory, shared by every pod that mounts it) or
+    :data:`FILES` (``files``: relative path -> (content, mode), a ConfigMap's or Secret's keys;
+    always mounted read-only, as Kubernetes does)."""
+
+    name: str
+    kind: str
+    host_dir: Path | None = None
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    read_only: bool = False
+
+
+@dataclass
+class VolumeMount:
+    """A ``volumeMounts`` entry of a container: the volume ``name`` at ``mount_path`` (in the pod)."""
+
+    name: str
+    mount_path: str
+    read_only: bool = False
+
+
 @dataclass
 class PodRequest:
     namespace: str
@@ -52,6 +81,19 @@ class PodRequest:
     #: own ``securityContext`` in ``container`` wins field by field) and ``spec.hostNetwork``
     security_context: dict[str, Any] | None = None
     host_network: bool = False
+    #: the pod's volumes (resolved by the controller) and the main container's mounts of them
+    volumes: list[PodVolume] = field(default_factory=list)
+    volume_mounts: list[VolumeMount] = field(default_factory=list)
+    #: init containers (run in order before main) and sidecars (started before main, killed after
+    #: it): Kubernetes container specs with resolved env, sharing the pod's network and volumes
+    init_containers: list[dict[str, Any]] = field(default_factory=list)
+    sidecars: list[dict[str, Any]] = field(default_factory=list)
+    #: a container set (Argo's ``containerSet`` template) when not None: its containers other than
+    #: ``container`` (the one named ``main``, else the first), each with ``dependencies``; all of
+    #: them run as a graph in the pod, each with its own log, ``container`` giving the result
+    container_set: list[dict[str, Any]] | None = None
+    #: ``containerSet.retryStrategy.retries``: how often a failed container of the set is restarted
+    container_retries: int = 0
 
 
 @dataclass

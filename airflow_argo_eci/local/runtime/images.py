@@ -5,7 +5,12 @@ The local cluster pulls no images: a pod runs the host's tools. Each known image
 * an **entrypoint** (what runs when the container spec has no ``command``, like an image's
   ``ENTRYPOINT``/``CMD``), and
 * optionally a **bin directory** of shims prepended to ``PATH`` (``python`` -> this interpreter,
-  ``node`` -> the host's node, ``argosay``/``cowsay`` -> the bundled scripts in ``images/``).
+  ``node`` -> the host's node, ``argosay``/``cowsay``/``nginx``/``curl`` -> the bundled scripts in
+  ``images/``).
+
+A pod may not bind a port below 1024 (it has no capability): the bundled ``nginx`` then listens on
+its port + 8000 (80 -> 8080) and the bundled ``curl`` sends requests for a privileged port on a
+loopback address there (``images/ports.py``).
 
 Built-in images (matched on the repository, any tag; ``docker.io/`` and ``library/`` ignored):
 
@@ -20,7 +25,9 @@ image                       entrypoint                     shims
 ``argoproj/argosay:v2``     ``argosay``                    ``argosay`` (bundled, see images/argosay.py)
 ``argoproj/argosay:v1``     ``argosay``                    ``argosay`` (v1: echoes its arguments), ``cowsay``
 ``docker/whalesay``         ``cowsay``                     ``cowsay`` (with the Docker whale)
-``curlimages/curl``         ``curl``                       (host curl)
+``curlimages/curl``         ``curl``                       ``curl`` (host curl, or images/curl.py's stand-in),
+                                                           ``sh`` -> host bash (the image's ash takes ``>&``)
+``nginx``                   ``nginx -g 'daemon off;'``     ``nginx`` (bundled static server, images/nginx.py)
 ==========================  =============================  ===========================================
 
 More images: ``AIRFLOW_ARGO_ECI_IMAGE_MAP`` names a JSON or YAML file mapping an image (with tag,
@@ -194,7 +201,14 @@ class ImageTable:
             shims = {"cowsay": self._bundled("cowsay.py", "whale")}
             return ResolvedImage(image, ["cowsay"], self._shim_dir("whalesay", shims))
         if repo == "curlimages/curl":
-            return ResolvedImage(image, ["curl"], None)
+            shims = {"curl": self._bundled("curl.py", shutil.which("curl") or "-")}
+            bash = shutil.which("bash")
+            if bash is not None:  # the image's sh (busybox ash) takes bash forms such as `>& file`; dash does not
+                shims["sh"] = [bash]
+            return ResolvedImage(image, ["curl"], self._shim_dir("curl-sh", shims))
+        if repo == "nginx":
+            shims = {"nginx": self._bundled("nginx.py")}
+            return ResolvedImage(image, ["nginx", "-g", "daemon off;"], self._shim_dir("nginx", shims))
         return ResolvedImage(image, None, None)
 
     @staticmethod

@@ -28,7 +28,7 @@ import errno
 import os
 import pwd
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,12 +86,21 @@ class PodFiles:
     ``host_aliases``: in the best-effort sandbox the runtime rewrote pod paths to host paths in the
     pod's command, so a link the pod made may name ``<tmp_dir>/x``; with ``True`` such absolute
     targets are mapped back to the pod paths they stand for (they still resolve inside the pod).
+
+    ``mounts``: the pod's volumes, mount path (normalised) -> the volume's host directory. A
+    lookup reaching a mount path continues in that directory, as the pod saw it; ``..`` at the
+    volume's root goes back to the mount point's parent in the pod, never above the volume's
+    directory on the host, and a link inside a volume resolves in the pod like any other.
     """
 
-    def __init__(self, root_dir: Path, tmp_dir: Path, *, host_aliases: bool = False) -> None:
+    def __init__(self, root_dir: Path, tmp_dir: Path, *, host_aliases: bool = False,
+                 mounts: Mapping[str, Path] | None = None) -> None:
         self.root_dir = Path(os.path.realpath(root_dir))
         self.tmp_dir = Path(os.path.realpath(tmp_dir))
-        self._aliases = ((str(self.tmp_dir), "/tmp"), (str(self.root_dir), "/")) if host_aliases else ()  # noqa: S108
+        self.mounts = {"/" + "/".join(_split(m)): Path(os.path.realpath(d)) for m, d in (mounts or {}).items()
+                       if _split(m)}
+        volumes = tuple((str(d), m) for m, d in self.mounts.items())
+        self._aliases = (*volumes, (str(self.tmp_dir), "/tmp"), (str(self.root_dir), "/")) if host_aliases else ()  # noqa: S108
 
     # ------------------------------------------------------------------ lookups
 
@@ -144,6 +153,10 @@ class PodFiles:
     # ------------------------------------------------------------------ the walk
 
     def _host(self, parts: list[str]) -> Path:
+        for cut in range(len(parts), 0, -1):
+            volume = self.mounts.get("/" + "/".join(parts[:cut]))
+            if volume is not None:
+                return volume.joinpath(*parts[cut:])
         if parts and parts[0] == _POD_TMP:
             return self.tmp_dir.joinpath(*parts[1:])
         return self.root_dir.joinpath(*parts)
@@ -171,6 +184,13 @@ class PodFiles:
                         os.close(stack.pop()[1])
                     continue
                 parent_fd = stack[-1][1]
+                volume = self.mounts.get("/" + "/".join([n for n, _ in stack[1:]] + [part])) if self.mounts else None
+                if volume is not None:  # a volume's mount point: continue in the volume's directory
+                    if not pending:
+                        yield parent_fd, part, [n for n, _ in stack[1:]] + [part], os.stat(volume)
+                        return
+                    stack.append((part, os.open(volume, _DIR_FLAGS)))
+                    continue
                 if len(stack) == 1 and part == _POD_TMP:
                     if not pending:
                         yield stack[0][1], None, [_POD_TMP], os.stat(self.tmp_dir)

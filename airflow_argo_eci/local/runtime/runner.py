@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -36,8 +35,18 @@ from typing import IO, Any
 
 from airflow_argo_eci.conventions import now_rfc3339, rfc3339
 from airflow_argo_eci.local.paths import StatePaths
-from airflow_argo_eci.local.runtime import PodRequest, PodResult
+from airflow_argo_eci.local.runtime import PodRequest, PodResult, PodVolume
 from airflow_argo_eci.local.runtime.capacity import CapacityQueue
+from airflow_argo_eci.local.runtime.containers import (
+    CONTAINER_SET,
+    EXTRA_BIN_ROOT,
+    ContainerPipes,
+    ContainerPlan,
+    check_container_graph,
+    check_executable,
+    plan_container,
+    supervisor_spec,
+)
 from airflow_argo_eci.local.runtime.images import ImageError, ImageTable
 from airflow_argo_eci.local.runtime.isolation import make_sandbox
 from airflow_argo_eci.local.runtime.limits import DEFAULT_PIDS_LIMIT, LimitError, PodLimiter, PodLimits
@@ -52,15 +61,18 @@ from airflow_argo_eci.local.runtime.podsecurity import pod_security
 from airflow_argo_eci.local.runtime.sandbox import (
     POD_HOME,
     SCRIPT_PATH,
-    STANDARD_PATH,
     BestEffortSandbox,
+    BwrapSandbox,
     PodFilesystem,
     PodSecurity,
     Sandbox,
     SandboxError,
+    interpreter_paths,
     pod_path,
     remove_mount_points,
+    runtime_paths,
 )
+from airflow_argo_eci.local.runtime.volumes import attach_volumes, plan_mounts
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +128,15 @@ class _Pod:
     reported: bool = False
     thread: threading.Thread | None = None
     limits: PodLimits | None = None  # resources.limits to enforce (limits.py)
+    mounted: dict[str, PodVolume] = field(default_factory=dict)  # mount path -> its volume (volumes.py)
+    #: init containers and sidecars: (kind, plan, where its image's shim directory is bound)
+    extra: list[tuple[str, ContainerPlan, str]] = field(default_factory=list)
+    #: the main container's plan (its name is the container's own in a container set)
+    main_plan: ContainerPlan | None = None
 
     @property
     def key(self) -> PodKey:
         return (self.req.namespace, self.req.pod_name)
-
-
-def _string_list(value: Any, field_name: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SandboxError(f"{field_name} must be a list of strings, got {value!r}")
-    return list(value)
 
 
 class Runtime:
@@ -243,20 +252,11 @@ class Runtime:
         container = req.container
         if not isinstance(container, dict):
             raise SandboxError(f"container must be an object, got {type(container).__name__}")
-        image = container.get("image")
-        command = _string_list(container.get("command"), "container.command")
-        args = _string_list(container.get("args"), "container.args")
-        resolved = self.images.resolve(image if isinstance(image, str) else "")
-        script = [SCRIPT_PATH] if req.script_source is not None else []
-        if command:
-            argv = command + script + args
-        elif resolved.entrypoint is not None:
-            argv = resolved.entrypoint + script + args
-        else:
-            raise ImageError(self.images.unknown_image_message(resolved.image))
-
-        working_dir = container.get("workingDir") or "/"
-        working_dir = pod_path(working_dir, "container.workingDir")
+        main = plan_container(container, self.images, self.sandbox, req.pod_name,
+                              script=req.script_source is not None, what="container")
+        in_set = req.container_set is not None
+        main.name = str(container.get("name") or "main") if in_set else "main"
+        main.retries = req.container_retries
         fs = PodFilesystem(self.paths.pod_dir(req.namespace, req.pod_name))
         for index, out in enumerate(req.output_paths):
             fs.add_file(pod_path(out, f"output_paths[{index}]"))
@@ -266,62 +266,38 @@ class Runtime:
             fs.add_file(pod_path(path, f"input_paths[{path!r}]"))
         for path in req.artifact_paths:
             fs.add_output_path(pod_path(path, f"artifact_paths[{path!r}]"))
-        if script:
+        if req.script_source is not None:
             fs.add_file(SCRIPT_PATH)
-        fs.add_dir(working_dir)
+        fs.add_dir(main.working_dir)
         fs.add_dir(POD_HOME)
+        pod.mounted = plan_mounts(fs, req.volumes, req.volume_mounts)
+        names = {main.name}
+        for kind, specs in (("initContainers", req.init_containers), ("sidecars", req.sidecars),
+                            (CONTAINER_SET, req.container_set or [])):
+            for index, spec in enumerate(specs):
+                at = f"{EXTRA_BIN_ROOT}/{len(pod.extra)}"
+                plan = plan_container(spec, self.images, self.sandbox, req.pod_name, bin_at=at,
+                                      what=f"{kind}[{index}]" if kind != CONTAINER_SET else
+                                      f"containerSet.containers[{index}]")
+                plan.retries = req.container_retries
+                self.paths.log_file(req.namespace, req.pod_name, plan.name)  # a safe name, else 400 here
+                if plan.name in names:
+                    raise SandboxError(f'{kind}[{index}].name: Duplicate value: "{plan.name}"')
+                names.add(plan.name)
+                fs.add_dir(plan.working_dir)
+                check_executable(plan, fs.files, self.sandbox, at)
+                pod.extra.append((kind, plan, at))
+        if in_set:
+            check_container_graph([main, *(plan for kind, plan, _ in pod.extra if kind == CONTAINER_SET)])
+        pod.main_plan = main
 
-        env: dict[str, str] = {}
-        host_path = os.environ.get("PATH", "")
-        search = [*STANDARD_PATH, *(p for p in host_path.split(os.pathsep) if p and p not in STANDARD_PATH)]
-        if resolved.bin_dir is not None:
-            search.insert(0, self.sandbox.pod_bin_dir(resolved.bin_dir))
-        env["PATH"] = ":".join(search)
-        env["HOME"] = POD_HOME
-        env["HOSTNAME"] = req.pod_name
-        for key in ("LANG", "LC_ALL", "TZ"):
-            if key in os.environ:
-                env[key] = os.environ[key]
-        raw_env = container.get("env") or []
-        if not isinstance(raw_env, list):
-            raise SandboxError(f"container.env must be a list, got {type(raw_env).__name__}")
-        for index, item in enumerate(raw_env):
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
-                raise SandboxError(f"container.env[{index}] must be an object with a non-empty name")
-            value = item.get("value")
-            if value is None and item.get("valueFrom") is not None:
-                raise SandboxError(
-                    f"container.env[{index}] ({item['name']}): valueFrom must be resolved to a value "
-                    "before the pod reaches the runtime"
-                )
-            env[item["name"]] = "" if value is None else str(value)
-
-        pod.argv = argv
-        pod.env = env
-        pod.working_dir = working_dir
-        pod.host_bin_dir = resolved.bin_dir
+        pod.argv = main.argv
+        pod.env = main.env
+        pod.working_dir = main.working_dir
+        pod.host_bin_dir = main.bin_dir
         pod.fs = fs
         pod.security = pod_security(req.security_context, container.get("securityContext"), req.host_network)
-        self._check_executable(pod, search, resolved.bin_dir)
-
-    def _check_executable(self, pod: _Pod, search: list[str], host_bin: Path | None) -> None:
-        """Fail before starting when the program cannot be found (like a container runtime does)."""
-        program = pod.argv[0]
-        assert pod.fs is not None
-        if "/" in program:
-            if not program.startswith("/"):
-                return
-            if program in pod.fs.files or os.path.exists(program):
-                return
-        else:
-            host_search = [str(host_bin) if (host_bin and p == self.sandbox.pod_bin_dir(host_bin)) else p
-                           for p in search]
-            if shutil.which(program, path=os.pathsep.join(host_search)) is not None:
-                return
-        raise SandboxError(
-            f'failed to start container "main": exec: "{program}": executable file not found in $PATH '
-            f"(the local cluster runs host tools; install {program!r} on this host or change the command)"
-        )
+        check_executable(main, fs.files, self.sandbox)
 
     # ------------------------------------------------------------------ running
 
@@ -351,8 +327,15 @@ class Runtime:
         req = pod.req
         fs = pod.fs
         assert fs is not None
+        main_name = pod.main_plan.name if pod.main_plan is not None else "main"
+        in_set = req.container_set is not None
+        pipes = ContainerPipes([main_name, *(plan.name for _, plan, _ in pod.extra)]) \
+            if pod.extra or in_set else None
         try:
             fs.create()
+            owner = (self.sandbox.host_uid, self.sandbox.host_gid) \
+                if isinstance(self.sandbox, BwrapSandbox) and self.sandbox.as_root else None
+            attach_volumes(fs, pod.mounted, owner)
             for path, content in req.input_files.items():
                 target = fs.host_path(pod_path(path, "input_files"))
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -367,40 +350,69 @@ class Runtime:
                 script.parent.mkdir(parents=True, exist_ok=True)
                 script.write_text(self.sandbox.rewrite(fs, req.script_source))
                 script.chmod(0o755)
-            launch = self.sandbox.launch(fs, pod.argv, pod.env, pod.working_dir, pod.host_bin_dir, pod.security)
+            command = pipes.supervisor_command() if pipes is not None else None
+            extra_bins = {at: plan.bin_dir for _, plan, at in pod.extra if plan.bin_dir is not None}
+            launch = self.sandbox.launch(fs, pod.argv, pod.env, pod.working_dir, pod.host_bin_dir, pod.security,
+                                         command=command, extra_bins=extra_bins)
+            main = pod.main_plan or ContainerPlan("main", pod.argv, pod.env, pod.working_dir)
+            spec = supervisor_spec(pipes, self.sandbox, fs, main, pod.extra, pod.security,
+                                   as_set=in_set) if pipes else None
         except (OSError, SandboxError) as exc:
+            if pipes is not None:
+                pipes.close_all()
             return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
                                 f"cannot prepare the pod's files: {exc}")
 
-        log_path = self.paths.log_file(req.namespace, req.pod_name, "main")
+        log_path = self.paths.log_file(req.namespace, req.pod_name, main_name)
         try:  # resource limits (limits.py): cgroups / rlimits, set by a host-side wrapper before exec
             guard = self.limiter.guard(req.pod_name, pod.limits or PodLimits(), [fs.pod_dir, log_path],
                                        req.deadline_seconds)
         except OSError as exc:
+            if pipes is not None:
+                pipes.close_all()
             return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
                                 f"cannot apply the container's resource limits: {exc}")
         logs = _LogWriter(log_path)
+        extra_logs = {plan.name: _LogWriter(self.paths.log_file(req.namespace, req.pod_name, plan.name))
+                      for _, plan, _ in pod.extra}
+        codes: dict[str, int] = {}
         try:
             with self._lock:
                 if pod.kill_message is not None:
+                    if pipes is not None:
+                        pipes.close_all()
                     return self._result(pod, started, KILLED_EXIT_CODE, "", {}, "Failed", pod.kill_message)
                 try:
                     process = subprocess.Popen(
                         guard.wrap(launch.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, env=launch.env, cwd=launch.cwd, start_new_session=True,
                         preexec_fn=guard.preexec_fn,  # None unless sh/prlimit are missing (limits.py)
+                        pass_fds=pipes.pass_fds if pipes is not None else (),
                     )
                 except (OSError, subprocess.SubprocessError) as exc:
+                    if pipes is not None:
+                        pipes.close_all()
                     return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error",
                                         f'failed to start container "main": {exc}')
                 pod.process = process
             guard.watch(process.pid)
             captured = bytearray()
             truncated = [False]
-            readers = [
-                threading.Thread(target=_pump, args=(process.stdout, logs, captured, truncated), daemon=True),
-                threading.Thread(target=_pump, args=(process.stderr, logs, None, truncated), daemon=True),
-            ]
+            main_out = process.stdout
+            readers = [threading.Thread(target=_pump, args=(process.stderr, logs, None, truncated), daemon=True)]
+            if pipes is not None and spec is not None:
+                pipes.close_child_ends()
+                pipes.send_spec(spec)
+                readers.append(threading.Thread(target=_pump, args=(process.stdout, logs, None, truncated),
+                                                daemon=True))
+                main_out = os.fdopen(pipes.out[main_name][0], "rb")
+                readers.append(threading.Thread(target=_pump, args=(os.fdopen(pipes.err[main_name][0], "rb"), logs,
+                                                                    None, truncated), daemon=True))
+                for name, writer in extra_logs.items():
+                    for fds in (pipes.out[name], pipes.err[name]):
+                        readers.append(threading.Thread(target=_pump, args=(os.fdopen(fds[0], "rb"), writer, None,
+                                                                            [False]), daemon=True))
+            readers.append(threading.Thread(target=_pump, args=(main_out, logs, captured, truncated), daemon=True))
             for reader in readers:
                 reader.start()
             timeout = None if req.deadline_seconds is None else max(0.0, float(req.deadline_seconds))
@@ -416,15 +428,23 @@ class Runtime:
             _kill_group(process)
             for reader in readers:
                 reader.join(5.0)
+            if pipes is not None:
+                codes = pipes.read_status()
             verdict = guard.verdict()  # limits.py: OOMKilled / Evicted, else None
         finally:
             logs.close()
+            for writer in extra_logs.values():
+                writer.close()
             guard.close()
 
         if code < 0:
             code = 128 - code
         if self.sandbox.isolated and pod.fs is not None:
             remove_mount_points(pod.fs.tmp_dir)
+            bound = (*runtime_paths(), *interpreter_paths(), *getattr(self.sandbox, "masked", ()))
+            for mount, (host_dir, read_only) in pod.fs.mounts.items():
+                if host_dir is not None and not read_only:
+                    remove_mount_points(host_dir, bound, under=mount)
         outputs, output_error = self._read_outputs(pod)
         stdout = captured.decode("utf-8", errors="replace")
         if stdout.endswith("\n"):
@@ -437,6 +457,11 @@ class Runtime:
             phase, message = "Succeeded", ""
         else:
             phase, message = "Failed", f"Error (exit code {code})"
+        failed_init = next(((plan.name, codes[plan.name]) for kind, plan, _ in pod.extra
+                            if kind == "initContainers" and codes.get(plan.name, 0) != 0), None)
+        if failed_init is not None and kill_message is None:  # main never started
+            code = failed_init[1]
+            phase, message = "Failed", f'init container "{failed_init[0]}" failed: Error (exit code {code})'
         if verdict is not None and kill_message is None:  # the kernel's OOM kill or the kubelet's eviction
             phase, message, code = "Failed", verdict.message, verdict.exit_code
         if output_error and phase == "Succeeded":  # an output path the runtime refused to read (podfiles.py)
@@ -444,6 +469,8 @@ class Runtime:
         result = self._result(pod, started, code, stdout, outputs, phase, message)
         result.reason = verdict.reason if verdict is not None and kill_message is None else ""
         result.artifact_paths = self._artifact_paths(pod)
+        if in_set:  # each container's exit code, for Argo's Container nodes (a missing one never ran)
+            result.extra["containers"] = codes
         if truncated[0]:
             result.extra["stdout_truncated"] = True
         return result
@@ -456,7 +483,7 @@ class Runtime:
         reading, never blocking), or more than :data:`.podfiles.MAX_PARAMETER_BYTES` bytes."""
         fs = pod.fs
         assert fs is not None
-        files = PodFiles(fs.root_dir, fs.tmp_dir, host_aliases=not self.sandbox.isolated)
+        files = _pod_files(fs, not self.sandbox.isolated)
         outputs: dict[str, str | None] = {}
         problems: list[str] = []
         for out in pod.req.output_paths:
@@ -480,7 +507,7 @@ class Runtime:
         refusals are logged). Never the host's /tmp, /proc, /dev or /sys."""
         fs = pod.fs
         assert fs is not None
-        files = PodFiles(fs.root_dir, fs.tmp_dir, host_aliases=not self.sandbox.isolated)
+        files = _pod_files(fs, not self.sandbox.isolated)
         hidden = [str(self.paths.root), *getattr(self.sandbox, "masked", ())]
         found: dict[str, str | None] = {}
         spliced = set(fs.spliced()) if self.sandbox.isolated else set()
@@ -573,6 +600,12 @@ def _pump(
 
 #: pod paths whose host counterpart is never an artifact (the pod's own /tmp is per pod)
 POD_TMP_PREFIXES = ("/tmp/", "/proc/", "/dev/", "/sys/")  # noqa: S108
+
+
+def _pod_files(fs: PodFilesystem, host_aliases: bool) -> PodFiles:
+    """The pod's files as it saw them, its volumes at their mount paths (:class:`.podfiles.PodFiles`)."""
+    mounts = {mount: host_dir for mount, (host_dir, _) in fs.mounts.items() if host_dir is not None}
+    return PodFiles(fs.root_dir, fs.tmp_dir, host_aliases=host_aliases, mounts=mounts)
 
 
 def _written_below(fs: PodFilesystem, path: str) -> bool:

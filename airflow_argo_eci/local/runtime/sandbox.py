@@ -134,17 +134,18 @@ def runtime_paths() -> tuple[str, ...]:
     return tuple(sorted({os.path.realpath(p) for p in candidates} | candidates))
 
 
-def remove_mount_points(tmp_dir: Path, paths: tuple[str, ...] | None = None) -> None:
+def remove_mount_points(tmp_dir: Path, paths: tuple[str, ...] | None = None, under: str = POD_TMP) -> None:
     """Remove the empty directories bubblewrap made inside a pod's ``/tmp`` (``tmp_dir`` on the host)
     as mount points for the :func:`runtime_paths` it re-binds there, once the pod has ended, so the
     pod's ``/tmp`` holds only what the pod wrote (an artifact saved from ``/tmp`` must not carry
-    them). Directories that are not empty are left alone. ``paths``: default :func:`runtime_paths`.
+    them). Directories that are not empty are left alone. ``paths``: default :func:`runtime_paths`;
+    ``under``: the pod directory ``tmp_dir`` stands for (a volume's mount path for a volume).
 
     The pod may have replaced any of these directories with a link: each component is opened
     relative to its parent with ``O_NOFOLLOW`` and removed with ``rmdir`` relative to it, so a link
     is never followed and nothing outside ``tmp_dir`` is touched."""
     bound = runtime_paths() if paths is None else paths
-    targets = {p[len(POD_TMP):].strip("/") for p in bound if _under_tmp(p) and p != POD_TMP}
+    targets = {p[len(under):].strip("/") for p in bound if p.startswith(under.rstrip("/") + "/")}
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     for rel in sorted(targets, key=lambda t: t.count("/"), reverse=True):
         parts = [p for p in rel.split("/") if p not in ("", ".", "..")]
@@ -182,6 +183,9 @@ class PodFilesystem:
     writable_dirs: set[str] = field(default_factory=set)
     #: further pod paths the best-effort sandbox rewrites (output artifacts)
     rewritten: set[str] = field(default_factory=set)
+    #: volume mount paths (normalised) -> where the volume is on the host (None until it exists)
+    #: and whether it is mounted read-only; paths below a mount live in its volume
+    mounts: dict[str, tuple[Path | None, bool]] = field(default_factory=dict)
 
     @property
     def tmp_dir(self) -> Path:
@@ -192,10 +196,49 @@ class PodFilesystem:
         return self.pod_dir / "root"
 
     def host_path(self, path: str) -> Path:
-        """Where the pod path ``path`` lives on the host."""
+        """Where the pod path ``path`` lives on the host (inside its volume when it is at or below
+        a volume's mount path)."""
+        found = self.mount_of(path)
+        if found is not None:
+            host_dir = self.mounts[found[0]][0]
+            if host_dir is not None:
+                return host_dir / found[1] if found[1] else host_dir
+        return self._own_path(path)
+
+    def _own_path(self, path: str) -> Path:
+        """Where ``path`` lives in the pod's own ``root/`` or ``tmp/`` (volumes ignored)."""
         if _under_tmp(path):
             return self.tmp_dir / path[len(POD_TMP):].lstrip("/")
         return self.root_dir / path.lstrip("/")
+
+    def mount_of(self, path: str) -> tuple[str, str] | None:
+        """``(mount path, path relative to it)`` of the innermost volume mount holding ``path``."""
+        best: str | None = None
+        for mount in self.mounts:
+            if (path == mount or path.startswith(mount.rstrip("/") + "/")) and (best is None or len(mount) > len(best)):
+                best = mount
+        if best is None:
+            return None
+        return best, path[len(best):].strip("/")
+
+    def add_mount(self, path: str, read_only: bool) -> str:
+        """Mount a volume at the pod path ``path`` (bound by the sandbox once :meth:`attach` names
+        its host directory); returns the normalised mount path. Its parent directory becomes a
+        writable directory of the pod, so the mount point can be made there."""
+        resolved = path if _under_tmp(path) else os.path.realpath(path)
+        if resolved == "/":
+            raise SandboxError(f"volumeMounts mountPath {path!r} would hide the whole pod filesystem")
+        if resolved in self.mounts:
+            raise SandboxError(f"volumeMounts mountPath {path!r} is mounted twice: must be unique")
+        self.mounts[resolved] = (None, read_only)
+        parent = posixpath.dirname(resolved)
+        if not _under_tmp(parent) and parent != "/" and self.mount_of(parent) is None:
+            self.writable_dirs.add(parent)
+        return resolved
+
+    def attach(self, mount_path: str, host_dir: Path) -> None:
+        """The volume mounted at ``mount_path`` lives in ``host_dir``."""
+        self.mounts[mount_path] = (host_dir, self.mounts[mount_path][1])
 
     def add_file(self, path: str) -> None:
         """Make ``path`` (a file or directory the pod creates) writable: its directory becomes writable."""
@@ -230,8 +273,23 @@ class PodFilesystem:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.chmod(0o1777)
         self.root_dir.mkdir(parents=True, exist_ok=True)
+        for mount in self.mounts:  # the mount points, in the pod's own files
+            self._own_path(mount).mkdir(parents=True, exist_ok=True)
         for directory in self.writable_dirs:
-            self.host_path(directory).mkdir(parents=True, exist_ok=True)
+            if self.mount_of(directory) is None:  # those in a volume: made_in_volumes, once they exist
+                self._own_path(directory).mkdir(parents=True, exist_ok=True)
+
+    def in_volumes(self) -> list[tuple[Path, str]]:
+        """The writable directories below a volume mount: (the volume's host directory, the
+        directory relative to it), for :func:`.volumes.make_dirs_inside`."""
+        out = []
+        for directory in sorted(self.writable_dirs):
+            found = self.mount_of(directory)
+            if found is not None and found[1]:
+                host_dir = self.mounts[found[0]][0]
+                if host_dir is not None:
+                    out.append((host_dir, found[1]))
+        return out
 
     def spliced(self) -> list[str]:
         """Every writable directory and all its ancestors, parents first."""
@@ -275,10 +333,20 @@ class Sandbox:
 
     def launch(
         self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
-        host_bin_dir: Path | None, security: PodSecurity | None = None,
+        host_bin_dir: Path | None, security: PodSecurity | None = None, *,
+        command: list[str] | None = None, extra_bins: dict[str, Path] | None = None,
     ) -> Launch:
         """Build the process launch for ``argv`` (pod paths) in ``working_dir`` (a pod path), as
-        ``security`` says (default :class:`PodSecurity`; ignored without isolation)."""
+        ``security`` says (default :class:`PodSecurity`; ignored without isolation). ``command``:
+        run this instead (a multi-container pod's supervisor, with each container's command from
+        :meth:`container_launch`); ``extra_bins``: further image shim directories, pod path -> host."""
+        raise NotImplementedError
+
+    def container_launch(
+        self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
+        security: PodSecurity | None = None,
+    ) -> tuple[list[str], dict[str, str], str]:
+        """One container's (argv, env, cwd) as the process inside the pod's sandbox runs it."""
         raise NotImplementedError
 
 
@@ -308,18 +376,27 @@ class BwrapSandbox(Sandbox):
     def pod_bin_dir(self, host_bin_dir: Path) -> str:
         return POD_BIN_DIR
 
+    def container_launch(
+        self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
+        security: PodSecurity | None = None,
+    ) -> tuple[list[str], dict[str, str], str]:
+        return _bwrap_container_launch(self, argv, env, working_dir, security)
+
     def _is_masked(self, path: str) -> bool:
         return any(path == m or path.startswith(m.rstrip("/") + "/") for m in self.masked)
 
     def launch(
         self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
-        host_bin_dir: Path | None, security: PodSecurity | None = None,
+        host_bin_dir: Path | None, security: PodSecurity | None = None, *,
+        command: list[str] | None = None, extra_bins: dict[str, Path] | None = None,
     ) -> Launch:
         security = security or PodSecurity()
         args = [self.bwrap, "--bind", str(fs.root_dir), "/"]
         spliced = fs.spliced()
         spliced_set = set(spliced)
         for directory in spliced:
+            if fs.mount_of(directory) is not None:
+                continue  # inside a volume: the volume's bind shows it
             inside = fs.host_path(directory)
             inside.mkdir(parents=True, exist_ok=True)
             if self._is_masked(directory):
@@ -333,7 +410,7 @@ class BwrapSandbox(Sandbox):
                 continue
             for entry in entries:
                 full = posixpath.join(directory, entry.name)
-                if full in spliced_set or full in fs.files:
+                if full in spliced_set or full in fs.files or full in fs.mounts:
                     continue
                 if directory == "/" and entry.name in _ROOT_SPECIAL:
                     continue
@@ -347,6 +424,13 @@ class BwrapSandbox(Sandbox):
                     continue
                 args += ["--ro-bind-try", full, full]
         args += ["--dev", "/dev", "--proc", "/proc", "--bind", str(fs.tmp_dir), POD_TMP]
+        # volumes before what the sandbox binds again on top (a volume at /work must not hide the
+        # runtime when it runs from /work/...); their mount points are removed after the pod
+        for mount in sorted(fs.mounts, key=lambda p: p.count("/")):  # outer volumes first
+            host_dir, read_only = fs.mounts[mount]
+            if host_dir is None:
+                raise SandboxError(f"the volume mounted at {mount} does not exist on the host")
+            args += ["--ro-bind" if read_only else "--bind", str(host_dir), mount]
         covers = [m for m in self.masked if not _under_tmp(m) and m not in spliced_set
                   and not any(self._is_masked(a) for a in _ancestors(m) if a in spliced_set)
                   and os.path.isdir(m) and not os.path.islink(m)]
@@ -371,6 +455,8 @@ class BwrapSandbox(Sandbox):
         if host_bin_dir is not None:
             args += ["--perms", "0755", "--dir", posixpath.dirname(POD_BIN_DIR),
                      "--ro-bind", str(host_bin_dir), POD_BIN_DIR]
+        for shown, host_dir in sorted((extra_bins or {}).items()):
+            args += ["--perms", "0755", "--dir", posixpath.dirname(shown), "--ro-bind", str(host_dir), shown]
         args += ["--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try",
                  "--die-with-parent", "--new-session"]
         if not security.host_network:
@@ -378,14 +464,24 @@ class BwrapSandbox(Sandbox):
         hostname = env.get("HOSTNAME", "")
         if hostname:
             args += ["--hostname", hostname[:63]]
-        config: dict[str, int | bool | None] = {
-            "uid": security.uid, "gid": security.gid, "seccomp": self.seccomp,
-            "host_uid": self.host_uid if self.as_root else None, "host_gid": self.host_gid if self.as_root else None,
-        }
-        args += ["--chdir", working_dir, "--", *podinit_command(config), *argv]
+        if command is None:
+            command = self.container_launch(fs, argv, env, working_dir, security)[0]
+        args += ["--chdir", working_dir, "--", *command]
         if self.as_root:
             hand_over(fs, self.host_uid, self.host_gid)
         return Launch(args, env, str(fs.root_dir))
+
+
+def _bwrap_container_launch(
+    sandbox: BwrapSandbox, argv: list[str], env: dict[str, str], working_dir: str, security: PodSecurity | None,
+) -> tuple[list[str], dict[str, str], str]:
+    security = security or PodSecurity()
+    config: dict[str, int | bool | None] = {
+        "uid": security.uid, "gid": security.gid, "seccomp": sandbox.seccomp,
+        "host_uid": sandbox.host_uid if sandbox.as_root else None,
+        "host_gid": sandbox.host_gid if sandbox.as_root else None,
+    }
+    return [*podinit_command(config), *argv], env, working_dir
 
 
 def podinit_command(config: dict[str, int | bool | None]) -> list[str]:
@@ -396,7 +492,8 @@ def podinit_command(config: dict[str, int | bool | None]) -> list[str]:
 def hand_over(fs: PodFilesystem, uid: int, gid: int) -> None:
     """Give the pod's writable directories (and what the runtime placed in them) to the pod's host
     uid/gid, without following any link (``lchown``): its ``/tmp``, ``HOME`` and writable dirs."""
-    tops = {fs.tmp_dir, fs.host_path(POD_HOME), *(fs.host_path(d) for d in fs.writable_dirs)}
+    tops = {fs.tmp_dir, fs.host_path(POD_HOME),
+            *(fs.host_path(d) for d in fs.writable_dirs if fs.mount_of(d) is None)}
     for top in sorted(tops):
         if not os.path.lexists(top) or os.path.islink(top):
             continue
@@ -468,7 +565,7 @@ class BestEffortSandbox(Sandbox):
     isolated = False
 
     def _pattern(self, fs: PodFilesystem) -> re.Pattern[str] | None:
-        known = {POD_TMP, *fs.files, *fs.rewritten, *(d for d in fs.writable_dirs if d != "/")}
+        known = {POD_TMP, *fs.files, *fs.rewritten, *fs.mounts, *(d for d in fs.writable_dirs if d != "/")}
         if not known:
             return None
         alternatives = "|".join(re.escape(p) for p in sorted(known, key=len, reverse=True))
@@ -482,12 +579,22 @@ class BestEffortSandbox(Sandbox):
 
     def launch(
         self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
-        host_bin_dir: Path | None, security: PodSecurity | None = None,
+        host_bin_dir: Path | None, security: PodSecurity | None = None, *,
+        command: list[str] | None = None, extra_bins: dict[str, Path] | None = None,
     ) -> Launch:
+        new_argv, new_env, cwd = self.container_launch(fs, argv, env, working_dir, security)
+        if command is not None:
+            return Launch(command, new_env, cwd)
+        return Launch(new_argv, new_env, cwd)
+
+    def container_launch(
+        self, fs: PodFilesystem, argv: list[str], env: dict[str, str], working_dir: str,
+        security: PodSecurity | None = None,
+    ) -> tuple[list[str], dict[str, str], str]:
         cwd = fs.host_path(working_dir)
         cwd.mkdir(parents=True, exist_ok=True)
         # PATH holds host directories (shims under the state directory), never pod paths
         new_env = {k: v if k == "PATH" else self.rewrite(fs, v) for k, v in env.items()}
         new_env["TMPDIR"] = str(fs.tmp_dir)
         new_env["HOME"] = str(fs.host_path(POD_HOME))
-        return Launch([self.rewrite(fs, a) for a in argv], new_env, str(cwd))
+        return [self.rewrite(fs, a) for a in argv], new_env, str(cwd)

@@ -45,8 +45,9 @@ def test_kubectl_get_describe_delete(tls_server: ApiServer) -> None:
     out = kubectl(tls_server, "get", "wf", "-A")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["NAMESPACE", "NAME", "AGE"]
-    assert lines[1].split()[:2] == ["argo", "hello"]
+    # the server answers a Table with Argo's printer columns; kubectl adds NAMESPACE itself
+    assert lines[0].split() == ["NAMESPACE", "NAME", "STATUS", "AGE", "MESSAGE"]
+    assert lines[1].split()[:3] == ["argo", "hello", "Running"]
 
     out = kubectl(tls_server, "get", "workflow", "hello", "-n", "argo", "-o", "json")
     assert out.returncode == 0, out.stderr
@@ -66,7 +67,7 @@ def test_kubectl_get_describe_delete(tls_server: ApiServer) -> None:
 def test_kubectl_create_from_yaml_and_api_resources(tls_server: ApiServer, tmp_path: Path) -> None:
     manifest = tmp_path / "cm.yaml"
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n")
-    # no OpenAPI documents are served, so kubectl's client-side schema validation is turned off
+    # validation off still works (test_kubectl_cluster.py creates with validation on)
     out = kubectl(tls_server, "create", "--validate=false", "-n", "argo", "-f", str(manifest))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "configmap/from-yaml created"

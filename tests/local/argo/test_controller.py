@@ -146,11 +146,11 @@ def test_stop_runs_exit_handler_and_terminate_does_not(harness) -> None:
 
 
 def test_unsupported_template_type_is_an_error(harness) -> None:
-    spec = {"entrypoint": "r", "templates": [{"name": "r", "resource": {"action": "create", "manifest": "{}"}}]}
+    spec = {"entrypoint": "r", "templates": [{"name": "r", "plugin": {"hello": {}}}]}
     harness.submit(spec, "un")
     wf = harness.wait("un")
     assert wf["status"]["phase"] == "Error"
-    assert "template type resource is not supported by the local cluster" in wf["status"]["message"]
+    assert "template type plugin is not supported by the local cluster" in wf["status"]["message"]
 
 
 def test_validation_errors(harness) -> None:

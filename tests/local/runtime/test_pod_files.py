@@ -282,3 +282,25 @@ def test_inputs_are_never_placed_through_a_link(tmp_path: Path) -> None:
     assert list(outside.iterdir()) == [outside / "deeper"] and list((outside / "deeper").iterdir()) == []
     load_artifact(OSSClients(), raw, pod_tmp / "ok" / "x", None)
     assert (pod_tmp / "ok" / "x").read_text() == "hello"
+
+
+def test_a_volume_is_read_at_its_mount_path_and_never_left_through_links(tmp_path: Path) -> None:
+    root, tmp, volume = tmp_path / "pod" / "root", tmp_path / "pod" / "tmp", tmp_path / "pod" / "volumes" / "ws"
+    for directory in (root / "workspace", tmp, volume / "sub"):
+        directory.mkdir(parents=True)
+    (tmp_path / "secret").write_text(SECRET)
+    (volume / "sub" / "out").write_text("in the volume")
+    (root / "etc").mkdir()
+    (root / "etc" / "own").write_text("pod's own")
+    os.symlink("../../../../../secret", volume / "up")
+    os.symlink(str(tmp_path / "secret"), volume / "abs")
+    os.symlink("../etc/own", volume / "to-pod")
+    files = PodFiles(root, tmp, mounts={"/workspace": volume})
+    assert files.read_text("/workspace/sub/out") == "in the volume"
+    assert files.locate("/workspace/sub/out").host_path == (volume / "sub" / "out").resolve()
+    assert files.read_text("/workspace/to-pod") == "pod's own"  # '..' at the volume's root is the pod's '/'
+    for path in ("/workspace/up", "/workspace/abs", "/workspace/../../secret"):
+        with pytest.raises(PodFileMissing):
+            files.read_text(path)
+    with pytest.raises(PodFileError, match="directory"):
+        files.read_text("/workspace")

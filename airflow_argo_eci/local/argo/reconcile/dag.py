@@ -192,7 +192,7 @@ class DagRunner:
             return existing or self.state.init_node(tname, "Skipped", name, ctx, None, task, boundary, "Error",
                                                     str(exc))
         if items is None:
-            child = self.steps.run_step(tname, name, task, ctx, scope, boundary, on_exit)
+            child = self.steps.run_step(tname, name, task, ctx, scope, boundary, on_exit, "tasks")
             if child is not None and self.state.fulfilled(child):
                 if not self.steps.run_hooks(child, task, ctx, scope, "tasks", name, on_exit):
                     return self._pending_view(child)
@@ -213,7 +213,7 @@ class DagRunner:
             child_step = substitute_obj(base, Scope(item_scope(item)))
             display = expanded_name(name, idx, item)
             child = self.steps.run_step(f"{tname}({idx}:{item_description(item)})", display, child_step, ctx, scope,
-                                        boundary, on_exit)
+                                        boundary, on_exit, "tasks")
             if child is None:
                 all_done = False
                 continue

@@ -9,13 +9,17 @@ import re
 import time
 from typing import Any
 
-from airflow_argo_eci.conventions import pod_name
+from airflow_argo_eci.conventions import node_id, pod_name
 from airflow_argo_eci.local.argo.artifacts import has_location_or_key
 from airflow_argo_eci.local.argo.budget import MAX_DEPTH_MESSAGE, MAX_STACK_DEPTH
 from airflow_argo_eci.local.argo.expressions import ExpressionError, evaluate
 from airflow_argo_eci.local.argo.nodes import go_json, go_string, parse_duration, parse_time, seconds_between
 from airflow_argo_eci.local.argo.reconcile.dag import DagRunner
+from airflow_argo_eci.local.argo.reconcile.http import HttpRunner
+from airflow_argo_eci.local.argo.reconcile.locks import TemplateLocks
+from airflow_argo_eci.local.argo.reconcile.memoized import MemoizedTemplates
 from airflow_argo_eci.local.argo.reconcile.pods import PodRunner
+from airflow_argo_eci.local.argo.reconcile.resource import ResourceRunner
 from airflow_argo_eci.local.argo.reconcile.state import PassState
 from airflow_argo_eci.local.argo.reconcile.steps import StepRunner
 from airflow_argo_eci.local.argo.templates import (
@@ -42,6 +46,10 @@ class TemplateExecutor:
         self.pods = pods
         self.steps = StepRunner(state, self.execute)
         self.dag = DagRunner(state, self.steps)
+        self.resources = ResourceRunner(state)
+        self.http = HttpRunner(state)
+        self.locks = TemplateLocks(state)
+        self.memoized = MemoizedTemplates(state)
 
     def execute(
         self,
@@ -57,7 +65,8 @@ class TemplateExecutor:
     ) -> dict[str, Any] | None:
         """Argo's ``executeTemplate``: run (or continue) the template of ``holder`` as node ``node_name``."""
         node = self.state.node_by_name(node_name)
-        if self.state.fulfilled(node):
+        if node is not None and self.state.fulfilled(node):
+            self.locks.release(node)
             return node
         display = display or node_name
         self.state.yield_point()
@@ -83,17 +92,37 @@ class TemplateExecutor:
         if stopping and node is None and not (on_exit and self.state.shutdown == "Stop"):
             message = (f"workflow shutdown with strategy: {self.state.shutdown}" if self.state.shutdown
                        else "Workflow exceeded its deadline")
-            kind = "Pod" if template_type(raw) in ("container", "script") else node_type(raw)
+            kind = "Pod" if template_type(raw) in ("container", "script", "containerSet") else node_type(raw)
             return self.state.init_node(node_name, kind, display, tmpl_ctx, raw, holder, boundary, "Failed", message)
         try:
             tmpl, local = self._process_args(raw, args, scope, node_name)
         except (SpecError, TemplateError, ExpressionError) as exc:
             return self._error_node(node, node_name, display, tmpl_ctx, raw, holder, boundary, str(exc))
+        memo = None
+        if tmpl.get("memoize"):
+            try:
+                memo = self.memoized.memo(tmpl)
+            except SpecError as exc:
+                return self._error_node(node, node_name, display, tmpl_ctx, raw, holder, boundary, str(exc))
+            if node is None:
+                cached = self.memoized.hit(memo, node_name, display, holder, tmpl_ctx, tmpl, boundary)
+                if cached is not None:
+                    return cached
+        if tmpl.get("synchronization"):
+            try:
+                waiting = self.locks.take(node_id(self.state.name, node_name), tmpl)
+            except SpecError as exc:
+                return self._error_node(node, node_name, display, tmpl_ctx, raw, holder, boundary, str(exc))
+            if waiting:
+                return self.locks.waiting_node(node, node_name, display, holder, tmpl_ctx, tmpl, boundary, waiting)
+            node = self.locks.started(node)
         retry = tmpl.get("retryStrategy")
         if retry:
-            return self._execute_retry(node, node_name, display, holder, tmpl_ctx, tmpl, raw, local, boundary,
-                                       on_exit)
-        return self._execute_body(node, node_name, display, holder, tmpl_ctx, tmpl, local, boundary, on_exit, 0)
+            started = self._execute_retry(node, node_name, display, holder, tmpl_ctx, tmpl, raw, local, boundary,
+                                          on_exit)
+        else:
+            started = self._execute_body(node, node_name, display, holder, tmpl_ctx, tmpl, local, boundary, on_exit, 0)
+        return self.memoized.ran(started, memo) if memo is not None else started
 
     def _error_node(self, node: dict[str, Any] | None, name: str, display: str, ctx: TemplateContext | None,
                     tmpl: dict[str, Any] | None, holder: dict[str, Any], boundary: str, message: str
@@ -167,14 +196,14 @@ class TemplateExecutor:
             local.set(f"inputs.artifacts.{name}", copy.deepcopy(resolved))
         if in_arts:
             tmpl.setdefault("inputs", {})["artifacts"] = in_arts
-        if template_type(tmpl) in ("container", "script"):
+        if template_type(tmpl) in ("container", "script", "containerSet"):
             for a in artifacts_of(tmpl.get("outputs")):
                 if a.get("path"):
                     local.set(f"outputs.artifacts.{a.get('name')}.path", str(a["path"]))
             for p in params_of(tmpl.get("outputs")):
                 if (p.get("valueFrom") or {}).get("path"):
                     local.set(f"outputs.parameters.{p.get('name')}.path", str(p["valueFrom"]["path"]))
-        if template_type(tmpl) in ("container", "script"):
+        if template_type(tmpl) in ("container", "script", "resource", "containerSet"):
             pod_tmpl_name = tmpl.get("name", "")
             local.set("pod.name", pod_name(self.state.name, node_name, pod_tmpl_name))
         tmpl = substitute_obj(tmpl, local, skip=_UNSUBSTITUTED)
@@ -223,7 +252,7 @@ class TemplateExecutor:
         child_name = f"{node_name}({attempt})"
         child_tmpl = {k: v for k, v in tmpl.items() if k != "retryStrategy"}
         attempt_scope = local.child({"retries": str(attempt), "node.name": child_name})
-        if template_type(child_tmpl) in ("container", "script"):
+        if template_type(child_tmpl) in ("container", "script", "resource", "containerSet"):
             attempt_scope.set("pod.name", pod_name(self.state.name, child_name, child_tmpl.get("name", "")))
             child_tmpl = substitute_obj(copy.deepcopy({k: v for k, v in raw.items() if k != "retryStrategy"}),
                                         attempt_scope, skip=_UNSUBSTITUTED)
@@ -297,12 +326,16 @@ class TemplateExecutor:
                       ctx: TemplateContext, tmpl: dict[str, Any], local: Scope, boundary: str, on_exit: bool,
                       retries: int) -> dict[str, Any] | None:
         kind = template_type(tmpl)
-        if kind in ("container", "script"):
+        if kind in ("container", "script", "containerSet"):
             return self.pods.execute_pod(node, node_name, display, holder, ctx, tmpl, boundary, retries)
         if kind == "steps":
             return self.steps.execute_steps(node, node_name, display, holder, ctx, tmpl, local, boundary, on_exit)
         if kind == "dag":
             return self.dag.execute_dag(node, node_name, display, holder, ctx, tmpl, local, boundary, on_exit)
+        if kind == "resource":
+            return self.resources.execute_resource(node, node_name, display, holder, ctx, tmpl, boundary)
+        if kind == "http":
+            return self.http.execute_http(node, node_name, display, holder, ctx, tmpl, boundary)
         if kind == "suspend":
             return self._execute_suspend(node, node_name, display, holder, ctx, tmpl, boundary)
         if kind in UNSUPPORTED_TYPES:

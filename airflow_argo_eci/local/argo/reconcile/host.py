@@ -68,6 +68,11 @@ class ReconcileHost(Protocol):
         """Kill every Pending/Running pod of the workflow ``name``."""
         ...
 
+    def collect_pod(self, namespace: str, name: str, delay: float, selector: dict[str, Any] | None) -> None:
+        """``podGC``: delete the pod ``name`` after ``delay`` seconds if its labels match ``selector``
+        (once per pod, however often it is asked)."""
+        ...
+
     def collect_artifact_garbage(self, namespace: str, status: dict[str, Any], workflow_strategy: str,
                                  strategy: str) -> tuple[list[tuple[str, int]], list[str], bool]:
         """Delete the objects of the output artifacts in ``status`` whose ``artifactGC`` strategy is

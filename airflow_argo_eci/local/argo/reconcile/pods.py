@@ -20,8 +20,16 @@ from airflow_argo_eci.conventions import (
     TERMINAL_PHASES,
     pod_name,
 )
+from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.resources import PERSISTENT_VOLUME_CLAIMS, PODS
 from airflow_argo_eci.local.argo.artifacts import ArtifactError
 from airflow_argo_eci.local.argo.budget import MAX_POD_CREATIONS_PER_PASS
+from airflow_argo_eci.local.argo.container_set import (
+    container_phase,
+    container_set_problem,
+    set_retries,
+)
+from airflow_argo_eci.local.argo.container_set import set_containers as container_set_containers
 from airflow_argo_eci.local.argo.expressions import ExpressionError, evaluate
 from airflow_argo_eci.local.argo.nodes import (
     go_json,
@@ -35,6 +43,13 @@ from airflow_argo_eci.local.argo.nodes import (
 from airflow_argo_eci.local.argo.podspec import POD_SPEC_FIELDS, apply_pod_spec_patch, field_ref_value
 from airflow_argo_eci.local.argo.reconcile.artifact_io import ArtifactIO
 from airflow_argo_eci.local.argo.reconcile.state import PassState
+from airflow_argo_eci.local.argo.reconcile.volumes import (
+    MissingClaimError,
+    ensure_claims,
+    pod_mounts,
+    pod_spec_volumes,
+    runtime_volumes,
+)
 from airflow_argo_eci.local.argo.templates import SpecError, TemplateContext, deep_merge, params_of, spec_seconds
 from airflow_argo_eci.local.argo.variables import TemplateError, substitute, unresolved_tags
 from airflow_argo_eci.local.runtime import PodRequest
@@ -84,23 +99,51 @@ class PodRunner:
                 self.state.mark(node, "Error", str(exc))
                 self.state.active_pods -= 1
                 return node
+        elif node.get("phase") == "Pending" and self._unscheduled(pod):
+            if not self._claims_exist(pod):
+                self.state.requeue(1.0)  # the scheduler retries once the claim exists
+                return node
+            self.state.store.delete(PODS, self.state.namespace, pod)
+            try:
+                self._create_pod(pod, node, tmpl)
+            except (SpecError, TemplateError, ExpressionError, ArtifactError) as exc:
+                self.state.mark(node, "Error", str(exc))
+                self.state.active_pods -= 1
+                return node
+            node.pop("message", None)
         self._sync_pod(node, pod, tmpl)
         return node
 
+    def _unscheduled(self, pod: str) -> bool:
+        """Whether the pod waits for a claim that did not exist (never handed to the runtime)."""
+        obj = self.state.host.get_pod(self.state.namespace, pod) or {}
+        return any(c.get("reason") == "Unschedulable" for c in (obj.get("status") or {}).get("conditions") or [])
+
+    def _claims_exist(self, pod: str) -> bool:
+        obj = self.state.host.get_pod(self.state.namespace, pod) or {}
+        for volume in (obj.get("spec") or {}).get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                try:
+                    self.state.store.get(PERSISTENT_VOLUME_CLAIMS, self.state.namespace, str(claim))
+                except ApiError:
+                    return False
+        return True
+
     def _create_pod(self, pod: str, node: dict[str, Any], tmpl: dict[str, Any]) -> None:
-        leftovers = unresolved_tags({k: tmpl.get(k) for k in ("container", "script")})
+        leftovers = unresolved_tags({k: tmpl.get(k) for k in ("container", "script", "containerSet")})
         if leftovers:
             raise TemplateError(f"failed to resolve {leftovers[0]}")
-        kind = "script" if tmpl.get("script") is not None else "container"
-        container = copy.deepcopy(tmpl[kind])
-        source = container.pop("source", None) if kind == "script" else None
-        container["name"] = "main"
-        resources = deep_merge(self.state.spec.get("podResources") or {}, container.get("resources") or {})
-        if resources:
-            container["resources"] = resources
-        env = self._env(container, tmpl, pod)
-        if env:
-            container["env"] = env
+        set_containers = self._set_containers(tmpl, pod) if tmpl.get("containerSet") is not None else None
+        source = None
+        if set_containers is not None:
+            container = next((c for c in set_containers if c["name"] == "main"), set_containers[0])
+        else:
+            kind = "script" if tmpl.get("script") is not None else "container"
+            container = copy.deepcopy(tmpl[kind])
+            source = container.pop("source", None) if kind == "script" else None
+            container["name"] = "main"
+            self._finish_container(container, tmpl, pod)
         metadata_labels: dict[str, str] = {}
         metadata_annotations: dict[str, str] = {}
         for source_md in (self.state.spec.get("podMetadata") or {}, tmpl.get("metadata") or {}):
@@ -111,12 +154,21 @@ class PodRunner:
         out_params = [p for p in params_of(tmpl.get("outputs"))]
         annotations[ANNOTATION_TEMPLATE] = go_json({"name": tmpl.get("name", ""),
                                                     "outputs": {"parameters": out_params}})
-        spec: dict[str, Any] = {"containers": [container], "restartPolicy": "Never"}
+        init_containers, sidecars = self._extra_containers(tmpl, container, pod)
+        spec: dict[str, Any] = {"containers": [*(set_containers or [container]), *sidecars], "restartPolicy": "Never"}
+        if init_containers:
+            spec["initContainers"] = init_containers
+        all_mounts = [m for c in (container, *init_containers, *sidecars) for m in c.get("volumeMounts") or []]
         for key in POD_SPEC_FIELDS:
             value = tmpl.get(key, self.state.spec.get(key))
             if value is not None:
                 spec[key] = copy.deepcopy(value)
         spec.setdefault("serviceAccountName", "default")
+        ensure_claims(self.state)
+        volumes = pod_spec_volumes(self.state, tmpl, all_mounts)
+        spec.pop("volumes", None)
+        if volumes:
+            spec["volumes"] = volumes
         deadline = self._deadline(tmpl)
         if deadline is not None:
             spec["activeDeadlineSeconds"] = math.ceil(deadline)
@@ -125,10 +177,11 @@ class PodRunner:
             if patch_src:
                 text = substitute(str(patch_src), self.state.global_scope)
                 spec = apply_pod_spec_patch(spec, text, where)
-        main = next((c for c in spec.get("containers") or [] if c.get("name") == "main"), container)
+        main = next((c for c in spec.get("containers") or [] if c.get("name") == container["name"]), container)
+        set_names = {str(c["name"]) for c in set_containers or []}
         eci = labels.get("alibabacloud.com/eci") == "true" or spec.get("schedulerName") == "eci-scheduler"
         spec["nodeName"] = "virtual-kubelet" if eci else "local"
-        pod_obj = {
+        pod_obj: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {
@@ -145,6 +198,17 @@ class PodRunner:
             "status": {"phase": "Pending"},
         }
         node["hostNodeName"] = spec["nodeName"]
+        where = f"templates.{tmpl.get('name', '')}"
+        try:
+            pod_volumes, mounts = runtime_volumes(self.state, spec.get("volumes") or [], pod_mounts(spec), where)
+        except MissingClaimError as exc:  # the scheduler leaves it Pending; the deadline ends it
+            message = f"0/1 nodes are available: {exc}."
+            pod_obj["status"]["conditions"] = [{"type": "PodScheduled", "status": "False",
+                                                "reason": "Unschedulable", "message": message}]
+            self.state.store.create(PODS, self.state.namespace, pod_obj)
+            node["message"] = f"Unschedulable: {message}"
+            self.state.requeue(1.0)
+            return
         output_paths = [str((p.get("valueFrom") or {}).get("path")) for p in out_params
                         if (p.get("valueFrom") or {}).get("path")]
         inputs_plan = self.artifacts.input_plan(node, tmpl)
@@ -164,9 +228,89 @@ class PodRunner:
             prepare=self.artifacts.loader(inputs_plan) if inputs_plan else None,
             security_context=spec.get("securityContext"),
             host_network=spec.get("hostNetwork", False),
+            volumes=pod_volumes,
+            volume_mounts=mounts,
+            init_containers=list(spec.get("initContainers") or []),
+            sidecars=[c for c in spec.get("containers") or [] if c is not main and c.get("name") not in set_names],
+            container_set=None if set_containers is None else [
+                c for c in spec.get("containers") or [] if c is not main and c.get("name") in set_names],
+            container_retries=set_retries(tmpl) if set_containers is not None else 0,
         )
         saver = self.artifacts.saver(outputs_plan, key_prefix) if outputs_plan else None
+        if set_containers is not None:
+            self._add_container_nodes(node, tmpl, [str(c["name"]) for c in set_containers])
         self.state.host.create_and_submit(pod_obj, request, save_artifacts=saver)
+
+    def _finish_container(self, container: dict[str, Any], tmpl: dict[str, Any], pod: str) -> None:
+        """Give a pod container the workflow's ``podResources`` and its env with ``valueFrom`` resolved."""
+        resources = deep_merge(self.state.spec.get("podResources") or {}, container.get("resources") or {})
+        if resources:
+            container["resources"] = resources
+        env = self._env(container, tmpl, pod)
+        if env:
+            container["env"] = env
+
+    def _set_containers(self, tmpl: dict[str, Any], pod: str) -> list[dict[str, Any]]:
+        """A ``containerSet`` template's containers as pod containers: the set's ``volumeMounts``
+        added to each, env resolved (:func:`.container_set.container_set_problem` checks the set)."""
+        problem = container_set_problem(f"templates.{tmpl.get('name', '')}", tmpl.get("containerSet"),
+                                        bool(tmpl.get("outputs") or {}))
+        if problem:
+            raise SpecError(problem)
+        containers = container_set_containers(tmpl)
+        for container in containers:
+            self._finish_container(container, tmpl, pod)
+        return containers
+
+    def _add_container_nodes(self, node: dict[str, Any], tmpl: dict[str, Any], names: list[str]) -> None:
+        """Argo's ``Container`` nodes of a container set: ``<pod node>.<container>``, children of
+        the pod's node, Pending until the pod ends."""
+        for name in names:
+            child = self.state.init_node(f"{node['name']}.{name}", "Container", name, None, tmpl, None,
+                                         str(node.get("boundaryID") or ""), "Pending")
+            if node.get("templateScope"):
+                child["templateScope"] = node["templateScope"]
+            self.state.add_child(node, child["id"])
+
+    def _sync_container_nodes(self, node: dict[str, Any], codes: dict[str, Any], pod_phase: str) -> None:
+        """Give each ``Container`` node of a finished container set its container's outcome."""
+        for child_id in node.get("children") or []:
+            child = self.state.nodes.get(child_id)
+            if child is None or child.get("type") != "Container" or child.get("phase") not in ("Pending", "Running"):
+                continue
+            code = codes.get(str(child.get("displayName")))
+            phase, message = container_phase(code if isinstance(code, int) else None, pod_phase)
+            if isinstance(code, int):
+                child["outputs"] = {"exitCode": str(code)}
+            child["startedAt"] = node.get("startedAt", child.get("startedAt"))
+            self.state.mark(child, phase, message)
+
+    def _extra_containers(self, tmpl: dict[str, Any], main: dict[str, Any], pod: str
+                          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The template's ``initContainers`` and ``sidecars`` as pod containers: env resolved,
+        ``mirrorVolumeMounts`` replaced by main's mounts."""
+        out: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        names = {"main", "wait", "init"}  # Argo's own container names
+        for kind, target in (("initContainers", out[0]), ("sidecars", out[1])):
+            for index, raw in enumerate(tmpl.get(kind) or []):
+                if not isinstance(raw, dict) or not raw.get("name"):
+                    raise SpecError(f"templates.{tmpl.get('name', '')}.{kind}[{index}].name is required")
+                if raw["name"] in names:
+                    where = f"templates.{tmpl.get('name', '')}.{kind}[{index}].name"
+                    raise SpecError(f'pods "{pod}" is invalid: {where}: '
+                                    f'Duplicate value: "{raw["name"]}" (every container of a pod needs its own name; '
+                                    "main, wait and init are Argo's)")
+                names.add(str(raw["name"]))
+                extra = copy.deepcopy(raw)
+                if extra.pop("mirrorVolumeMounts", False):
+                    extra["volumeMounts"] = [*(extra.get("volumeMounts") or []),
+                                             *copy.deepcopy(main.get("volumeMounts") or [])]
+                env = self._env(extra, tmpl, pod)
+                extra.pop("env", None)
+                if env:
+                    extra["env"] = env
+                target.append(extra)
+        return out
 
     def _env(self, container: dict[str, Any], tmpl: dict[str, Any], pod: str) -> list[dict[str, Any]]:
         """The container's env with every ``valueFrom`` (ConfigMap, Secret, fieldRef) resolved to a value."""
@@ -282,6 +426,8 @@ class PodRunner:
                     self.state.set_global_artifact(str(a["globalName"]), a)
         if outputs:
             node["outputs"] = outputs
+        if isinstance(info.get("containers"), dict):
+            self._sync_container_nodes(node, info["containers"], node_phase)
         node["hostNodeName"] = (obj.get("spec") or {}).get("nodeName", "local")
         if info.get("startedAt"):
             node["startedAt"] = info["startedAt"]

@@ -212,12 +212,14 @@ class PassState:
         except ApiError as exc:
             if ref.get("optional"):
                 return ""
-            raise SpecError(f"{field}: configmap '{name}' not found") from exc
+            raise SpecError(f"{field}: ConfigMap '{name}' does not exist in namespace {self.namespace} "
+                            "(create it, or set configMapKeyRef.optional: true)") from exc
         data = cm.get("data") or {}
         if key not in data:
             if ref.get("optional"):
                 return ""
-            raise SpecError(f"{field}: key '{key}' not found in configmap '{name}'")
+            raise SpecError(f"{field}: ConfigMap '{name}' does not have the key '{key}' "
+                            f"(keys: {', '.join(sorted(data)) or 'none'})")
         return str(data[key])
 
     def secret_value(self, ref: dict[str, Any], field: str) -> str:

@@ -178,9 +178,10 @@ class StepRunner:
         return StepOutcome(True, failure)
 
     def run_step(self, child_name: str, display: str, step: dict[str, Any], ctx: TemplateContext, scope: Scope,
-                 boundary: str, on_exit: bool) -> dict[str, Any] | None:
-        """Run one step (or DAG task) as node ``child_name``: its ``when``, its arguments, then its
-        template; None while it cannot start yet."""
+                 boundary: str, on_exit: bool, kind: str = "steps") -> dict[str, Any] | None:
+        """Run one step (or DAG task, ``kind`` "tasks") as node ``child_name``: its ``when``, its
+        arguments, then its template (which sees the step's name as ``{{steps.name}}`` /
+        ``{{tasks.name}}``); None while it cannot start yet."""
         existing = self.state.node_by_name(child_name)
         if self.state.fulfilled(existing):
             return existing
@@ -203,8 +204,9 @@ class StepRunner:
         except TemplateError as exc:
             return existing or self.state.init_node(child_name, "Skipped", display, ctx, None, step, boundary, "Error",
                                                     str(exc))
-        return self.execute(child_name, step, ctx, args, boundary=boundary, scope=self.state.global_scope,
-                            on_exit=on_exit, display=display)
+        named = self.state.global_scope.child({f"{kind}.name": str(step.get("name", ""))})
+        return self.execute(child_name, step, ctx, args, boundary=boundary, scope=named, on_exit=on_exit,
+                            display=display)
 
     def _step_args(self, step: dict[str, Any], scope: Scope) -> dict[str, Any]:
         args = copy.deepcopy(step.get("arguments") or {})

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from airflow_argo_eci.conventions import (
+    ANNOTATION_SCHEDULED_TIME,
     FAILED_PHASES,
     LABEL_COMPLETED,
     LABEL_PHASE,
@@ -25,11 +26,15 @@ from airflow_argo_eci.local.api.resources import CLUSTER_WORKFLOW_TEMPLATES, WOR
 from airflow_argo_eci.local.argo.budget import MAX_DEPTH_MESSAGE, LimitExceeded, pass_budget
 from airflow_argo_eci.local.argo.expressions import ExpressionError, evaluate
 from airflow_argo_eci.local.argo.nodes import go_json, go_string, parse_time, seconds_between
+from airflow_argo_eci.local.argo.podgc import PodGC, pod_gc_of, pods_due
 from airflow_argo_eci.local.argo.reconcile.artifact_io import ArtifactIO
 from airflow_argo_eci.local.argo.reconcile.execution import TemplateExecutor
 from airflow_argo_eci.local.argo.reconcile.host import ReconcileHost
 from airflow_argo_eci.local.argo.reconcile.pods import PodRunner
 from airflow_argo_eci.local.argo.reconcile.state import PassState
+from airflow_argo_eci.local.argo.reconcile.volumes import release_claims
+from airflow_argo_eci.local.argo.synchronization import LockTable, locks_of, priority_of, record
+from airflow_argo_eci.local.argo.synchronization import release as release_locks
 from airflow_argo_eci.local.argo.templates import (
     Resolver,
     SpecError,
@@ -53,6 +58,8 @@ class WorkflowReconciler:
         self.state = PassState(host, wf)
         self.pods = PodRunner(self.state, ArtifactIO(self.state))
         self.executor = TemplateExecutor(self.state, self.pods)
+        #: ``spec.podGC`` once the spec is read (None: pods stay)
+        self.pod_gc: PodGC | None = None
 
     @property
     def changed(self) -> bool:
@@ -102,6 +109,13 @@ class WorkflowReconciler:
             self._finish("Error", f"invalid spec: {exc}" if isinstance(exc, SpecError) else str(exc))
             return
         assert self.state.root_ctx is not None
+        try:
+            self.pod_gc = pod_gc_of(self.state.spec)
+        except SpecError as exc:
+            self._finish("Error", f"invalid spec: {exc}")
+            return
+        if self.state.spec.get("synchronization") and not self._take_workflow_locks():
+            return
         if self.state.status.get("phase") in (None, "", "Pending"):
             self.state.status["phase"] = "Running"
             self.state.status.setdefault("startedAt", self.state.now)
@@ -120,10 +134,14 @@ class WorkflowReconciler:
             root = self.executor.execute(self.state.name, {"template": self.state.spec["entrypoint"]},
                                          self.state.root_ctx, self.state.spec.get("arguments") or {}, boundary="",
                                          scope=self.state.global_scope, on_exit=False)
+            hooks_done = self._run_workflow_hooks()
         except (SpecError, TemplateError, ExpressionError) as exc:
             self._finish("Error", str(exc))
             return
-        if root is None or not self.state.fulfilled(root):
+        self.executor.locks.sweep()
+        self.executor.memoized.save_succeeded()
+        self._collect_pods(None)
+        if root is None or not self.state.fulfilled(root) or not hooks_done:
             self._update_progress()
             self._set_labels()
             return
@@ -143,12 +161,15 @@ class WorkflowReconciler:
             main_phase = "Failed"
             main_message = "Workflow exceeded its deadline"
         exit_tmpl = self.state.spec.get("onExit")
-        if exit_tmpl and self.state.shutdown != "Terminate":
+        # spec.hooks.exit is the exit handler when spec.onExit is not set (Argo's GetExitHook)
+        exit_hook = (self.state.spec.get("hooks") or {}).get("exit") if not exit_tmpl else None
+        exit_holder = {"template": exit_tmpl} if exit_tmpl else exit_hook
+        if isinstance(exit_holder, dict) and self.state.shutdown != "Terminate":
             self.state.global_scope.set("workflow.status", main_phase)
             self.state.global_scope.set("workflow.failures", go_json(self._failures()))
             try:
-                exit_node = self.executor.execute(f"{self.state.name}.onExit", {"template": exit_tmpl},
-                                                  self.state.root_ctx, {}, boundary="",
+                exit_node = self.executor.execute(f"{self.state.name}.onExit", exit_holder,
+                                                  self.state.root_ctx, exit_holder.get("arguments") or {}, boundary="",
                                                   scope=self.state.global_scope, on_exit=True)
             except (SpecError, TemplateError, ExpressionError) as exc:
                 self._finish("Error", str(exc))
@@ -167,6 +188,79 @@ class WorkflowReconciler:
         elif main_phase != "Succeeded" and self.state.depth_exceeded:
             main_message = MAX_DEPTH_MESSAGE
         self._finish(main_phase, main_message if main_phase != "Succeeded" else "")
+
+    def _run_workflow_hooks(self) -> bool:
+        """``spec.hooks`` other than ``exit`` (Argo's workflow-level lifecycle hooks): each runs at most
+        once, as node ``<workflow>.hooks.<name>``, from the pass in which its ``expression`` first
+        holds; whether every hook that started is complete (the workflow waits for them). How a
+        hook ends does not change the workflow's outcome."""
+        hooks = self.state.spec.get("hooks") or {}
+        if not isinstance(hooks, dict):
+            raise SpecError("spec.hooks must map hook names to hooks (expression, template)")
+        assert self.state.root_ctx is not None
+        done = True
+        for name, hook in sorted(hooks.items()):
+            if name == "exit":
+                continue
+            if not isinstance(hook, dict) or not (hook.get("template") or hook.get("templateRef")):
+                raise SpecError(f"spec.hooks.{name} needs a template (or templateRef) to run")
+            node_name = f"{self.state.name}.hooks.{name}"
+            node = self.state.node_by_name(node_name)
+            if node is None:
+                expression = str(hook.get("expression") or "")
+                if not expression:
+                    raise SpecError(f"spec.hooks.{name}.expression is required (when the hook runs)")
+                try:
+                    fire = evaluate(expression, self.state.global_scope.env())
+                except ExpressionError as exc:
+                    raise SpecError(f"spec.hooks.{name}.expression: {exc}") from exc
+                if fire is not True:
+                    continue
+            elif self.state.fulfilled(node):
+                continue
+            started = self.executor.execute(node_name, hook, self.state.root_ctx, hook.get("arguments") or {},
+                                            boundary="", scope=self.state.global_scope, on_exit=False,
+                                            display=node_name)
+            if started is None or not self.state.fulfilled(started):
+                done = False
+        return done
+
+    def _collect_pods(self, workflow_phase: str | None) -> None:
+        """``spec.podGC``: hand the pods its strategy collects now to the controller."""
+        gc = self.pod_gc
+        if gc is None:
+            return
+        for node in pods_due(gc, self.state.nodes, workflow_phase):
+            self.state.host.collect_pod(self.state.namespace, self.state.pod_name_of(node), gc.delay, gc.selector)
+
+    def _take_workflow_locks(self) -> bool:
+        """``spec.synchronization``: take every lock, or leave the workflow Pending with Argo's
+        waiting message and ``status.synchronization`` waiting entries (False)."""
+        try:
+            locks = locks_of(self.state.store, self.state.namespace, self.state.spec["synchronization"],
+                             "spec.synchronization")
+        except SpecError as exc:
+            self._finish("Error", f"invalid spec: {exc}")
+            return False
+        table = LockTable.read(self.state.store)
+        meta = self.state.wf["metadata"]
+        me = f"{self.state.namespace}/{self.state.name}"
+        priority = priority_of(self.state.spec)
+        blocked = [lock for lock in locks
+                   if not table.may_take(lock, me, me, priority, str(meta.get("creationTimestamp", "")))]
+        if blocked and not self.state.nodes:
+            for lock in blocked:
+                record(self.state.status, lock, self.state.name, holding=False, current=table.holders.get(lock.key, []))
+            self.state.status["phase"] = "Pending"
+            self.state.status["message"] = table.waiting_message(blocked[0])
+            self.state.requeue(1.0)
+            self._set_labels()
+            return False
+        for lock in locks:  # all free (or already ours): hold them all
+            record(self.state.status, lock, self.state.name, holding=True, current=[])
+        if str(self.state.status.get("message", "")).startswith("Waiting for "):
+            self.state.status.pop("message")
+        return True
 
     def _prepare(self) -> None:
         spec = self.state.wf.get("spec") or {}
@@ -207,6 +301,9 @@ class WorkflowReconciler:
             "workflow.serviceAccountName": self.state.spec.get("serviceAccountName", "default"),
             "workflow.creationTimestamp": created,
             "workflow.priority": str(self.state.spec.get("priority", 0)),
+            # the phase while it runs (lifecycle hook expressions test it); the exit handler sees the outcome
+            "workflow.status": "Running" if self.state.status.get("phase") in (None, "", "Pending")
+            else str(self.state.status["phase"]),
             "workflow.duration": f"{seconds_between(self.state.status.get('startedAt') or now, now):f}",
         })
         moment = parse_time(created)
@@ -215,10 +312,15 @@ class WorkflowReconciler:
                 scope.set(f"workflow.creationTimestamp.{letter}", moment.strftime(f"%{letter}"))
             scope.set("workflow.creationTimestamp.s", str(int(moment.timestamp())))
             scope.set("workflow.creationTimestamp.RFC3339", created)
-        for key, value in (meta.get("labels") or {}).items():
-            scope.set(f"workflow.labels.{key}", value)
-        for key, value in (meta.get("annotations") or {}).items():
-            scope.set(f"workflow.annotations.{key}", value)
+        for kind in ("labels", "annotations"):  # .<name>, .json and the bare (deprecated) JSON form
+            values = meta.get(kind) or {}
+            for key, value in values.items():
+                scope.set(f"workflow.{kind}.{key}", value)
+            scope.set(f"workflow.{kind}.json", go_json(values))
+            scope.set(f"workflow.{kind}", go_json(values))
+        scheduled = (meta.get("annotations") or {}).get(ANNOTATION_SCHEDULED_TIME)
+        if scheduled:  # set by a CronWorkflow on the workflows it creates
+            scope.set("workflow.scheduledTime", str(scheduled))
         params: list[dict[str, Any]] = []
         for p in params_of(self.state.spec.get("arguments")):
             name = p.get("name")
@@ -314,6 +416,9 @@ class WorkflowReconciler:
         if self.state.shutdown or self.state.deadline_exceeded:
             self._kill_running(message or "workflow shutdown")
         self._collect_artifacts_on_completion()
+        release_claims(self.state, phase)
+        release_locks(self.state.status)
+        self._collect_pods(phase)
         self.state.status["phase"] = phase
         self.state.status.setdefault("startedAt", self.state.now)
         self.state.status["finishedAt"] = self.state.now

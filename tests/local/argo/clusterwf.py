@@ -1,0 +1,52 @@
+"""Test helpers: submit a workflow to the local cluster through the kubernetes client and wait for it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from airflow_argo_eci.conventions import GROUP, TERMINAL_PHASES, VERSION, WORKFLOWS
+
+NAMESPACE = "argo"
+
+
+def submit(api_client: client.ApiClient, manifest: str | dict[str, Any]) -> str:
+    """Create the workflow (YAML text or a dict) in ``argo``; its name."""
+    body = yaml.safe_load(manifest) if isinstance(manifest, str) else manifest
+    created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, WORKFLOWS, body)
+    return str(created["metadata"]["name"])
+
+
+def get(api_client: client.ApiClient, name: str) -> dict[str, Any]:
+    """The workflow ``name`` as the API returns it."""
+    wf: dict[str, Any] = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, WORKFLOWS, name)
+    return wf
+
+
+def wait(api_client: client.ApiClient, name: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The workflow once it is done (AssertionError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        wf = get(api_client, name)
+        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            return wf
+        assert time.monotonic() < deadline, f"workflow {name} not done after {timeout}s: {wf.get('status')}"
+        time.sleep(0.1)
+
+
+def run(api_client: client.ApiClient, manifest: str | dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """Submit and wait."""
+    return wait(api_client, submit(api_client, manifest), timeout)
+
+
+def leaf(wf: dict[str, Any], template: str) -> dict[str, Any]:
+    """The one node of ``wf`` that ran ``template``."""
+    found = [n for n in wf["status"]["nodes"].values() if n.get("templateName") == template
+             and n.get("type") not in ("Steps", "StepGroup", "DAG", "TaskGroup", "Retry")]
+    assert len(found) == 1, f"expected one node of template {template}, got {found}"
+    return found[0]
