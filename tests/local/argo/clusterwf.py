@@ -13,35 +13,36 @@ from airflow_argo_eci.conventions import GROUP, TERMINAL_PHASES, VERSION, WORKFL
 NAMESPACE = "argo"
 
 
-def submit(api_client: client.ApiClient, manifest: str | dict[str, Any]) -> str:
-    """Create the workflow (YAML text or a dict) in ``argo``; its name."""
+def submit(api_client: client.ApiClient, manifest: str | dict[str, Any], namespace: str = NAMESPACE) -> str:
+    """Create the workflow (YAML text or a dict) in ``namespace``; its name."""
     body = yaml.safe_load(manifest) if isinstance(manifest, str) else manifest
     created = client.CustomObjectsApi(api_client).create_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, WORKFLOWS, body)
+        GROUP, VERSION, namespace, WORKFLOWS, body)
     return str(created["metadata"]["name"])
 
 
-def get(api_client: client.ApiClient, name: str) -> dict[str, Any]:
+def get(api_client: client.ApiClient, name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     """The workflow ``name`` as the API returns it."""
     wf: dict[str, Any] = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, WORKFLOWS, name)
+        GROUP, VERSION, namespace, WORKFLOWS, name)
     return wf
 
 
-def wait(api_client: client.ApiClient, name: str, timeout: float = 60.0) -> dict[str, Any]:
+def wait(api_client: client.ApiClient, name: str, timeout: float = 60.0, namespace: str = NAMESPACE) -> dict[str, Any]:
     """The workflow once it is done (AssertionError after ``timeout`` seconds)."""
     deadline = time.monotonic() + timeout
     while True:
-        wf = get(api_client, name)
+        wf = get(api_client, name, namespace)
         if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
             return wf
         assert time.monotonic() < deadline, f"workflow {name} not done after {timeout}s: {wf.get('status')}"
         time.sleep(0.1)
 
 
-def run(api_client: client.ApiClient, manifest: str | dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+def run(api_client: client.ApiClient, manifest: str | dict[str, Any], timeout: float = 60.0,
+        namespace: str = NAMESPACE) -> dict[str, Any]:
     """Submit and wait."""
-    return wait(api_client, submit(api_client, manifest), timeout)
+    return wait(api_client, submit(api_client, manifest, namespace), timeout, namespace)
 
 
 def leaf(wf: dict[str, Any], template: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ or key, ``optional``) and ``artifactRepositoryRef`` keys the ConfigMap does not 
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,25 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from airflow_argo_eci.conventions import GROUP, TERMINAL_PHASES, VERSION, WORKFLOWS
+from airflow_argo_eci.conventions import GROUP, VERSION
 from airflow_argo_eci.local.conformance import ConformanceRunner
+from tests.local.argo import clusterwf
 
 NS = "default"
 EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "conformance" / "argo-examples"
 
 
 def submit_and_wait(api_client: Any, doc: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    from kubernetes import client
-
-    objects = client.CustomObjectsApi(api_client)
-    name = objects.create_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, doc)["metadata"]["name"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        wf: dict[str, Any] = objects.get_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, name)
-        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            return wf
-        time.sleep(0.1)
-    raise AssertionError(f"workflow {name} did not finish in {timeout}s")
+    return clusterwf.run(api_client, doc, timeout, namespace=NS)
 
 
 def config_map(api_client: Any, data: dict[str, str]) -> str:

@@ -4,7 +4,6 @@ container's log, a failing container, ``containerSet.retryStrategy`` and refused
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -12,24 +11,17 @@ import pytest
 from kubernetes import client
 
 from airflow_argo_eci.local.runtime.sandbox import probe_bwrap
+from tests.local.argo import clusterwf
 
 NS = "argo"
 pytestmark = pytest.mark.skipif(probe_bwrap() is not None, reason=f"bubblewrap unavailable: {probe_bwrap()}")
 
 
 def _run(api: Any, templates: list[dict[str, Any]], timeout: float = 60) -> dict[str, Any]:
-    name = f"cset-{uuid.uuid4().hex[:6]}"
-    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
+    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": f"cset-{uuid.uuid4().hex[:6]}"},
             "spec": {"entrypoint": "main", "templates": templates}}
-    objects = client.CustomObjectsApi(api)
-    objects.create_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "workflows", body)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        wf = objects.get_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "workflows", name)
-        if (wf.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
-            return dict(wf)
-        time.sleep(0.2)
-    raise AssertionError(f"workflow {name} did not finish in {timeout}s")
+    return clusterwf.run(api, body, timeout, namespace=NS)
 
 
 def _sh(name: str, script: str, deps: list[str] | None = None) -> dict[str, Any]:

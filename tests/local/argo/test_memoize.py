@@ -4,12 +4,12 @@ ConfigMap cache, a hit answers from it without a pod, ``maxAge`` expires entries
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_argo_eci.conventions import GROUP, LABEL_WORKFLOW, TERMINAL_PHASES, VERSION, WORKFLOWS
+from airflow_argo_eci.conventions import GROUP, LABEL_WORKFLOW, VERSION
+from tests.local.argo import clusterwf
 
 NS = "default"
 
@@ -27,17 +27,7 @@ def memo_workflow(key: str, cache: str, max_age: str | None = None) -> dict[str,
 
 
 def run(api_client: Any, doc: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    from kubernetes import client
-
-    objects = client.CustomObjectsApi(api_client)
-    name = objects.create_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, doc)["metadata"]["name"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        wf: dict[str, Any] = objects.get_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, name)
-        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            return wf
-        time.sleep(0.1)
-    raise AssertionError(f"workflow {name} did not finish")
+    return clusterwf.run(api_client, doc, timeout, namespace=NS)
 
 
 def root(wf: dict[str, Any]) -> dict[str, Any]:

@@ -4,31 +4,23 @@ tries to lead the runtime out of it (read as a missing file, never the target)."
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from airflow_argo_eci.local.runtime.sandbox import probe_bwrap
+from tests.local.argo import clusterwf
 
 NS = "argo"
 pytestmark = pytest.mark.skipif(probe_bwrap() is not None, reason=f"bubblewrap unavailable: {probe_bwrap()}")
 
 
 def _run(api: Any, spec: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
-    name = f"volout-{uuid.uuid4().hex[:6]}"
-    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"name": name}, "spec": spec}
-    objects = client.CustomObjectsApi(api)
-    objects.create_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "workflows", body)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        wf = objects.get_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "workflows", name)
-        if (wf.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
-            return dict(wf)
-        time.sleep(0.2)
-    raise AssertionError(f"workflow {name} did not finish in {timeout}s")
+    body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": f"volout-{uuid.uuid4().hex[:6]}"},
+            "spec": spec}
+    return clusterwf.run(api, body, timeout, namespace=NS)
 
 
 def _writer(script: str, outputs: dict[str, Any]) -> dict[str, Any]:
