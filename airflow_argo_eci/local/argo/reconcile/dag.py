@@ -185,7 +185,7 @@ class DagRunner:
                   boundary: str, on_exit: bool) -> dict[str, Any] | None:
         existing = self.state.node_by_name(tname)
         if self.state.fulfilled(existing) and existing is not None and existing.get("type") != "TaskGroup":
-            return existing
+            return self._with_hooks(existing, name, task, ctx, scope, on_exit)
         try:
             items = self.steps.expand(task, scope, tname)
         except (SpecError, TemplateError) as exc:
@@ -193,10 +193,7 @@ class DagRunner:
                                                     str(exc))
         if items is None:
             child = self.steps.run_step(tname, name, task, ctx, scope, boundary, on_exit, "tasks")
-            if child is not None and self.state.fulfilled(child):
-                if not self.steps.run_hooks(child, task, ctx, scope, "tasks", name, on_exit):
-                    return self._pending_view(child)
-            return child
+            return None if child is None else self._with_hooks(child, name, task, ctx, scope, on_exit)
         group = existing
         if group is None:
             if not items:
@@ -235,6 +232,20 @@ class DagRunner:
             if out:
                 group["outboundNodes"] = out
         return group
+
+    def _with_hooks(self, child: dict[str, Any], name: str, task: dict[str, Any], ctx: TemplateContext,
+                    scope: Scope, on_exit: bool) -> dict[str, Any]:
+        """Run the lifecycle and exit hooks of task node ``child``; the view of the task its dependents
+        see: Running while a started hook is not complete, Error when a lifecycle hook ended Error
+        (that fails the DAG; one ending Failed does not)."""
+        hooks_done, hook_error = self.steps.run_lifecycle_hooks(child, task, ctx, scope, "tasks", name)
+        if not self.state.fulfilled(child):
+            return child
+        if not hooks_done or not self.steps.run_hooks(child, task, ctx, scope, "tasks", name, on_exit):
+            return self._pending_view(child)
+        if hook_error:
+            return {**child, "phase": "Error", "message": hook_error}
+        return child
 
     @staticmethod
     def _pending_view(node: dict[str, Any]) -> dict[str, Any]:

@@ -126,6 +126,7 @@ class StepRunner:
     def _execute_step_group(self, group: list[dict[str, Any]], sg: dict[str, Any], sg_name: str,
                             ctx: TemplateContext, scope: Scope, boundary: str, on_exit: bool) -> StepOutcome:
         done = True
+        failure = ""
         results: list[tuple[dict[str, Any], list[dict[str, Any]], bool]] = []
         for step in group:
             name = step.get("name", "")
@@ -160,7 +161,9 @@ class StepRunner:
                     done = False
                     continue
                 self.state.add_child(sg, child["id"])
-                if not self.state.fulfilled(child):
+                hooks_done, hook_error = self.run_lifecycle_hooks(child, child_step, ctx, scope, "steps", name)
+                failure = failure or hook_error
+                if not self.state.fulfilled(child) or not hooks_done:
                     done = False
                     continue
                 if not self.run_hooks(child, child_step, ctx, scope, "steps", name, on_exit):
@@ -169,7 +172,6 @@ class StepRunner:
             results.append((step, children, items is not None))
         if not done:
             return StepOutcome(False)
-        failure = ""
         for step, children, aggregated in results:
             scope_outputs(scope, "steps", step.get("name", ""), children, aggregated)
             for child in children:
@@ -273,6 +275,60 @@ class StepRunner:
                 params.append({"name": p.get("name"), "value": go_string(default)})
         if params:
             node["outputs"] = {"parameters": params}
+
+    def run_lifecycle_hooks(self, child: dict[str, Any], step: dict[str, Any], ctx: TemplateContext,
+                            scope: Scope, prefix: str, own_name: str) -> tuple[bool, str]:
+        """Run the lifecycle hooks (``hooks`` other than ``exit``) of step / task ``child``: each runs
+        at most once, as node ``<child>.hooks.<name>``, from the pass in which its ``expression``
+        first holds (it sees ``<prefix>.<own_name>.status`` etc. of ``child``). Returns whether every
+        started hook is complete and the failure a hook ending ``Error`` causes ("" when none; a
+        hook ending ``Failed`` is ignored, as in Argo)."""
+        hooks = step.get("hooks") or {}
+        where = f"{prefix}.{own_name}.hooks"
+        done, error = True, ""
+        for hook_name, hook in sorted(hooks.items()) if isinstance(hooks, dict) else [("", None)]:
+            if hook_name == "exit":
+                continue
+            node_name = f"{child['name']}.hooks.{hook_name}"
+            display = f"{child.get('displayName', '')}.hooks.{hook_name}"
+            node = self.state.node_by_name(node_name)
+            if node is None:
+                problem = hook_problem(hooks, hook_name, hook, where)
+                fire = False
+                if not problem and isinstance(hook, dict):
+                    hook_scope = scope.child()
+                    scope_outputs(hook_scope, prefix, own_name, [child], False)
+                    try:
+                        fire = evaluate(str(hook["expression"]), hook_scope.env()) is True
+                    except ExpressionError as exc:
+                        problem = f"{where}.{hook_name}.expression: {exc}"
+                if problem:
+                    node = self.state.init_node(node_name, "Skipped", display, ctx, None,
+                                                hook if isinstance(hook, dict) else {}, child.get("boundaryID", ""),
+                                                "Error", problem)
+                    self.state.add_child(child, node["id"])
+                elif not fire:
+                    continue
+            if node is None or not self.state.fulfilled(node):
+                assert isinstance(hook, dict)
+                try:
+                    args = self._step_args(hook, scope)
+                except TemplateError as exc:
+                    args = None
+                    node = node or self.state.init_node(node_name, "Skipped", display, ctx, None, hook,
+                                                        child.get("boundaryID", ""), "Error", str(exc))
+                if args is not None:
+                    node = self.execute(node_name, hook, ctx, args, boundary=child.get("boundaryID", ""),
+                                        scope=self.state.global_scope, on_exit=False, display=display)
+                if node is None:
+                    done = False
+                    continue
+                self.state.add_child(child, node["id"])
+            if not self.state.fulfilled(node):
+                done = False
+            elif node["phase"] == "Error" and not error:
+                error = f"child '{node['id']}' errored: {node.get('message', '')}"
+        return done, error
 
     def run_hooks(self, child: dict[str, Any], step: dict[str, Any], ctx: TemplateContext, scope: Scope,
                   prefix: str, own_name: str, on_exit: bool) -> bool:
@@ -413,3 +469,16 @@ def scope_outputs(scope: Scope, prefix: str, name: str, children: list[dict[str,
         values[f"{key}.status"] = aggregate_phase(phases)
     scope.update(values)
 
+
+
+def hook_problem(hooks: Any, name: str, hook: Any, where: str) -> str:
+    """What is wrong with lifecycle hook ``name`` of a step / task's ``hooks`` (``where`` names the
+    field), or "" when it can run."""
+    if not isinstance(hooks, dict):
+        return f"{where} must map hook names to hooks (expression, template)"
+    if not isinstance(hook, dict) or not (hook.get("template") or hook.get("templateRef")):
+        return f"{where}.{name} needs a template (or templateRef) to run"
+    if not str(hook.get("expression") or "").strip():
+        return f"{where}.{name}.expression is required (when the hook runs, e.g. {where.split('.')[0]}" \
+               f"[\"{where.split('.')[1]}\"].status == \"Running\")"
+    return ""
