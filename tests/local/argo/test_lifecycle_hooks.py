@@ -4,12 +4,12 @@ handler; a bad hook is refused naming the field."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
-from airflow_argo_eci.conventions import GROUP, TERMINAL_PHASES, VERSION, WORKFLOWS
+from airflow_argo_eci.conventions import GROUP, VERSION
+from tests.local.argo import clusterwf
 
 NS = "default"
 
@@ -19,7 +19,6 @@ def echo(name: str, text: str) -> dict[str, Any]:
 
 
 def run(api_client: Any, hooks: dict[str, Any], main_script: str = "sleep 1") -> dict[str, Any]:
-    from kubernetes import client
 
     doc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"generateName": "hooks-"},
            "spec": {"entrypoint": "main", "hooks": hooks, "templates": [
@@ -27,15 +26,7 @@ def run(api_client: Any, hooks: dict[str, Any], main_script: str = "sleep 1") ->
                                               "args": [main_script]}},
                echo("notify", "{{workflow.status}}"), echo("bye", "bye {{workflow.status}}"),
                {"name": "fail", "container": {"image": "alpine:3.23", "command": ["sh", "-c"], "args": ["exit 4"]}}]}}
-    objects = client.CustomObjectsApi(api_client)
-    name = objects.create_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, doc)["metadata"]["name"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        wf: dict[str, Any] = objects.get_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, name)
-        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            return wf
-        time.sleep(0.1)
-    raise AssertionError(f"workflow {name} did not finish")
+    return clusterwf.run(api_client, doc, namespace=NS)
 
 
 def by_name(wf: dict[str, Any]) -> dict[str, dict[str, Any]]:

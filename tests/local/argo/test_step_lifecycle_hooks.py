@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_argo_eci.conventions import GROUP, TERMINAL_PHASES, VERSION, WORKFLOWS
+from tests.local.argo import clusterwf
 
 NS = "default"
 EXAMPLES = Path(__file__).resolve().parents[4] / "shared" / "conformance" / "argo-examples"
@@ -24,19 +25,10 @@ TEMPLATES = [container("work", "sleep 2"), container("notify", "echo hook"), con
 
 
 def run(api_client: Any, main: dict[str, Any]) -> dict[str, Any]:
-    from kubernetes import client
 
     doc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"generateName": "step-hooks-"},
            "spec": {"entrypoint": "main", "templates": [{"name": "main", **main}, *TEMPLATES]}}
-    objects = client.CustomObjectsApi(api_client)
-    name = objects.create_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, doc)["metadata"]["name"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        wf: dict[str, Any] = objects.get_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, name)
-        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            return wf
-        time.sleep(0.1)
-    raise AssertionError(f"workflow {name} did not finish")
+    return clusterwf.run(api_client, doc, namespace=NS)
 
 
 def by_name(wf: dict[str, Any]) -> dict[str, dict[str, Any]]:

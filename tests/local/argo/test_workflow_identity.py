@@ -5,10 +5,10 @@ service account as workflow variables."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
-from airflow_argo_eci.conventions import GROUP, LABEL_WORKFLOW, TERMINAL_PHASES, VERSION, WORKFLOWS
+from airflow_argo_eci.conventions import GROUP, LABEL_WORKFLOW, VERSION
+from tests.local.argo import clusterwf
 
 NS = "default"
 
@@ -23,15 +23,8 @@ def test_service_account_and_priority_are_recorded(kube_api_client: Any) -> None
                                            "args": ["echo {{workflow.serviceAccountName}}/{{workflow.priority}}"]}},
                {"name": "b", "serviceAccountName": "tmpl-sa",
                 "container": {"image": "alpine:3.23", "command": ["sh", "-c"], "args": ["echo b"]}}]}}
-    objects = client.CustomObjectsApi(kube_api_client)
-    name = objects.create_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, doc)["metadata"]["name"]
-    deadline = time.monotonic() + 60
-    wf: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        wf = objects.get_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, name)
-        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            break
-        time.sleep(0.1)
+    wf = clusterwf.run(kube_api_client, doc, namespace=NS)
+    name = wf["metadata"]["name"]
     assert wf["status"]["phase"] == "Succeeded", wf["status"]
     core = client.CoreV1Api(kube_api_client)
     pods = core.list_namespaced_pod(NS, label_selector=f"{LABEL_WORKFLOW}={name}").items
@@ -57,15 +50,8 @@ def test_a_template_sees_the_name_of_the_step_or_task_that_runs_it(kube_api_clie
                                            {"name": "graph", "template": "graph"}]]},
                {"name": "graph", "dag": {"tasks": [{"name": "a-task", "template": "echo-task"}]}},
                echo, echo_task]}}
-    objects = client.CustomObjectsApi(kube_api_client)
-    name = objects.create_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, doc)["metadata"]["name"]
-    deadline = time.monotonic() + 60
-    wf: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        wf = objects.get_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, name)
-        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            break
-        time.sleep(0.1)
+    wf = clusterwf.run(kube_api_client, doc, namespace=NS)
+    name = wf["metadata"]["name"]
     assert wf["status"]["phase"] == "Succeeded", wf["status"]
     core = client.CoreV1Api(kube_api_client)
     logs = {}
@@ -89,15 +75,8 @@ def test_workflow_metadata_variables(kube_api_client: Any) -> None:
                                         "example.io/owner": "team-a"}},
            "spec": {"entrypoint": "main", "templates": [
                {"name": "main", "container": {"image": "alpine:3.23", "command": ["sh", "-c"], "args": [script]}}]}}
-    objects = client.CustomObjectsApi(kube_api_client)
-    name = objects.create_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, doc)["metadata"]["name"]
-    deadline = time.monotonic() + 60
-    wf: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        wf = objects.get_namespaced_custom_object(GROUP, VERSION, NS, WORKFLOWS, name)
-        if (wf.get("status") or {}).get("phase") in TERMINAL_PHASES:
-            break
-        time.sleep(0.1)
+    wf = clusterwf.run(kube_api_client, doc, namespace=NS)
+    name = wf["metadata"]["name"]
     assert wf["status"]["phase"] == "Succeeded", wf["status"]
     core = client.CoreV1Api(kube_api_client)
     pod = core.list_namespaced_pod(NS, label_selector=f"{LABEL_WORKFLOW}={name}").items[0]
