@@ -34,6 +34,7 @@ from airflow_argo_eci.local.argo.gc_finalizer import ArtifactGCFinalizer, deleti
 from airflow_argo_eci.local.argo.isolation import FailureTracker, describe
 from airflow_argo_eci.local.argo.packing import pack_status
 from airflow_argo_eci.local.argo.podgc import selector_matches
+from airflow_argo_eci.local.argo.podstatus import finished_containers, mark_ready, running_status
 from airflow_argo_eci.local.argo.reconcile import ArtifactSaver, WorkflowReconciler
 from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.runtime import PodRequest, PodResult
@@ -56,6 +57,8 @@ class RuntimeLike(Protocol):
     def kill(self, namespace: str, pod_name: str, message: str) -> bool: ...
 
     def is_running(self, namespace: str, pod_name: str) -> bool: ...
+
+    def address_of(self, namespace: str, pod_name: str) -> str: ...
 
 
 class Controller:
@@ -401,6 +404,10 @@ class Controller:
         """Whether the runtime is running the pod's process."""
         return self.runtime.is_running(namespace, name)
 
+    def pod_address(self, namespace: str, name: str) -> str:
+        """The pod's IP (``status.podIP``), known before it runs."""
+        return self.runtime.address_of(namespace, name)
+
     def create_and_submit(self, pod: dict[str, Any], request: PodRequest, *,
                           save_artifacts: ArtifactSaver | None = None) -> None:
         """Create the Pod object and hand it to the runtime, exactly once per pod name;
@@ -421,21 +428,33 @@ class Controller:
             self._submitted.add(key)
             if save_artifacts is not None:
                 self._savers[key] = save_artifacts
+        request.on_ready = lambda: self.mark_pod_ready(request.namespace, request.pod_name)
         self.runtime.submit(request, self._record_result)
         if self.runtime.is_running(request.namespace, request.pod_name):
             self.mark_pod_running(request.namespace, request.pod_name)
 
     def mark_pod_running(self, namespace: str, name: str) -> None:
-        """Move a Pending pod to Running (the runtime started its process)."""
+        """Move a Pending pod to Running (the runtime started its process): its IP, and its
+        containers ready unless they have a readiness probe (then :meth:`mark_pod_ready` follows)."""
+        address = self.runtime.address_of(namespace, name)
+
         def mutate(obj: dict[str, Any]) -> None:
             status = obj.setdefault("status", {})
             if status.get("phase") == "Pending":
-                status["phase"] = "Running"
-                status["startTime"] = now_rfc3339()
-                status["containerStatuses"] = [{"name": "main", "ready": True, "restartCount": 0,
-                                                "image": obj["spec"]["containers"][0].get("image", ""),
-                                                "imageID": "local://" + obj["spec"]["containers"][0].get("image", ""),
-                                                "state": {"running": {"startedAt": status["startTime"]}}}]
+                now = now_rfc3339()
+                status.update(running_status(obj.get("spec") or {}, address, now))
+
+        try:
+            self.store.update(PODS, namespace, name, mutate)
+        except ApiError:
+            return
+
+    def mark_pod_ready(self, namespace: str, name: str) -> None:
+        """Runtime callback: the main container's readiness probe passed (the pod becomes Ready)."""
+        def mutate(obj: dict[str, Any]) -> None:
+            status = obj.setdefault("status", {})
+            if status.get("phase") == "Running":
+                mark_ready(status, now_rfc3339())
 
         try:
             self.store.update(PODS, namespace, name, mutate)
@@ -486,7 +505,7 @@ class Controller:
         }
         if artifacts:
             outputs["artifacts"] = artifacts
-        if "containers" in result.extra:  # a container set: each container's exit code
+        if "containers" in result.extra:  # each container's exit code (a container set's become nodes)
             outputs["containers"] = result.extra["containers"]
 
         def mutate(obj: dict[str, Any]) -> None:
@@ -497,21 +516,10 @@ class Controller:
             if result.reason == "Evicted":  # a pod-level reason, as the kubelet's eviction manager sets it
                 status["reason"] = result.reason
             status.setdefault("startTime", result.started_at)
-            terminated: dict[str, Any] = {
-                "exitCode": result.exit_code if result.exit_code >= 0 else 137,
-                "reason": "Completed" if result.phase == "Succeeded" else (
-                    result.reason if result.reason == "OOMKilled" else "Error"),
-                "startedAt": result.started_at,
-                "finishedAt": result.finished_at,
-            }
-            if result.message:
-                terminated["message"] = result.message
-            status["containerStatuses"] = [{
-                "name": "main", "ready": False, "restartCount": 0,
-                "image": obj["spec"]["containers"][0].get("image", ""),
-                "imageID": "local://" + obj["spec"]["containers"][0].get("image", ""),
-                "state": {"terminated": terminated},
-            }]
+            status.update(finished_containers(obj.get("spec") or {}, result))
+            for condition in status.get("conditions") or []:
+                if condition.get("type") in ("Ready", "ContainersReady"):
+                    condition["status"] = "False"
             annotations = obj["metadata"].setdefault("annotations", {})
             annotations[ANNOTATION_OUTPUTS] = json.dumps(outputs, separators=(",", ":"))
             obj["metadata"].setdefault("labels", {})[LABEL_COMPLETED] = "true"

@@ -94,6 +94,12 @@ class PodRequest:
     container_set: list[dict[str, Any]] | None = None
     #: ``containerSet.retryStrategy.retries``: how often a failed container of the set is restarted
     container_retries: int = 0
+    #: pods with the same key share one network namespace (reach each other at their addresses,
+    #: :mod:`.podnetwork`); None: the pod's network is its own
+    network: str | None = None
+    #: called once, from a runtime thread, when the main container's ``readinessProbe`` first passed
+    #: (never for a container without one: it is ready when it starts)
+    on_ready: Callable[[], None] | None = None
 
 
 @dataclass

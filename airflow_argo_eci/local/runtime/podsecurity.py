@@ -26,6 +26,8 @@ class PodSecurity:
     uid: int = DEFAULT_POD_UID
     gid: int = DEFAULT_POD_GID
     host_network: bool = False
+    #: the runtime put the pod into a network namespace of its own making (:mod:`.podnetwork`)
+    shared_network: bool = False
 
 
 def _context_id(context: dict[str, Any], key: str, where: str) -> int | None:

@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -57,7 +57,9 @@ from airflow_argo_eci.local.runtime.podfiles import (
     PodFiles,
     image_path,
 )
+from airflow_argo_eci.local.runtime.podnetwork import NetworkError, PodNetworks, pod_address
 from airflow_argo_eci.local.runtime.podsecurity import pod_security
+from airflow_argo_eci.local.runtime.probes import Probe, parse_probe, wait_ready
 from airflow_argo_eci.local.runtime.sandbox import (
     POD_HOME,
     SCRIPT_PATH,
@@ -133,6 +135,8 @@ class _Pod:
     extra: list[tuple[str, ContainerPlan, str]] = field(default_factory=list)
     #: the main container's plan (its name is the container's own in a container set)
     main_plan: ContainerPlan | None = None
+    #: the main container's readiness probe (probes.py)
+    probe: Probe | None = None
 
     @property
     def key(self) -> PodKey:
@@ -172,6 +176,8 @@ class Runtime:
         self._pods: dict[PodKey, _Pod] = {}
         self._threads: set[threading.Thread] = set()
         self._closed = False
+        #: network namespaces shared by pods (podnetwork.py)
+        self.networks = PodNetworks()
 
     # ------------------------------------------------------------------ public API
 
@@ -214,6 +220,11 @@ class Runtime:
             _kill_group(process)
         return True
 
+    def address_of(self, namespace: str, pod_name: str) -> str:
+        """The pod's IP (``status.podIP``): its own loopback address in the sandbox
+        (:func:`.podnetwork.pod_address`); ``127.0.0.1`` without isolation (pods share the host's network)."""
+        return pod_address(namespace, pod_name) if self.sandbox.isolated else "127.0.0.1"
+
     def is_running(self, namespace: str, pod_name: str) -> bool:
         """True while the pod is queued or running."""
         with self._lock:
@@ -243,6 +254,7 @@ class Runtime:
                 log.warning("runtime shutdown: %d threads still running after %ss", len(threads), timeout)
                 break
         self.limiter.close()
+        self.networks.close()
 
     # ------------------------------------------------------------------ planning
 
@@ -297,6 +309,7 @@ class Runtime:
         pod.host_bin_dir = main.bin_dir
         pod.fs = fs
         pod.security = pod_security(req.security_context, container.get("securityContext"), req.host_network)
+        pod.probe = parse_probe(container)
         check_executable(main, fs.files, self.sandbox)
 
     # ------------------------------------------------------------------ running
@@ -323,7 +336,35 @@ class Runtime:
         with self._lock:
             self._threads.discard(threading.current_thread())
 
+    def _network_key(self, pod: _Pod) -> str | None:
+        """Which network namespace the runtime makes for the pod (podnetwork.py): the shared one of
+        ``PodRequest.network``, one of its own for a probed pod, else None (bubblewrap's own)."""
+        if not self.sandbox.isolated:
+            return None
+        if pod.req.network:
+            return f"shared:{pod.req.network}"
+        if pod.probe is not None and pod.probe.runs and pod.req.on_ready is not None:
+            return f"pod:{pod.req.namespace}/{pod.req.pod_name}"
+        return None
+
     def _execute(self, pod: _Pod, started: float) -> PodResult:
+        key = self._network_key(pod)
+        netns: int | None = None
+        if key is not None:
+            try:
+                netns = self.networks.acquire(key)
+            except NetworkError as exc:
+                if pod.req.network:  # the pod would not reach the pods it must reach
+                    return self._result(pod, started, NOT_STARTED_EXIT_CODE, "", {}, "Error", str(exc))
+                log.info("pod %s/%s: its readiness probe cannot be sent (%s); it counts as ready after "
+                         "initialDelaySeconds", *pod.key, exc)
+        try:
+            return self._execute_in(pod, started, netns)
+        finally:
+            if key is not None and netns is not None:
+                self.networks.release(key)
+
+    def _execute_in(self, pod: _Pod, started: float, netns: int | None) -> PodResult:
         req = pod.req
         fs = pod.fs
         assert fs is not None
@@ -351,6 +392,8 @@ class Runtime:
                 script.write_text(self.sandbox.rewrite(fs, req.script_source))
                 script.chmod(0o755)
             command = pipes.supervisor_command() if pipes is not None else None
+            if netns is not None:
+                pod.security = replace(pod.security, shared_network=True)
             extra_bins = {at: plan.bin_dir for _, plan, at in pod.extra if plan.bin_dir is not None}
             launch = self.sandbox.launch(fs, pod.argv, pod.env, pod.working_dir, pod.host_bin_dir, pod.security,
                                          command=command, extra_bins=extra_bins)
@@ -376,18 +419,22 @@ class Runtime:
         extra_logs = {plan.name: _LogWriter(self.paths.log_file(req.namespace, req.pod_name, plan.name))
                       for _, plan, _ in pod.extra}
         codes: dict[str, int] = {}
+        ready_stop = threading.Event()
+        prober: threading.Thread | None = None
         try:
             with self._lock:
                 if pod.kill_message is not None:
                     if pipes is not None:
                         pipes.close_all()
                     return self._result(pod, started, KILLED_EXIT_CODE, "", {}, "Failed", pod.kill_message)
+                argv = launch.argv if netns is None else [*self.networks.enter_command(netns), *launch.argv]
+                fds = (*(pipes.pass_fds if pipes is not None else ()), *(() if netns is None else (netns,)))
                 try:
                     process = subprocess.Popen(
-                        guard.wrap(launch.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        guard.wrap(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, env=launch.env, cwd=launch.cwd, start_new_session=True,
                         preexec_fn=guard.preexec_fn,  # None unless sh/prlimit are missing (limits.py)
-                        pass_fds=pipes.pass_fds if pipes is not None else (),
+                        pass_fds=fds,
                     )
                 except (OSError, subprocess.SubprocessError) as exc:
                     if pipes is not None:
@@ -415,6 +462,7 @@ class Runtime:
             readers.append(threading.Thread(target=_pump, args=(main_out, logs, captured, truncated), daemon=True))
             for reader in readers:
                 reader.start()
+            prober = self._start_prober(pod, netns, ready_stop)
             timeout = None if req.deadline_seconds is None else max(0.0, float(req.deadline_seconds))
             try:
                 code = process.wait(timeout=timeout)
@@ -432,6 +480,9 @@ class Runtime:
                 codes = pipes.read_status()
             verdict = guard.verdict()  # limits.py: OOMKilled / Evicted, else None
         finally:
+            ready_stop.set()
+            if prober is not None:
+                prober.join(5.0)
             logs.close()
             for writer in extra_logs.values():
                 writer.close()
@@ -469,11 +520,30 @@ class Runtime:
         result = self._result(pod, started, code, stdout, outputs, phase, message)
         result.reason = verdict.reason if verdict is not None and kill_message is None else ""
         result.artifact_paths = self._artifact_paths(pod)
-        if in_set:  # each container's exit code, for Argo's Container nodes (a missing one never ran)
+        if codes:  # each container's exit code (Argo's Container nodes of a set; a missing one never ran)
             result.extra["containers"] = codes
         if truncated[0]:
             result.extra["stdout_truncated"] = True
         return result
+
+    def _start_prober(self, pod: _Pod, netns: int | None, stop: threading.Event) -> threading.Thread | None:
+        """Probe the running pod's readiness in a thread; ``PodRequest.on_ready`` once it passed."""
+        probe, on_ready = pod.probe, pod.req.on_ready
+        if probe is None or on_ready is None:
+            return None
+        reachable = netns is not None or not self.sandbox.isolated
+        address = self.address_of(*pod.key)
+
+        def work() -> None:
+            if wait_ready(probe, netns, address, stop, reachable=reachable):
+                try:
+                    on_ready()
+                except Exception:  # the callback's failure must not end the pod
+                    log.exception("pod %s/%s: the readiness callback failed", *pod.key)
+
+        thread = threading.Thread(target=work, name=f"probe-{pod.req.pod_name}", daemon=True)
+        thread.start()
+        return thread
 
     def _read_outputs(self, pod: _Pod) -> tuple[dict[str, str | None], str]:
         """Each output parameter path's content, read inside the pod (:mod:`.podfiles`: links are

@@ -459,7 +459,7 @@ class BwrapSandbox(Sandbox):
             args += ["--perms", "0755", "--dir", posixpath.dirname(shown), "--ro-bind", str(host_dir), shown]
         args += ["--unshare-pid", "--unshare-uts", "--unshare-ipc", "--unshare-cgroup-try",
                  "--die-with-parent", "--new-session"]
-        if not security.host_network:
+        if not security.host_network and not security.shared_network:
             args.append("--unshare-net")
         hostname = env.get("HOSTNAME", "")
         if hostname:

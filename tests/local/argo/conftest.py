@@ -105,6 +105,9 @@ class FakeRuntime:
         with self.lock:
             return (namespace, pod_name) in self.running
 
+    def address_of(self, namespace: str, pod_name: str) -> str:
+        return "127.0.0.1"
+
     def shutdown(self) -> None:
         with self.lock:
             for stop in self.running.values():

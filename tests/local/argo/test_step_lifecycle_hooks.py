@@ -71,6 +71,32 @@ def test_dag_task_hooks_run(kube_api_client: Any) -> None:
     assert hook["finishedAt"] <= nodes[f"{name}.b"]["startedAt"]
 
 
+def test_an_expanded_dag_task_runs_its_hooks_for_each_child(kube_api_client: Any) -> None:
+    wf = run(kube_api_client, {"dag": {"tasks": [
+        {"name": "a", "template": "work", "withItems": [1, 2],
+         "hooks": {"done": {"expression": 'tasks.a.status == "Succeeded"', "template": "notify"}}},
+        {"name": "b", "template": "notify", "depends": "a"}]}})
+    assert wf["status"]["phase"] == "Succeeded", wf["status"]
+    nodes = by_name(wf)
+    name = wf["metadata"]["name"]
+    hooks = sorted(n for n in nodes if ".hooks." in n)
+    assert hooks == [f"{name}.a(0:1).hooks.done", f"{name}.a(1:2).hooks.done"]
+    for hook in hooks:
+        assert nodes[hook]["phase"] == "Succeeded"
+        assert nodes[hook]["id"] in nodes[hook.rsplit(".hooks.", 1)[0]]["children"]
+        assert nodes[hook]["finishedAt"] <= nodes[f"{name}.b"]["startedAt"]
+
+
+def test_a_bad_hook_on_an_expanded_task_errors_the_task(kube_api_client: Any) -> None:
+    wf = run(kube_api_client, {"dag": {"tasks": [
+        {"name": "a", "template": "notify", "withItems": [1],
+         "hooks": {"done": {"expression": "tasks.a.status ==", "template": "notify"}}}]}})
+    assert wf["status"]["phase"] in ("Failed", "Error")
+    group = by_name(wf)[f"{wf['metadata']['name']}.a"]
+    assert group["phase"] == "Error"
+    assert "errored: tasks.a.hooks.done.expression: unexpected None in expression" in group["message"]
+
+
 def test_a_hook_ending_failed_is_ignored(kube_api_client: Any) -> None:
     wf = run(kube_api_client, steps_with({
         "success": {"expression": 'steps["step-1"].status == "Succeeded"', "template": "fail"}}))

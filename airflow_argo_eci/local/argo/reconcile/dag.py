@@ -27,7 +27,16 @@ class DagRunner:
                     ctx: TemplateContext, tmpl: dict[str, Any], local: Scope, boundary: str, on_exit: bool
                     ) -> dict[str, Any]:
         """Run (or continue) the DAG template ``tmpl`` as node ``node_name``: start the tasks whose
-        dependencies are done and whose ``depends`` holds, then decide the DAG's phase."""
+        dependencies are done and whose ``depends`` holds, then decide the DAG's phase; the daemons
+        it started stop when it completes."""
+        node = self._run_tasks(node, node_name, display, holder, ctx, tmpl, local, boundary, on_exit)
+        if self.state.fulfilled(node):
+            self.state.kill_daemons(node["id"])
+        return node
+
+    def _run_tasks(self, node: dict[str, Any] | None, node_name: str, display: str, holder: dict[str, Any],
+                   ctx: TemplateContext, tmpl: dict[str, Any], local: Scope, boundary: str, on_exit: bool
+                   ) -> dict[str, Any]:
         if node is None:
             node = self.state.init_node(node_name, "DAG", display, ctx, tmpl, holder, boundary, "Running")
             if tmpl.get("inputs"):
@@ -166,7 +175,7 @@ class DagRunner:
             "Errored": phase == "Error",
             "Skipped": phase == "Skipped",
             "Omitted": phase == "Omitted",
-            "Daemoned": False,
+            "Daemoned": self.state.daemoned(tnode),
         }
         if tnode.get("type") == "TaskGroup":
             children = [self.state.nodes[c] for c in tnode.get("children") or [] if c in self.state.nodes]
@@ -205,6 +214,7 @@ class DagRunner:
             return group
         base = {k: v for k, v in task.items() if k not in ("withItems", "withParam", "withSequence")}
         all_done = True
+        hook_error = ""
         children: list[dict[str, Any]] = []
         for idx, item in enumerate(items):
             child_step = substitute_obj(base, Scope(item_scope(item)))
@@ -215,14 +225,19 @@ class DagRunner:
                 all_done = False
                 continue
             self.state.add_child(group, child["id"])
-            if not self.state.fulfilled(child) or not self.steps.run_hooks(child, child_step, ctx, scope, "tasks", name,
-                                                                           on_exit):
+            # each expanded child runs the task's lifecycle hooks for itself, as a single task does
+            hooks_done, error = self.steps.run_lifecycle_hooks(child, child_step, ctx, scope, "tasks", name)
+            hook_error = hook_error or error
+            if not self.state.fulfilled(child) or not hooks_done or not self.steps.run_hooks(
+                    child, child_step, ctx, scope, "tasks", name, on_exit):
                 all_done = False
             children.append(child)
         if all_done:
             phases = [c["phase"] for c in children]
             failed = [c for c in children if c["phase"] in FAILED_PHASES and not continues_on(task, c["phase"])]
-            if failed:
+            if hook_error:  # a lifecycle hook ending Error fails the task (Argo), Failed is ignored
+                self.state.mark(group, "Error", hook_error)
+            elif failed:
                 self.state.mark(group, failed[0]["phase"], f"child '{failed[0]['id']}' failed")
             else:
                 self.state.mark(group, "Succeeded" if phases else "Skipped")

@@ -225,6 +225,11 @@ class TemplateExecutor:
                 attempt = len(children) - 1
             elif not self.state.fulfilled(last):
                 return self._run_attempt(node, node_name, len(children) - 1, holder, ctx, tmpl, raw, local, on_exit)
+            elif self.state.daemoned(last):  # Argo: the retry node of a daemon that is up is daemoned too
+                node["daemoned"] = True
+                node["podIP"] = last.get("podIP", "")
+                self.state.mark(node, "Running")
+                return node
             else:
                 if last["phase"] in ("Succeeded", "Skipped"):
                     if last.get("outputs"):

@@ -56,6 +56,10 @@ class ReconcileHost(Protocol):
         """Whether the runtime is running the pod's process."""
         ...
 
+    def pod_address(self, namespace: str, name: str) -> str:
+        """The pod's IP (``status.podIP``), known before it runs."""
+        ...
+
     def mark_pod_running(self, namespace: str, name: str) -> None:
         """Move a Pending pod to Running (the runtime started its process)."""
         ...

@@ -41,6 +41,7 @@ from airflow_argo_eci.local.argo.nodes import (
     seconds_between,
 )
 from airflow_argo_eci.local.argo.podspec import POD_SPEC_FIELDS, apply_pod_spec_patch, field_ref_value
+from airflow_argo_eci.local.argo.podstatus import is_ready
 from airflow_argo_eci.local.argo.reconcile.artifact_io import ArtifactIO
 from airflow_argo_eci.local.argo.reconcile.state import PassState
 from airflow_argo_eci.local.argo.reconcile.volumes import (
@@ -152,8 +153,10 @@ class PodRunner:
         labels = {**metadata_labels, LABEL_WORKFLOW: self.state.name, LABEL_COMPLETED: "false"}
         annotations = {**metadata_annotations, ANNOTATION_NODE_NAME: node["name"], ANNOTATION_NODE_ID: node["id"]}
         out_params = [p for p in params_of(tmpl.get("outputs"))]
-        annotations[ANNOTATION_TEMPLATE] = go_json({"name": tmpl.get("name", ""),
-                                                    "outputs": {"parameters": out_params}})
+        recorded: dict[str, Any] = {"name": tmpl.get("name", ""), "outputs": {"parameters": out_params}}
+        if tmpl.get("daemon"):
+            recorded["daemon"] = True
+        annotations[ANNOTATION_TEMPLATE] = go_json(recorded)
         init_containers, sidecars = self._extra_containers(tmpl, container, pod)
         spec: dict[str, Any] = {"containers": [*(set_containers or [container]), *sidecars], "restartPolicy": "Never"}
         if init_containers:
@@ -235,6 +238,8 @@ class PodRunner:
             container_set=None if set_containers is None else [
                 c for c in spec.get("containers") or [] if c is not main and c.get("name") in set_names],
             container_retries=set_retries(tmpl) if set_containers is not None else 0,
+            network=f"{self.state.namespace}/{self.state.uid or self.state.name}"
+            if tmpl.get("daemon") or self.state.uses_daemons() else None,
         )
         saver = self.artifacts.saver(outputs_plan, key_prefix) if outputs_plan else None
         if set_containers is not None:
@@ -362,18 +367,30 @@ class PodRunner:
             recorded = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_TEMPLATE)
             tmpl = json.loads(recorded) if recorded else {}
         if obj is None:
+            node.pop("daemoned", None)
             self.state.mark(node, "Error", "pod deleted")
             self.state.active_pods = max(0, self.state.active_pods - 1)
             return
         phase = (obj.get("status") or {}).get("phase", "Pending")
         if phase == "Pending" and self.state.host.pod_is_running(self.state.namespace, pod):
             self.state.host.mark_pod_running(self.state.namespace, pod)
-            phase = "Running"
-        if phase == "Running" and node["phase"] == "Pending":
-            self.state.mark(node, "Running")
+            obj = self.state.host.get_pod(self.state.namespace, pod) or obj
+            phase = (obj.get("status") or {}).get("phase", "Running")
+        daemon = bool((tmpl or {}).get("daemon"))
+        if phase == "Running":
+            if not daemon:
+                if node["phase"] == "Pending":
+                    self.state.mark(node, "Running")
+            elif not self.state.daemoned(node) and is_ready(obj.get("status") or {}):
+                # Argo: a daemon's node is up once its pod runs and every container is ready
+                node["daemoned"] = True
+                node["podIP"] = (obj.get("status") or {}).get("podIP", "")
+                self.state.mark(node, "Running")
+                self.state.note_daemon()
             return
         if phase not in ("Succeeded", "Failed"):
             return
+        node.pop("daemoned", None)
         tmpl = tmpl or {}
         raw = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_OUTPUTS)
         info: dict[str, Any] = json.loads(raw) if raw else {}
@@ -439,5 +456,8 @@ class PodRunner:
         cpu = parse_cpu(requests.get("cpu"), 1.0)
         node["resourcesDuration"] = {"cpu": max(1, round(duration * cpu)),
                                      "memory": max(1, round(duration * mem_units(requests.get("memory"))))}
+        if daemon and node_phase == "Succeeded":  # a daemon runs until its scope ends (Argo: Failed)
+            node_phase = "Failed"
+            message = message or "the daemon's pod exited (exit code 0) before its scope ended"
         self.state.mark(node, node_phase if node_phase in TERMINAL_PHASES else "Error", message)
         self.state.active_pods = max(0, self.state.active_pods - 1)

@@ -68,6 +68,7 @@ class PassState:
         self.depth_exceeded = False
         #: template-level parallelism of steps/DAG nodes (node id -> limit)
         self.boundary_limits: dict[str, int] = {}
+        self._uses_daemons: bool | None = None
         self.now = now_rfc3339()
 
     @property
@@ -146,8 +147,41 @@ class PassState:
 
     @staticmethod
     def fulfilled(node: dict[str, Any] | None) -> bool:
-        """Whether ``node`` exists and is complete."""
-        return node is not None and node.get("phase") in NODE_COMPLETED_PHASES
+        """Whether ``node`` exists and is complete, or is a daemon that is up (Argo's ``Fulfilled``:
+        the steps after it may start)."""
+        return node is not None and (node.get("phase") in NODE_COMPLETED_PHASES or PassState.daemoned(node))
+
+    @staticmethod
+    def daemoned(node: dict[str, Any] | None) -> bool:
+        """Whether ``node`` is a daemon whose pod is running and ready (Argo's ``IsDaemoned``)."""
+        return node is not None and node.get("daemoned") is True and node.get("phase") != "Pending"
+
+    def uses_daemons(self) -> bool:
+        """Whether pods of this workflow must reach one another: a template of the spec is a daemon,
+        or a daemon (perhaps from a WorkflowTemplate) is up (worked out once per pass; a daemon
+        coming up during the pass calls :meth:`note_daemon`)."""
+        if self._uses_daemons is None:
+            templates = self.spec.get("templates") or []
+            self._uses_daemons = (any(isinstance(t, dict) and t.get("daemon") for t in templates)
+                                  or any(self.daemoned(n) for n in self.nodes.values()))
+        return self._uses_daemons
+
+    def note_daemon(self) -> None:
+        """A daemon came up in this pass: the workflow's next pods join its network."""
+        self._uses_daemons = True
+
+    def kill_daemons(self, boundary: str | None) -> None:
+        """Argo's ``killDaemonedChildren``: the scope ``boundary`` (every scope when None) ended, so its
+        daemons stop: their pods are killed and their nodes succeed."""
+        for node in self.nodes.values():
+            if not self.daemoned(node) or (boundary is not None and node.get("boundaryID", "") != boundary):
+                continue
+            if node.get("type") == "Pod":
+                self.host.kill_pod(self.namespace, self.pod_name_of(node),
+                                   "the daemon's scope ended: its steps/DAG template completed")
+                self.active_pods = max(0, self.active_pods - 1)
+            node.pop("daemoned", None)
+            self.mark(node, "Succeeded")
 
     def add_child(self, parent: dict[str, Any], child_id: str) -> None:
         """Add ``child_id`` to the children of ``parent`` (once)."""

@@ -46,7 +46,15 @@ class StepRunner:
                       ctx: TemplateContext, tmpl: dict[str, Any], local: Scope, boundary: str, on_exit: bool
                       ) -> dict[str, Any]:
         """Run (or continue) the steps template ``tmpl`` as node ``node_name``: one step group after the
-        other, each once the previous one succeeded."""
+        other, each once the previous one succeeded; the daemons it started stop when it completes."""
+        node = self._run_groups(node, node_name, display, holder, ctx, tmpl, local, boundary, on_exit)
+        if self.state.fulfilled(node):
+            self.state.kill_daemons(node["id"])
+        return node
+
+    def _run_groups(self, node: dict[str, Any] | None, node_name: str, display: str, holder: dict[str, Any],
+                    ctx: TemplateContext, tmpl: dict[str, Any], local: Scope, boundary: str, on_exit: bool
+                    ) -> dict[str, Any]:
         if node is None:
             node = self.state.init_node(node_name, "Steps", display, ctx, tmpl, holder, boundary, "Running")
             if tmpl.get("inputs"):
@@ -432,6 +440,8 @@ def scope_outputs(scope: Scope, prefix: str, name: str, children: list[dict[str,
         }
         if child.get("hostNodeName"):
             values[f"{key}.hostNodeName"] = child["hostNodeName"]
+        if child.get("podIP"):  # a daemon's address (Argo sets it on daemoned nodes only)
+            values[f"{key}.ip"] = child["podIP"]
         outputs = child.get("outputs") or {}
         if outputs.get("result") is not None:
             values[f"{key}.outputs.result"] = outputs["result"]

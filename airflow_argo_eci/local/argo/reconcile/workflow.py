@@ -145,6 +145,7 @@ class WorkflowReconciler:
             self._update_progress()
             self._set_labels()
             return
+        self.state.kill_daemons(None)  # Argo kills what still runs as a daemon when the workflow ends
         exit_prefix = f"{self.state.name}.onExit"
         if any(n.get("type") == "Pod" and n.get("phase") in ("Pending", "Running")
                and not n["name"].startswith(exit_prefix) for n in self.state.nodes.values()):
