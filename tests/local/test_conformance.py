@@ -205,10 +205,6 @@ TIER3_EXPECTED_MISSES: dict[str, str] = {
     "http-hello-world.yaml": "needs the internet: its http template fetches from raw.githubusercontent.com",
     "life-cycle-hooks-wf-level.yaml": ("needs the internet: its exit hook (spec.hooks.exit, the exit handler) is "
                                        "an http template fetching raw.githubusercontent.com"),
-    "daemon-nginx.yaml": "not yet supported: daemon steps and the nginx image stand-in",
-    "daemon-step.yaml": "not yet supported: daemon steps and the influxdb image stand-in",
-    "variables-showcase.yaml": "not yet supported: daemon steps (its svc step is a daemon later steps reach by IP)",
-    "sidecar.yaml": "not yet supported: an influxdb image stand-in for its sidecar (influxd is not on the host)",
 }
 
 TIER3_CLUSTER = 33

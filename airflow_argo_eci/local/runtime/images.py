@@ -5,12 +5,12 @@ The local cluster pulls no images: a pod runs the host's tools. Each known image
 * an **entrypoint** (what runs when the container spec has no ``command``, like an image's
   ``ENTRYPOINT``/``CMD``), and
 * optionally a **bin directory** of shims prepended to ``PATH`` (``python`` -> this interpreter,
-  ``node`` -> the host's node, ``argosay``/``cowsay``/``nginx``/``curl`` -> the bundled scripts in
-  ``images/``).
+  ``node`` -> the host's node, ``argosay``/``cowsay``/``nginx``/``curl``/``nc``/``apk``/``influxd``
+  -> the bundled scripts in ``images/``).
 
-A pod may not bind a port below 1024 (it has no capability): the bundled ``nginx`` then listens on
-its port + 8000 (80 -> 8080) and the bundled ``curl`` sends requests for a privileged port on a
-loopback address there (``images/ports.py``).
+A pod may not bind a port below 1024 (it has no capability): the bundled servers (``nginx``,
+``influxd``, ``nc -l``) then listen on the port + 8000 (80 -> 8080) and the bundled ``curl`` and
+``nc`` connect there for a privileged port on a loopback address (``images/ports.py``).
 
 Built-in images (matched on the repository, any tag; ``docker.io/`` and ``library/`` ignored):
 
@@ -19,15 +19,21 @@ image                       entrypoint                     shims
 ==========================  =============================  ===========================================
 ``python``                  ``python3``                    ``python``, ``python3``, ``pip`` -> sys.executable
 ``node``                    ``node``                       ``node`` -> host ``node``
-``alpine``, ``busybox``     ``sh``                         (host sh and coreutils)
+``alpine``                  ``sh``                         (host sh and coreutils), ``nc`` (images/nc.py),
+                                                           ``apk`` (images/apk.py: packages are host tools),
+                                                           ``curl`` (images/curl.py) when the host has none
+``busybox``                 ``sh``                         (host sh and coreutils), ``nc`` (images/nc.py)
 ``ubuntu``, ``debian``,     ``bash``                       (host bash and coreutils)
 ``bash``
 ``argoproj/argosay:v2``     ``argosay``                    ``argosay`` (bundled, see images/argosay.py)
 ``argoproj/argosay:v1``     ``argosay``                    ``argosay`` (v1: echoes its arguments), ``cowsay``
 ``docker/whalesay``         ``cowsay``                     ``cowsay`` (with the Docker whale)
 ``curlimages/curl``         ``curl``                       ``curl`` (host curl, or images/curl.py's stand-in),
-                                                           ``sh`` -> host bash (the image's ash takes ``>&``)
+                                                           ``sh`` -> host bash (the image's ash takes ``>&``),
+                                                           ``nc`` (images/nc.py)
 ``nginx``                   ``nginx -g 'daemon off;'``     ``nginx`` (bundled static server, images/nginx.py)
+``influxdb``                ``influxd``                    ``influxd`` (InfluxDB 1.x HTTP API in memory,
+                                                           images/influxd.py)
 ==========================  =============================  ===========================================
 
 More images: ``AIRFLOW_ARGO_ECI_IMAGE_MAP`` names a JSON or YAML file mapping an image (with tag,
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -128,6 +135,11 @@ def _sh_quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def _path_safe(tag: str) -> str:
+    """An image tag as a directory name component."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", tag)
+
+
 class ImageTable:
     """Resolves images to entrypoints and builds the shim directories under ``shims_root``."""
 
@@ -186,8 +198,13 @@ class ImageTable:
                     "runs the host's node for node:* images)"
                 )
             return ResolvedImage(image, ["node"], self._shim_dir("node", {"node": [node]}))
-        if repo in ("alpine", "busybox"):
-            return ResolvedImage(image, ["sh"], None)
+        if repo == "alpine":
+            shims = {"nc": self._bundled("nc.py"), "apk": self._bundled("apk.py", tag)}
+            if shutil.which("curl") is None:  # so that `apk add curl && curl ...` works without a host curl
+                shims["curl"] = self._bundled("curl.py", "-")
+            return ResolvedImage(image, ["sh"], self._shim_dir(f"alpine-{_path_safe(tag)}", shims))
+        if repo == "busybox":
+            return ResolvedImage(image, ["sh"], self._shim_dir("busybox", {"nc": self._bundled("nc.py")}))
         if repo in ("ubuntu", "debian", "bash"):
             return ResolvedImage(image, ["bash"], None)
         if repo == "argoproj/argosay":
@@ -201,7 +218,7 @@ class ImageTable:
             shims = {"cowsay": self._bundled("cowsay.py", "whale")}
             return ResolvedImage(image, ["cowsay"], self._shim_dir("whalesay", shims))
         if repo == "curlimages/curl":
-            shims = {"curl": self._bundled("curl.py", shutil.which("curl") or "-")}
+            shims = {"curl": self._bundled("curl.py", shutil.which("curl") or "-"), "nc": self._bundled("nc.py")}
             bash = shutil.which("bash")
             if bash is not None:  # the image's sh (busybox ash) takes bash forms such as `>& file`; dash does not
                 shims["sh"] = [bash]
@@ -209,6 +226,9 @@ class ImageTable:
         if repo == "nginx":
             shims = {"nginx": self._bundled("nginx.py")}
             return ResolvedImage(image, ["nginx", "-g", "daemon off;"], self._shim_dir("nginx", shims))
+        if repo == "influxdb":
+            shims = {"influxd": self._bundled("influxd.py", tag)}
+            return ResolvedImage(image, ["influxd"], self._shim_dir(f"influxdb-{_path_safe(tag)}", shims))
         return ResolvedImage(image, None, None)
 
     @staticmethod

@@ -38,6 +38,9 @@ from typing import TypeVar
 
 from airflow_argo_eci.conventions import fnv32a
 
+#: the pod's own address in a shared network, for the bundled stand-in servers and clients
+#: (``images/ports.py`` runs inside pods without this package: it spells the same name)
+POD_IP_ENV = "ARGO_ECI_LOCAL_POD_IP"
 _CLONE_NEWNET = 0x40000000
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914

@@ -57,7 +57,7 @@ from airflow_argo_eci.local.runtime.podfiles import (
     PodFiles,
     image_path,
 )
-from airflow_argo_eci.local.runtime.podnetwork import NetworkError, PodNetworks, pod_address
+from airflow_argo_eci.local.runtime.podnetwork import POD_IP_ENV, NetworkError, PodNetworks, pod_address
 from airflow_argo_eci.local.runtime.podsecurity import pod_security
 from airflow_argo_eci.local.runtime.probes import Probe, parse_probe, wait_ready
 from airflow_argo_eci.local.runtime.sandbox import (
@@ -394,6 +394,13 @@ class Runtime:
             command = pipes.supervisor_command() if pipes is not None else None
             if netns is not None:
                 pod.security = replace(pod.security, shared_network=True)
+                if req.network:  # bundled servers listen on the pod's own address (images/ports.py)
+                    own = {POD_IP_ENV: self.address_of(*pod.key)}
+                    pod.env = {**pod.env, **own}
+                    for _, plan, _ in pod.extra:
+                        plan.env = {**plan.env, **own}
+                    if pod.main_plan is not None:
+                        pod.main_plan.env = {**pod.main_plan.env, **own}
             extra_bins = {at: plan.bin_dir for _, plan, at in pod.extra if plan.bin_dir is not None}
             launch = self.sandbox.launch(fs, pod.argv, pod.env, pod.working_dir, pod.host_bin_dir, pod.security,
                                          command=command, extra_bins=extra_bins)

@@ -193,3 +193,32 @@ def test_probe_validation(probe: dict[str, Any], message: str) -> None:
 
     with pytest.raises(SandboxError, match=message.replace("(", r"\(")):
         parse_probe({"readinessProbe": probe})
+
+
+def test_two_daemons_of_one_workflow_serve_the_same_port(kube_api_client: Any) -> None:
+    """In the shared network each bundled server listens on its pod's own address, so two daemons
+    may both serve port 9999 (here busybox ``nc -lk -e``, as Argo's variables-showcase does)."""
+    def daemon(name: str) -> dict[str, Any]:
+        return {"name": name, "daemon": True, "container": {
+            "image": "alpine:3.23", "command": ["sh", "-c"], "args": [f"nc -lk -p 9999 -e echo {name}"],
+            "readinessProbe": {"tcpSocket": {"port": 9999}, "periodSeconds": 1}}}
+    ask = {"name": "ask", "inputs": {"parameters": [{"name": "a"}, {"name": "b"}]}, "container": {
+        "image": "alpine:3.23", "command": ["sh", "-c"],
+        "args": ["nc -w 2 {{inputs.parameters.a}} 9999 </dev/null; nc -w 2 {{inputs.parameters.b}} 9999 </dev/null"]}}
+    main = {"name": "main", "steps": [
+        [{"name": "one", "template": "one"}, {"name": "two", "template": "two"}],
+        [{"name": "ask", "template": "ask", "arguments": {"parameters": [
+            {"name": "a", "value": "{{steps.one.ip}}"}, {"name": "b", "value": "{{steps.two.ip}}"}]}}]]}
+    wf = clusterwf.run(kube_api_client, workflow(main, daemon("one"), daemon("two"), ask), namespace=NS)
+    assert wf["status"]["phase"] == "Succeeded", wf["status"]
+    assert node_of(wf, "ask")["outputs"]["result"] == "one\ntwo"
+    assert node_of(wf, "one")["podIP"] != node_of(wf, "two")["podIP"]
+
+
+def test_the_stand_ins_read_the_pod_address_the_runtime_sets() -> None:
+    """``images/ports.py`` runs inside pods without this package, so it spells the variable itself."""
+    from airflow_argo_eci.local.runtime import podnetwork
+    from airflow_argo_eci.local.runtime.images import BUNDLED_DIR  # the module images.py
+
+    text = (BUNDLED_DIR / "ports.py").read_text()
+    assert f'POD_IP_ENV = "{podnetwork.POD_IP_ENV}"' in text

@@ -256,7 +256,8 @@ class TemplateExecutor:
                      on_exit: bool) -> dict[str, Any]:
         child_name = f"{node_name}({attempt})"
         child_tmpl = {k: v for k, v in tmpl.items() if k != "retryStrategy"}
-        attempt_scope = local.child({"retries": str(attempt), "node.name": child_name})
+        attempt_scope = local.child({"retries": str(attempt), "node.name": child_name,
+                                     **self._last_retry(node, attempt)})
         if template_type(child_tmpl) in ("container", "script", "resource", "containerSet"):
             attempt_scope.set("pod.name", pod_name(self.state.name, child_name, child_tmpl.get("name", "")))
             child_tmpl = substitute_obj(copy.deepcopy({k: v for k, v in raw.items() if k != "retryStrategy"}),
@@ -273,6 +274,20 @@ class TemplateExecutor:
                 # the retry node decides about the next attempt in the next pass
                 self.state.requeue(0.05)
         return node
+
+    def _last_retry(self, node: dict[str, Any], attempt: int) -> dict[str, str]:
+        """Argo's ``lastRetry.*`` for attempt ``attempt``: the previous attempt's exit code, status,
+        duration and message (``0``, ``""``, ``0``, ``""`` for the first one)."""
+        children = node.get("children") or []
+        last = self.state.nodes.get(children[attempt - 1]) if 0 < attempt <= len(children) else None
+        if last is None:
+            return {"lastRetry.exitCode": "0", "lastRetry.status": "", "lastRetry.duration": "0",
+                    "lastRetry.message": ""}
+        seconds = repr(float(seconds_between(last.get("startedAt"), last.get("finishedAt"))))
+        return {"lastRetry.exitCode": str((last.get("outputs") or {}).get("exitCode", "0")),
+                "lastRetry.status": str(last.get("phase", "")),
+                "lastRetry.duration": seconds[:-2] if seconds.endswith(".0") else seconds,
+                "lastRetry.message": str(last.get("message", ""))}
 
     def _retry_decision(self, node: dict[str, Any], last: dict[str, Any], strategy: dict[str, Any],
                         scope: Scope) -> str | None:

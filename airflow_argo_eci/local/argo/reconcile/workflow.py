@@ -133,7 +133,8 @@ class WorkflowReconciler:
         try:
             root = self.executor.execute(self.state.name, {"template": self.state.spec["entrypoint"]},
                                          self.state.root_ctx, self.state.spec.get("arguments") or {}, boundary="",
-                                         scope=self.state.global_scope, on_exit=False)
+                                         # Argo runs the entrypoint as a step with no name: {{steps.name}} is ""
+                                         scope=self.state.global_scope.child({"steps.name": ""}), on_exit=False)
             hooks_done = self._run_workflow_hooks()
         except (SpecError, TemplateError, ExpressionError) as exc:
             self._finish("Error", str(exc))

@@ -26,7 +26,8 @@ _WITH_VALUE = {"-X", "--request", "-H", "--header", "-d", "--data", "--data-raw"
 
 
 def rewrite_url(url: str) -> str:
-    """``url`` with a privileged loopback port moved where a stand-in server listens for it."""
+    """``url`` with a privileged loopback port moved where a stand-in server listens for it, and
+    ``localhost`` in a shared pod network replaced by the pod's own address (``ports.reach``)."""
     parsed = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
     if parsed.scheme not in _DEFAULT_PORTS or not parsed.hostname or not ports.is_loopback(parsed.hostname):
         return url
@@ -35,9 +36,10 @@ def rewrite_url(url: str) -> str:
     except ValueError:
         return url
     moved = ports.shifted(port)
-    if moved == port:
+    target = ports.reach(parsed.hostname)
+    if moved == port and target == parsed.hostname:
         return url
-    host = parsed.hostname if ":" not in parsed.hostname else f"[{parsed.hostname}]"
+    host = target if ":" not in target else f"[{target}]"
     netloc = (parsed.netloc.rsplit("@", 1)[0] + "@" if "@" in parsed.netloc else "") + f"{host}:{moved}"
     return urllib.parse.urlunsplit(parsed._replace(netloc=netloc))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import sys
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -83,13 +82,6 @@ class Handler(SimpleHTTPRequestHandler):
         sys.stdout.flush()
 
 
-def listen_address() -> str:
-    """Every address of the pod's own network namespace (it has loopback only), else (a pod on the
-    host's network) the loopback address alone: the local cluster listens on nothing else."""
-    names = {name for _, name in socket.if_nameindex()}
-    return "0.0.0.0" if names <= {"lo"} else "127.0.0.1"  # noqa: S104 - only loopback in the pod's netns
-
-
 def main(argv: list[str]) -> int:
     """Run the server (or answer ``-v`` / ``-t``)."""
     if "-v" in argv or "-V" in argv:
@@ -100,7 +92,7 @@ def main(argv: list[str]) -> int:
         return 0
     wanted = int(os.environ.get("NGINX_PORT") or 80)
     port = ports.shifted(wanted)
-    address = listen_address()
+    address = ports.listen_address()
     try:
         server = ThreadingHTTPServer((address, port), Handler)
     except OSError as exc:
