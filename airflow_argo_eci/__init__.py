@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 _INTEGRATION = "Argo Workflows on Alibaba Cloud ECI"
 _OSS_INTEGRATION = "Alibaba Cloud OSS artifacts"
+_FLUID_INTEGRATION = "Fluid datasets and cache warm-up"
 
 
 def _alibaba_provider_installed() -> bool:
@@ -69,22 +70,31 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://www.alibabacloud.com/help/en/oss/",
                 "tags": ["alibaba"],
             },
+            {
+                "integration-name": _FLUID_INTEGRATION,
+                "external-doc-url": "https://fluid-cloudnative.github.io/",
+                "tags": ["software"],
+            },
         ],
         "operators": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.operators.argo"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.oss"]},
+            {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.fluid"]},
         ],
         "sensors": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.argo"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.oss"]},
+            {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.fluid"]},
         ],
         "hooks": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.argo"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.oss"]},
+            {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.fluid"]},
         ],
         "triggers": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.argo"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.oss"]},
+            {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.fluid"]},
         ],
         "connection-types": _connection_types(),
         "extra-links": ["airflow_argo_eci.links.argo.ArgoWorkflowLink"],

@@ -30,7 +30,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from airflow_argo_eci.eci_datasets import DatasetMount, coerce_mounts, mount_datasets
 from airflow_argo_eci.errors import WorkflowSpecError
+from airflow_argo_eci.fluid_conventions import LABEL_FLUID_SIDECAR_TARGET
 from airflow_argo_eci.workflows import is_valid_label_key, is_valid_label_value, merge_string_map
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "LABEL_COMPUTE_QOS",
     "LABEL_ECI",
     "Backoff",
+    "DatasetMount",
     "EciProfile",
     "RetryStrategy",
 ]
@@ -307,6 +310,9 @@ class EciProfile:
         pod-running template (container, script, containerSet, resource, data) that has no
         ``retryStrategy`` of its own; see :meth:`apply`.
     :param parallelism: workflow ``spec.parallelism`` (int >= 1): how many pods run at once.
+    :param datasets: Fluid Datasets to mount (:class:`~airflow_argo_eci.eci_datasets.DatasetMount`
+        or its mapping): each Dataset's PVC becomes a volume of the templates it names, mounted at
+        its ``mount_path``; with ``enabled``, pods get ``alibabacloud.com/fluid-sidecar-target: eci``.
     :param labels: extra pod labels (valid Kubernetes labels; not the keys the fields above own).
     :param annotations: extra pod annotations (not the keys the fields above own).
     """
@@ -327,6 +333,7 @@ class EciProfile:
     compute_qos: str | None = None
     retry_strategy: RetryStrategy | None = None
     parallelism: int | None = None
+    datasets: tuple[DatasetMount, ...] = ()
     labels: Mapping[str, str] = field(default_factory=_FrozenMap)
     annotations: Mapping[str, str] = field(default_factory=_FrozenMap)
 
@@ -365,7 +372,10 @@ class EciProfile:
                   f"{{'limit': 3, 'retryPolicy': 'Always'}}, got {type(self.retry_strategy).__name__}")
         if self.parallelism is not None and (not _is_int(self.parallelism) or self.parallelism < 1):
             _fail(f"EciProfile.parallelism must be an int >= 1, got {self.parallelism!r}")
+        object.__setattr__(self, "datasets", coerce_mounts(self.datasets))
         self._check_extra("labels", self.labels, _OWNED_LABELS, label_values=True)
+        if self.datasets and self.enabled and self.labels.get(LABEL_FLUID_SIDECAR_TARGET, "eci") != "eci":
+            _fail(f"EciProfile.labels.{LABEL_FLUID_SIDECAR_TARGET} must be 'eci' when datasets are mounted on ECI")
         self._check_extra("annotations", self.annotations, _OWNED_ANNOTATIONS, label_values=False)
 
     def _check_use_specs(self) -> None:
@@ -461,7 +471,7 @@ class EciProfile:
             if isinstance(value, RetryStrategy):
                 value = value.to_argo()
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [v.to_dict() if isinstance(v, DatasetMount) else v for v in value]
             elif isinstance(value, Mapping):
                 value = dict(value)
             result[f.name] = value
@@ -480,6 +490,8 @@ class EciProfile:
             labels[LABEL_COMPUTE_CLASS] = self.compute_class
         if self.compute_qos is not None:
             labels[LABEL_COMPUTE_QOS] = self.compute_qos
+        if self.datasets and self.enabled:
+            labels[LABEL_FLUID_SIDECAR_TARGET] = "eci"
         labels.update(self.labels)
         return labels
 
@@ -553,6 +565,9 @@ class EciProfile:
                 overrides[name] = changes
             else:
                 overrides[name] = self.replace(**dict(changes))
+            if overrides[name].datasets != self.datasets:
+                _fail(f"EciProfile template override {name!r}: datasets are set on the workflow-level profile only "
+                      "(each DatasetMount names its templates)")
 
         had_pod_metadata = "podMetadata" in spec
         pod_metadata = _mapping_at(spec, "podMetadata", "workflow.spec.podMetadata")
@@ -579,6 +594,7 @@ class EciProfile:
                       f"schedulerName {scheduler!r} and would override it: remove one of them, or set "
                       f"scheduler_name for this template")
         self._apply_retry(spec, by_name, overrides)
+        mount_datasets(by_name, self.datasets)
         return result
 
     def apply_to_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
@@ -595,6 +611,8 @@ class EciProfile:
                               scheduler=self.scheduler_name, parallelism=self.parallelism)
         if self.retry_strategy is not None and "retryStrategy" not in result:
             result["retryStrategy"] = self.retry_strategy.to_argo()
+        mount_datasets({str(result.get("name", "")): result},
+                       [m for m in self.datasets if result.get("name") in m.templates])
         return result
 
     # ----------------------------------------------------------------------------------------

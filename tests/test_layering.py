@@ -34,7 +34,8 @@ LOCAL_IMPORTERS = (f"{PACKAGE}.stack", f"{PACKAGE}.cli")
 #: the provider layers and the stack: ``local`` imports none of them
 PROVIDER = tuple(
     f"{PACKAGE}.{name}"
-    for name in ("hooks", "operators", "sensors", "triggers", "links", "plugins", "lifecycle", "stack")
+    for name in ("hooks", "operators", "sensors", "triggers", "links", "plugins", "lifecycle", "fluid_lifecycle",
+                 "fluid_datasets", "stack")
 )
 
 

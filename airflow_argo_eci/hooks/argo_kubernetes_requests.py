@@ -76,16 +76,17 @@ def list_request(namespace: str, label_selector: str, field_selector: str, token
 
 def watch_request(
     namespace: str, resource_version: str, label_selector: str, field_selector: str, timeout_seconds: int,
-    request_timeout: float,
+    request_timeout: float, *, path: str = "", what: str = "workflows",
 ) -> ApiRequest:
-    """GET a watch of workflows from ``resource_version`` (``""``: current state first), with
-    bookmarks, ended by the server after ``timeout_seconds``."""
+    """GET a watch of workflows (or of the collection at ``path``, named ``what`` in messages) from
+    ``resource_version`` (``""``: current state first), with bookmarks, ended by the server after
+    ``timeout_seconds``."""
     query: list[tuple[str, QueryValue]] = [
         ("allowWatchBookmarks", True), ("fieldSelector", field_selector), ("labelSelector", label_selector)]
     if resource_version:
         query.append(("resourceVersion", resource_version))
     query += [("timeoutSeconds", timeout_seconds), ("watch", True)]
-    return ApiRequest("GET", resource_path(namespace, WORKFLOWS), f"watch workflows in {namespace}", tuple(query),
+    return ApiRequest("GET", path or resource_path(namespace, WORKFLOWS), f"watch {what} in {namespace}", tuple(query),
                       timeout=timeout_seconds + request_timeout)
 
 

@@ -223,21 +223,29 @@ class KubernetesTransport(CachedClients, RequestRunner):
 
     # ------------------------------------------------------------------ watch
 
-    async def awatch_workflows(
+    def awatch_workflows(
         self, namespace: str, resource_version: str, label_selector: str, field_selector: str, timeout_seconds: int
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Watch events until the server ends the watch after ``timeout_seconds``.
+        """Watch events of workflows (see :meth:`awatch_objects`)."""
+        return self.awatch_objects(namespace, resource_version, label_selector, field_selector, timeout_seconds)
+
+    async def awatch_objects(
+        self, namespace: str, resource_version: str, label_selector: str, field_selector: str, timeout_seconds: int,
+        *, path: str = "", what: str = "workflows",
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Watch events of workflows (or of the collection at ``path``, e.g. Fluid's DataLoads,
+        named ``what`` in messages) until the server ends the watch after ``timeout_seconds``.
 
         A dropped connection is resumed from the last resourceVersion seen (events or BOOKMARKs)
         with backoff, up to ``max_retries`` consecutive failures; a 410 raises :class:`GoneError`.
         """
         api = await self._aapi()
-        context = f"watch workflows in {namespace}"
+        context = f"watch {what} in {namespace}"
         last_rv = resource_version
         failures = 0
         while True:
             request = watch_request(namespace, last_rv, label_selector, field_selector, timeout_seconds,
-                                    self.settings.request_timeout)
+                                    self.settings.request_timeout, path=path, what=what)
             try:
                 response = await api.call_api(request.path, request.method,
                                               **{**self._call_args(request), "_preload_content": False})

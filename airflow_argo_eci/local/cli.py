@@ -78,6 +78,16 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+def _bandwidth(text: str) -> int:
+    """``--oss-bandwidth``: a rate such as ``200MiB`` in bytes per second."""
+    from airflow_argo_eci.local.oss.bandwidth import parse_rate
+
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     paths = StatePaths(Path(args.state_dir).expanduser().resolve())
     running = _server_info(paths)
@@ -91,6 +101,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                "--capacity", str(args.capacity), "--sandbox", args.sandbox, "--pids-limit", str(args.pids_limit)]
         if args.sandbox_uid is not None:
             cmd += ["--sandbox-uid", str(args.sandbox_uid)]
+        if args.oss_bandwidth is not None:
+            cmd += ["--oss-bandwidth", str(args.oss_bandwidth)]
         with open(paths.server_log, "ab") as logf:
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
@@ -117,7 +129,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("airflow_argo_eci").setLevel(logging.INFO)
     cluster = LocalCluster(paths.root, port=args.port, capacity_vcpu=args.capacity, sandbox=args.sandbox,
-                           pids_limit=args.pids_limit or None, sandbox_uid=args.sandbox_uid)
+                           pids_limit=args.pids_limit or None, sandbox_uid=args.sandbox_uid,
+                           oss_bandwidth=args.oss_bandwidth)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -225,6 +238,9 @@ def add_local_parser(top: Any) -> None:
     up.add_argument("--pids-limit", type=int, default=1024,
                     help="processes and threads per pod, like the kubelet's podPidsLimit; 0: no limit "
                          "(default: %(default)s)")
+    up.add_argument("--oss-bandwidth", type=_bandwidth, default=None, metavar="RATE",
+                    help="cap the OSS store's bandwidth for all clients together, e.g. 200MiB (per second; "
+                         "MiB = 1024^2, MB = 1000^2), to reproduce a bucket's bandwidth limit (default: no cap)")
     up.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a detached start")
     up.set_defaults(func=cmd_up)
 

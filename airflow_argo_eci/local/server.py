@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from airflow_argo_eci.local.api.store import Store
     from airflow_argo_eci.local.argo.controller import Controller
+    from airflow_argo_eci.local.fluid.controller import FluidController
     from airflow_argo_eci.local.oss.server import OSSServer
     from airflow_argo_eci.local.runtime.runner import Runtime
 
@@ -50,7 +51,9 @@ class LocalCluster:
     ``runtime/sandbox.py``) and :meth:`start` raises :class:`LocalClusterError` naming each missing
     piece when this machine lacks one; ``"none"`` runs pods without any isolation and must be asked
     for explicitly. ``sandbox_uid``: the unprivileged host uid pods run as when the cluster runs as
-    root (default 65534). :attr:`sandbox_report` says what holds.
+    root (default 65534). :attr:`sandbox_report` says what holds. ``oss_bandwidth``: a cap (bytes
+    per second) on the OSS store for all clients together (``local up --oss-bandwidth``); none by
+    default. The Fluid controller (``local/fluid/``) runs with the workflow controller.
 
     The server only ever binds the loopback interface, serves HTTPS with a self-signed
     certificate that the kubeconfig pins, and rejects any request without the random bearer token
@@ -68,6 +71,7 @@ class LocalCluster:
         token: str | None = None,
         run_controller: bool = True,
         sandbox_uid: int | None = None,
+        oss_bandwidth: int | None = None,
     ) -> None:
         if capacity_vcpu <= 0:
             raise ValueError(f"capacity_vcpu must be > 0 (got {capacity_vcpu}); it bounds concurrent pods")
@@ -83,10 +87,14 @@ class LocalCluster:
         self.pids_limit = pids_limit
         self.token = token or secrets.token_urlsafe(32)
         self.run_controller = run_controller
+        #: the OSS store's bandwidth cap in bytes per second for all clients together (None: none)
+        self.oss_bandwidth = oss_bandwidth
         self.store: Store | None = None
         self.runtime: Runtime | None = None
         self.controller: Controller | None = None
         self.oss: OSSServer | None = None
+        #: the Fluid controller (runs with the workflow controller)
+        self.fluid: FluidController | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -153,6 +161,7 @@ class LocalCluster:
             self.controller.artifact_repository = {"oss": self.artifact_repository_spec(default=True)}
             self.controller.artifact_credentials = (key_id, secret)
             self.controller.start()
+            self.fluid = self._start_fluid(cert)
         try:
             self._server, self._thread, self.port = serve_in_thread(
                 self.build_app(), port=self.port, ssl_certfile=str(cert), ssl_keyfile=str(key), timeout=timeout)
@@ -165,10 +174,21 @@ class LocalCluster:
             self.paths.server_info,
             json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time(),
                         "oss_endpoint": self.oss.endpoint, "oss_region": self.oss.region,
+                        "oss_bandwidth": self.oss_bandwidth,
                         "limits": self.runtime.limits_method, "sandbox": self.sandbox_report}),
         )
         log.info("local cluster listening on %s (state in %s)", self.url, self.paths.root)
         return self
+
+    def _start_fluid(self, cert: Path) -> FluidController:
+        """The Fluid controller (``local/fluid/``): Datasets over this OSS store, DataLoads."""
+        from airflow_argo_eci.local.fluid.controller import FluidController
+
+        assert self.store is not None and self.oss is not None
+        fluid = FluidController(self.store, self.paths, self.oss.endpoint, cert,
+                                next(iter(self.oss_credentials().items())))
+        fluid.start()
+        return fluid
 
     @property
     def _oss_port_file(self) -> Path:
@@ -184,12 +204,14 @@ class LocalCluster:
         except (FileNotFoundError, ValueError):
             previous = 0
         try:
-            server = OSSServer(self.paths.oss_dir, self.oss_credentials(), port=previous, tls=(cert, key)).start()
+            server = OSSServer(self.paths.oss_dir, self.oss_credentials(), port=previous, tls=(cert, key),
+                               bandwidth=self.oss_bandwidth).start()
         except LocalClusterError:
             if not previous:
                 raise
             log.warning("the OSS store's previous port %d is taken; using a new one", previous)
-            server = OSSServer(self.paths.oss_dir, self.oss_credentials(), tls=(cert, key)).start()
+            server = OSSServer(self.paths.oss_dir, self.oss_credentials(), tls=(cert, key),
+                               bandwidth=self.oss_bandwidth).start()
         write_private(self._oss_port_file, f"{server.port}\n")
         return server
 
@@ -282,6 +304,9 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop the HTTP servers, the controller and every running pod; close the stores."""
+        if self.fluid is not None:  # first: its loads read the OSS store
+            self.fluid.stop()
+            self.fluid = None
         if self.oss is not None:
             self.oss.stop()
             self.oss = None

@@ -40,6 +40,11 @@ create a new loop per use; the triggerer itself runs one loop and therefore one 
 
 Only :func:`airflow_argo_eci.workflows.phase_outcome` decides whether a phase is terminal and
 whether it succeeded, the same function the synchronous path uses.
+
+Other kinds with a phase (Fluid's DataLoads) share the machinery: ``subscribe(..., kind=...)``
+takes a :class:`WatchedKind` (the kind's name for messages and its own phase -> outcome decision,
+:data:`WORKFLOW_KIND` by default) and a source of that kind's objects; each kind has channels of
+its own.
 """
 
 from __future__ import annotations
@@ -146,20 +151,42 @@ def _rv_older(candidate: str, current: str) -> bool:
     return False
 
 
-def _snapshot(namespace: str, obj: Mapping[str, Any]) -> _Snapshot:
+SnapshotOutcome = Literal["wait", "success", "failure", "error"]
+
+
+@dataclass(frozen=True)
+class WatchedKind:
+    """A kind of object the hub watches: ``title`` names it in messages (``Workflow``) and
+    ``judge(namespace, obj)`` decides ``(outcome, message)`` from an object of it: ``wait``,
+    ``success``, ``failure`` or ``error`` (a phase it does not know)."""
+
+    title: str
+    judge: Callable[[str, Mapping[str, Any]], tuple[SnapshotOutcome, str]]
+
+
+def _judge_workflow(namespace: str, obj: Mapping[str, Any]) -> tuple[SnapshotOutcome, str]:
+    """A workflow's outcome by :func:`~airflow_argo_eci.workflows.phase_outcome`."""
+    phase = str((obj.get("status") or {}).get("phase") or "")
+    name = (obj.get("metadata") or {}).get("name", "")
+    try:
+        outcome: SnapshotOutcome = phase_outcome(phase)
+    except ArgoEciError as exc:  # a phase this package does not know: report it, do not wait forever
+        return "error", f"Workflow {namespace}/{name}: {exc}"
+    if outcome == "failure":
+        return outcome, failure_message(obj)
+    if outcome == "success":
+        return outcome, f"Workflow {namespace}/{name} {phase}"
+    return outcome, ""
+
+
+#: Argo Workflows, the hub's default kind
+WORKFLOW_KIND = WatchedKind("Workflow", _judge_workflow)
+
+
+def _snapshot(kind: WatchedKind, namespace: str, obj: Mapping[str, Any]) -> _Snapshot:
     meta = obj.get("metadata") or {}
     phase = str((obj.get("status") or {}).get("phase") or "")
-    name = meta.get("name", "")
-    outcome: Literal["wait", "success", "failure", "error"]
-    message = ""
-    try:
-        outcome = phase_outcome(phase)
-    except ArgoEciError as exc:  # a phase this package does not know: report it, do not wait forever
-        outcome, message = "error", f"Workflow {namespace}/{name}: {exc}"
-    if outcome == "failure":
-        message = failure_message(obj)
-    elif outcome == "success":
-        message = f"Workflow {namespace}/{name} {phase}"
+    outcome, message = kind.judge(namespace, obj)
     return _Snapshot(str(meta.get("uid") or ""), phase, str(meta.get("resourceVersion") or ""), outcome, message)
 
 
@@ -267,9 +294,11 @@ class _Channel:
     """The shared LIST+WATCH (or LIST poll) of one namespace through one connection."""
 
     def __init__(
-        self, hub: WatchHub, key: Hashable, namespace: str, source_factory: SourceFactory, watch_timeout: int
+        self, hub: WatchHub, key: Hashable, namespace: str, source_factory: SourceFactory, watch_timeout: int,
+        kind: WatchedKind = WORKFLOW_KIND,
     ) -> None:
         self.hub = hub
+        self.kind = kind
         self.key = key
         self.namespace = namespace
         self.source_factory = source_factory
@@ -351,7 +380,8 @@ class _Channel:
     def _replaced(self, sub: Subscription, other_uid: str, rv: str) -> WorkflowOutcome:
         return WorkflowOutcome(
             "failure", sub.name, self.namespace, sub.uid, "",
-            f"Workflow {self.namespace}/{sub.name} (uid {sub.uid}) is gone: a workflow with the same name "
+            f"{self.kind.title} {self.namespace}/{sub.name} (uid {sub.uid}) is gone: a "
+            f"{self.kind.title.lower()} with the same name "
             f"but uid {other_uid} replaced it",
             rv,
         )
@@ -361,7 +391,7 @@ class _Channel:
         last = f" while {phase}" if phase else ""
         return WorkflowOutcome(
             "failure", sub.name, self.namespace, sub.uid, phase,
-            f"Workflow {self.namespace}/{sub.name}{uid} was deleted{last} before it finished", rv,
+            f"{self.kind.title} {self.namespace}/{sub.name}{uid} was deleted{last} before it finished", rv,
         )
 
     def _apply(self, obj: Mapping[str, Any]) -> None:
@@ -373,7 +403,7 @@ class _Channel:
         old = self.cache.get(name)
         if old is not None and _rv_older(str(meta.get("resourceVersion") or ""), old.resource_version):
             return  # older than what the cache has (a late GET answer, a lagging stream)
-        snap = _snapshot(self.namespace, obj)
+        snap = _snapshot(self.kind, self.namespace, obj)
         self.cache[name] = snap
         for sub in list(self.subscribers.get(name, ())):
             sub.offer(obj)
@@ -390,8 +420,8 @@ class _Channel:
         for sub in list(self.subscribers.get(name, ())):
             if not sub.uid or sub.uid == uid:
                 # a workflow deleted after it finished still counts as finished
-                if phase_outcome(phase) != "wait":
-                    self._decide(sub, _snapshot(self.namespace, obj))
+                if self.kind.judge(self.namespace, obj)[0] != "wait":
+                    self._decide(sub, _snapshot(self.kind, self.namespace, obj))
                 else:
                     sub.resolve(self._deleted(sub, phase, str(meta.get("resourceVersion") or "")))
 
@@ -407,7 +437,7 @@ class _Channel:
             if old is not None and _rv_older(rv, old.resource_version):
                 self.cache[name] = old
             elif name:
-                self.cache[name] = _snapshot(self.namespace, obj)
+                self.cache[name] = _snapshot(self.kind, self.namespace, obj)
                 for sub in self.subscribers.get(name, ()):
                     sub.offer(obj)
         self.synced = True
@@ -447,7 +477,7 @@ class _Channel:
             except Exception as exc:  # a missing/invalid connection, or a bug: retrying cannot help
                 sub.resolve(self._error(sub.name, sub.uid, exc))
                 return
-            snap = _snapshot(self.namespace, obj)
+            snap = _snapshot(self.kind, self.namespace, obj)
             if sub.uid and snap.uid != sub.uid:
                 sub.resolve(self._replaced(sub, snap.uid, snap.resource_version))
             else:
@@ -458,7 +488,7 @@ class _Channel:
     def _error(self, name: str, uid: str, exc: BaseException) -> WorkflowOutcome:
         return WorkflowOutcome(
             "error", name, self.namespace, uid, "",
-            f"Cannot watch workflow {self.namespace}/{name}: {type(exc).__name__}: {exc}",
+            f"Cannot watch {self.kind.title.lower()} {self.namespace}/{name}: {type(exc).__name__}: {exc}",
         )
 
     def _fail_all(self, exc: BaseException) -> None:
@@ -587,6 +617,7 @@ class WatchHub:
         *,
         poll_interval: float = 10.0,
         logs: bool = False,
+        kind: WatchedKind = WORKFLOW_KIND,
     ) -> Subscription:
         """Wait for workflow ``namespace/name`` (fenced by ``uid`` when given) through ``conn_id``.
 
@@ -594,16 +625,18 @@ class WatchHub:
         it is not called when the channel already runs. ``poll_interval`` is used only when the
         transport cannot watch (the channel polls at its subscribers' smallest interval).
         ``logs``: also track the workflow's pods for :meth:`Subscription.take_pods` /
-        :meth:`Subscription.read_log`.
+        :meth:`Subscription.read_log`. ``kind``: another :class:`WatchedKind` (e.g. Fluid's
+        DataLoads), whose objects ``source_factory``'s source reads; it has channels of its own.
         """
         if not name or not namespace:
             raise ValueError(f"name and namespace are required (got name={name!r}, namespace={namespace!r})")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0 seconds (got {poll_interval})")
-        key = (conn_id, namespace)
+        key = (conn_id, namespace) if kind is WORKFLOW_KIND else (conn_id, namespace, kind.title)
         channel = self._channels.get(key)
         if channel is None:
-            channel = self._channels[key] = _Channel(self, key, namespace, source_factory, self.watch_timeout)
+            channel = self._channels[key] = _Channel(self, key, namespace, source_factory, self.watch_timeout,
+                                                     kind)
         sub = Subscription(channel, name, uid, poll_interval, logs)
         channel.add(sub)
         return sub

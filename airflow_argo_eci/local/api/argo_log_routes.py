@@ -21,7 +21,6 @@ from fastapi.responses import Response, StreamingResponse
 from airflow_argo_eci.conventions import LABEL_WORKFLOW
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.argo_server_base import call, is_completed, query_bool, query_int
-from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.pod_logs import POD_DONE_PHASES
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
 from airflow_argo_eci.local.api.selectors import parse_label_selector
@@ -116,12 +115,7 @@ def add_log_routes(router: APIRouter, store: Store, paths: StatePaths) -> None:
         return _sorted_pods(pods)
 
     def workflow_state(namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return store.get(WORKFLOWS, namespace, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                return None
-            raise
+        return store.find(WORKFLOWS, namespace, name)
 
     async def stream_logs(namespace: str, name: str, query: _LogQuery) -> AsyncIterator[bytes]:
         offsets: dict[str, int] = {}

@@ -15,10 +15,12 @@ from fastapi.responses import Response
 
 from airflow_argo_eci.conventions import (
     ANNOTATION_NODE_ID,
+    ANNOTATION_SCHEDULED_TIME,
     LABEL_CLUSTER_WORKFLOW_TEMPLATE,
     LABEL_CRON_WORKFLOW,
     LABEL_WORKFLOW,
     LABEL_WORKFLOW_TEMPLATE,
+    now_rfc3339,
 )
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.argo_server_base import (
@@ -104,9 +106,13 @@ def workflow_from_resource(store: Store, namespace: str, kind: str, name: str) -
         cron_spec = cron.get("spec") or {}
         wf_meta = cron_spec.get("workflowMetadata") or {}
         labels = {**(wf_meta.get("labels") or {}), LABEL_CRON_WORKFLOW: name}
-        meta: dict[str, Any] = {"generateName": f"{name}-", "labels": labels}
-        if wf_meta.get("annotations"):
-            meta["annotations"] = dict(wf_meta["annotations"])
+        # Argo stamps the run's scheduled time (now, for a manual run) and makes the CronWorkflow
+        # its controlling owner, so deleting the CronWorkflow takes its runs with it
+        annotations = {ANNOTATION_SCHEDULED_TIME: now_rfc3339(), **(wf_meta.get("annotations") or {})}
+        meta: dict[str, Any] = {"generateName": f"{name}-", "labels": labels, "annotations": annotations,
+                                "ownerReferences": [{"apiVersion": CRON_WORKFLOWS.api_version, "kind": "CronWorkflow",
+                                                     "name": name, "uid": cron["metadata"]["uid"],
+                                                     "controller": True, "blockOwnerDeletion": True}]}
         return {"apiVersion": WORKFLOWS.api_version, "kind": "Workflow", "metadata": meta,
                 "spec": copy.deepcopy(cron_spec.get("workflowSpec") or {})}
     else:
@@ -241,8 +247,8 @@ def add_workflow_routes(router: APIRouter, store: Store) -> None:
             annotations = pod["metadata"].get("annotations") or {}
             if only_nodes is not None and annotations.get(ANNOTATION_NODE_ID) not in only_nodes:
                 continue
-            try:
-                store.delete(PODS, namespace, pod["metadata"]["name"])
+            try:  # at once, running or not (the controller kills what still runs)
+                store.delete(PODS, namespace, pod["metadata"]["name"], grace_period_seconds=0)
             except ApiError as exc:
                 if exc.code != 404:
                     raise

@@ -25,8 +25,9 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from airflow_argo_eci.local.api import resources
-from airflow_argo_eci.local.api.errors import ApiError, bad_request
+from airflow_argo_eci.local.api.errors import ApiError, bad_request, invalid
 from airflow_argo_eci.local.api.limits import INT64_MAX, json_response, read_json_body
+from airflow_argo_eci.local.api.object_deletion import check_propagation_policy
 from airflow_argo_eci.local.api.pod_logs import pod_log_response
 from airflow_argo_eci.local.api.resources import ResourceType
 from airflow_argo_eci.local.api.selectors import (
@@ -199,6 +200,52 @@ def _grace_period(value: Any, default: int | None) -> int | None:
     return value
 
 
+@dataclass(frozen=True)
+class DeleteOptions:
+    """What a DELETE asks for (``DeleteOptions`` from the body, else from the query parameters)."""
+
+    preconditions: dict[str, str] | None = None
+    grace_period_seconds: int | None = None
+    propagation_policy: str | None = None
+
+
+async def delete_options(request: Request) -> DeleteOptions:
+    """The ``DeleteOptions`` of a DELETE request: ``preconditions``, ``gracePeriodSeconds``,
+    ``propagationPolicy`` and the deprecated ``orphanDependents`` (body fields win over query
+    parameters). A value of the wrong type is 400, an unknown policy or both the policy and
+    ``orphanDependents`` 422, each naming the field."""
+    q = request.query_params
+    options = await read_json_body(request, required=False)
+    if options is not None and not isinstance(options, dict):
+        raise bad_request("the body of a DELETE must be a DeleteOptions object")
+    body = options or {}
+    grace = _grace_period(body.get("gracePeriodSeconds"),
+                          int_query(q.get("gracePeriodSeconds"), "gracePeriodSeconds"))
+    preconditions = None
+    if isinstance(body.get("preconditions"), dict):
+        preconditions = {k: str(v) for k, v in body["preconditions"].items() if v is not None}
+    policy = body.get("propagationPolicy", q.get("propagationPolicy"))
+    if policy is not None and not isinstance(policy, str):
+        raise bad_request(f"DeleteOptions.propagationPolicy must be a string, got {policy!r}")
+    orphan: Any = body.get("orphanDependents")
+    if orphan is None and q.get("orphanDependents") is not None:
+        raw = q["orphanDependents"].lower()
+        if raw not in ("true", "false"):
+            raise bad_request(f'query parameter "orphanDependents" must be true or false, got "{raw[:40]}"')
+        orphan = raw == "true"
+    if orphan is not None:
+        if not isinstance(orphan, bool):
+            raise bad_request(f"DeleteOptions.orphanDependents must be a boolean, got {orphan!r}")
+        if policy:
+            raise invalid("DeleteOptions", "meta.k8s.io", "", [{
+                "reason": "FieldValueInvalid", "field": "propagationPolicy",
+                "message": f'Invalid value: "{policy[:80]}": orphanDependents and deletionPropagation cannot be '
+                           "both set"}])
+        policy = "Orphan" if orphan else "Background"
+    check_propagation_policy(policy or None)
+    return DeleteOptions(preconditions, grace, policy or None)
+
+
 class SendPacer:
     """Paces the large watch lines of all watchers together (a token bucket on the event loop).
 
@@ -297,6 +344,7 @@ class ResourceHandler:
             created = await run_in_threadpool(self.store.create, t.rt, t.namespace, body_in)
             return await json_response(created, status_code=201)
         if request.method == "DELETE":
+            options = await delete_options(request)
             items, _, _ = await run_in_threadpool(
                 self.store.list, t.rt, t.namespace,
                 label_selector=q.get("labelSelector", ""), field_selector=q.get("fieldSelector", ""),
@@ -305,7 +353,9 @@ class ResourceHandler:
                 meta_in = item["metadata"]
                 try:
                     await run_in_threadpool(
-                        self.store.delete, t.rt, meta_in.get("namespace"), meta_in["name"]
+                        self.store.delete, t.rt, meta_in.get("namespace"), meta_in["name"],
+                        grace_period_seconds=options.grace_period_seconds,
+                        propagation_policy=options.propagation_policy,
                     )
                 except ApiError as exc:
                     if exc.code != 404:  # deleted concurrently: fine
@@ -353,17 +403,12 @@ class ResourceHandler:
             )
             return await json_response(out)
         if method == "DELETE" and not t.subresource:
-            options = await read_json_body(request, required=False)
-            preconditions = None
-            grace = int_query(request.query_params.get("gracePeriodSeconds"), "gracePeriodSeconds")
-            if isinstance(options, dict):
-                if isinstance(options.get("preconditions"), dict):
-                    preconditions = {k: str(v) for k, v in options["preconditions"].items() if v is not None}
-                grace = _grace_period(options.get("gracePeriodSeconds"), grace)
+            options = await delete_options(request)
             name = t.name
             out = await run_in_threadpool(
-                lambda: self.store.delete(t.rt, t.namespace, name, preconditions=preconditions,
-                                          grace_period_seconds=grace)
+                lambda: self.store.delete(t.rt, t.namespace, name, preconditions=options.preconditions,
+                                          grace_period_seconds=options.grace_period_seconds,
+                                          propagation_policy=options.propagation_policy)
             )
             return await json_response(out)
         raise _method_not_allowed(request)

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from airflow_argo_eci.local.api import errors
+from airflow_argo_eci.local.api.downward_api import default_field_refs, env_field_ref_causes
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import PODS, ResourceType
 from airflow_argo_eci.local.api.validation import metadata_causes, name_causes, pod_causes
@@ -60,13 +61,15 @@ def validate_common(rt: ResourceType, obj: Any, name_hint: str) -> dict[str, Any
         if not causes:
             causes += metadata_causes(meta)
     if rt.key == PODS.key:
-        causes += pod_causes(obj)
+        causes += pod_causes(obj) + env_field_ref_causes(obj)
     if causes:
         raise errors.invalid(resource_name(rt), rt.group, name_hint, causes)
     out = copy.deepcopy(obj)
     out["apiVersion"] = rt.api_version
     out["kind"] = rt.kind
     out["metadata"] = copy.deepcopy(meta)
+    if rt.key == PODS.key:
+        default_field_refs(out)
     return out
 
 

@@ -22,7 +22,7 @@ from fastapi import Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from airflow_argo_eci.local.api.errors import ApiError, bad_request
+from airflow_argo_eci.local.api.errors import bad_request
 from airflow_argo_eci.local.api.resources import PODS
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.api.validation import dns1123_label, dns1123_subdomain
@@ -248,10 +248,5 @@ async def _follow(
 def _pod_finished(store: Store, namespace: str, name: str) -> bool:
     if store.closed:
         return True
-    try:
-        pod = store.get(PODS, namespace, name)
-    except ApiError as exc:
-        if exc.code == 404:
-            return True
-        raise
-    return (pod.get("status") or {}).get("phase") in POD_DONE_PHASES
+    pod = store.find(PODS, namespace, name)
+    return pod is None or (pod.get("status") or {}).get("phase") in POD_DONE_PHASES

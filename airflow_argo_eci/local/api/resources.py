@@ -1,10 +1,11 @@
-"""The resource types the local cluster serves; later features register more (Fluid, ...)."""
+"""The resource types the local cluster serves: core kinds, Argo's and Fluid's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from airflow_argo_eci import conventions
+from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.conventions import GROUP, VERSION
 
 
@@ -66,6 +67,15 @@ PERSISTENT_VOLUMES = register(ResourceType("", "v1", "persistentvolumes", "Persi
                                            "persistentvolume", ("pv",), has_status=True))
 NAMESPACES = register(ResourceType("", "v1", "namespaces", "Namespace", False, "namespace", ("ns",),
                                    has_status=True))
+
+# Fluid's kinds (data.fluid.io/v1alpha1), served for the local Fluid controller (local/fluid/)
+DATASETS = register(ResourceType(fluid.GROUP, fluid.VERSION, fluid.DATASETS, fluid.DATASET_KIND, True, "dataset",
+                                 has_status=True))
+DATALOADS = register(ResourceType(fluid.GROUP, fluid.VERSION, fluid.DATALOADS, fluid.DATALOAD_KIND, True,
+                                  "dataload", has_status=True))
+FLUID_RUNTIMES = {kind: register(ResourceType(fluid.GROUP, fluid.VERSION, plural, kind, True, kind.lower(),
+                                              has_status=True))
+                  for kind, plural in fluid.RUNTIME_PLURALS.items()}
 
 
 def lookup(group: str, plural: str) -> ResourceType | None:

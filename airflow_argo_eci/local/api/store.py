@@ -13,8 +13,10 @@ Defaults applied on create: a ``Namespace`` gets ``status.phase: Active`` and th
 ``metadata.generation`` is bumped whenever anything outside ``metadata`` (and outside ``status``
 for types with a status subresource) changes.
 
-Deletion honours ``metadata.finalizers``: the object gets ``deletionTimestamp`` and stays until a
-write removes its last finalizer (see :meth:`Store.delete`).
+Deletion (:class:`~airflow_argo_eci.local.api.object_deletion.ObjectDeletion`, see
+:meth:`Store.delete`) honours ``metadata.finalizers`` (the object gets ``deletionTimestamp`` and
+stays until a write removes its last finalizer), deletes running pods gracefully, and cascades to
+the objects whose ``metadata.ownerReferences`` name the deleted one (the garbage collector).
 
 Errors are :class:`~airflow_argo_eci.local.api.errors.ApiError` (Kubernetes ``Status``). In their
 messages and ``details.kind`` the resource is named like the real API server does it, by its
@@ -38,7 +40,8 @@ from typing import Any
 from airflow_argo_eci.conventions import now_rfc3339
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.object_db import Listener, ObjectDatabase, Pending
+from airflow_argo_eci.local.api.object_db import Listener, Pending
+from airflow_argo_eci.local.api.object_deletion import ObjectDeletion
 from airflow_argo_eci.local.api.object_rules import (
     check_name,
     check_namespace_matches,
@@ -60,7 +63,8 @@ from airflow_argo_eci.local.api.patch import (
     merge_patch,
     strategic_merge_patch,
 )
-from airflow_argo_eci.local.api.resources import NAMESPACES, REGISTRY, ResourceType
+from airflow_argo_eci.local.api.pod_deletion import stopped_while_waiting, waiting
+from airflow_argo_eci.local.api.resources import NAMESPACES, ResourceType
 from airflow_argo_eci.local.api.selectors import matches, parse_field_selector, parse_label_selector
 
 __all__ = [
@@ -96,7 +100,7 @@ def _decode_continue(token: str) -> tuple[str, str]:
         raise errors.bad_request(f'invalid continue token "{token}": {exc}') from exc
 
 
-class Store(ObjectDatabase):
+class Store(ObjectDeletion):
     """Kubernetes-like object store on one SQLite database (see the module docstring)."""
 
     def __init__(self, db_path: str | Path, *, event_window: int = 10_000) -> None:
@@ -138,38 +142,18 @@ class Store(ObjectDatabase):
         meta["resourceVersion"] = old_meta.get("resourceVersion", "")
         if new == old:
             return old
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if stopped_while_waiting(rt, old, new):
+            # the process of a pod in its grace period ended: the kubelet reports it, then removes it
+            if meta.get("finalizers"):
+                meta["deletionGracePeriodSeconds"] = 0
+                return self._commit(rt, ns, name, "MODIFIED", new, old, pending)
+            final = copy.deepcopy(self._commit(rt, ns, name, "MODIFIED", new, old, pending))
+            final["metadata"]["deletionGracePeriodSeconds"] = 0
+            return self._remove(rt, ns, name, final, pending)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and not waiting(meta):
             # the last finalizer was removed from an object being deleted: the delete completes
             return self._remove(rt, ns, name, new, pending)
         return self._commit(rt, ns, name, "MODIFIED", new, old, pending)
-
-    def _remove(self, rt: ResourceType, ns: str, name: str, obj: dict[str, Any], pending: Pending) -> dict[str, Any]:
-        """Delete ``obj`` for good (lock held, in a transaction); a terminating namespace whose last
-        object this was goes too."""
-        meta = obj["metadata"]
-        meta.setdefault("deletionTimestamp", now_rfc3339())
-        gone = self._commit(rt, ns, name, "DELETED", obj, None, pending)
-        if rt.namespaced and ns:
-            owner = self._row(NAMESPACES, "", ns)
-            if owner is not None and owner["metadata"].get("deletionTimestamp") and not self._conn.execute(
-                "SELECT 1 FROM objects WHERE namespace=? LIMIT 1", (ns,)
-            ).fetchone():
-                self._commit(NAMESPACES, "", ns, "DELETED", owner, None, pending)
-        return gone
-
-    def _mark_deleted(self, rt: ResourceType, ns: str, name: str, obj: dict[str, Any],
-                      pending: Pending) -> dict[str, Any]:
-        """Set ``deletionTimestamp`` on an object that has finalizers (a namespace: that holds such
-        objects; it shows ``Terminating``), once; lock held."""
-        prev = copy.deepcopy(obj)
-        meta = obj["metadata"]
-        meta.setdefault("deletionTimestamp", now_rfc3339())
-        meta["deletionGracePeriodSeconds"] = 0
-        if rt.key == NAMESPACES.key:
-            obj.setdefault("status", {})["phase"] = "Terminating"
-        if obj == prev:
-            return obj
-        return self._commit(rt, ns, name, "MODIFIED", obj, prev, pending)
 
     # ------------------------------------------------------------------ CRUD
 
@@ -262,6 +246,14 @@ class Store(ObjectDatabase):
         assert ns is not None
         with self._lock:
             return self._get_row(rt, ns, name)
+
+    def find(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """Like :meth:`get`, but None when the object does not exist (other errors, such as a
+        namespaced type asked without a namespace, are raised)."""
+        ns = self._ns_key(rt, namespace)
+        assert ns is not None
+        with self._lock:
+            return self._row(rt, ns, name)
 
     def get_raw(self, rt: ResourceType, namespace: str | None, name: str) -> str:
         """The stored JSON text of one object (no parsing); 404 NotFound."""
@@ -476,66 +468,5 @@ class Store(ObjectDatabase):
             if not isinstance(new, dict) or not isinstance(new.get("metadata", {}), dict):
                 raise TypeError(f"update() mutate for {rt.plural}/{name} must produce a dict object")
             return self._write_update(rt, ns, name, old, copy.deepcopy(new), pending)
-
-        return self._transaction(work)
-
-    def delete(
-        self,
-        rt: ResourceType,
-        namespace: str | None,
-        name: str,
-        *,
-        preconditions: dict[str, str] | None = None,
-        grace_period_seconds: int | None = None,
-    ) -> dict[str, Any]:
-        """Delete and return the deleted object; 404 NotFound. Deleting a Namespace deletes its objects.
-
-        An object with ``metadata.finalizers`` is not removed: it gets ``deletionTimestamp`` (and
-        ``deletionGracePeriodSeconds`` 0) and stays, returned as it is now, until an update removes
-        its last finalizer; deleting it again changes nothing. A namespace holding such objects
-        stays ``Terminating`` until they are gone. ``grace_period_seconds`` (``DeleteOptions``) is
-        recorded as the deleted object's ``deletionGracePeriodSeconds`` (pods: the runtime kills
-        the pod's processes when the deletion is seen).
-
-        ``preconditions`` (``DeleteOptions.preconditions``: ``resourceVersion`` and/or ``uid``) that
-        do not hold give 409 Conflict. The ``default`` namespace cannot be deleted (403 Forbidden).
-        """
-        ns = self._ns_key(rt, namespace)
-        assert ns is not None
-        is_namespace = rt.key == NAMESPACES.key
-        if is_namespace and name == "default":
-            raise ApiError(
-                403, "Forbidden", 'namespaces "default" is forbidden: this namespace may not be deleted',
-                name=name, kind="namespaces",
-            )
-
-        def work(pending: Pending) -> dict[str, Any]:
-            old = self._get_row(rt, ns, name)
-            if preconditions:
-                check_preconditions(rt, name, old, preconditions)
-            finalized = False
-            if is_namespace:
-                rows = self._conn.execute(
-                    'SELECT "group", plural, name, body FROM objects WHERE namespace=? '
-                    'ORDER BY "group", plural, name',
-                    (name,),
-                ).fetchall()
-                for group, plural, child_name, body in rows:
-                    child_rt = REGISTRY.get((group, plural)) or ResourceType(
-                        group, "v1", plural, plural, True
-                    )
-                    child = json.loads(body)
-                    if child["metadata"].get("finalizers"):
-                        finalized = True
-                        self._mark_deleted(child_rt, name, child_name, child, pending)
-                    else:
-                        self._commit(child_rt, name, child_name, "DELETED", child, None, pending)
-            if old["metadata"].get("finalizers") or finalized:
-                return self._mark_deleted(rt, ns, name, old, pending)
-            gone_obj = copy.deepcopy(old)
-            gone_obj["metadata"]["deletionTimestamp"] = now_rfc3339()
-            if grace_period_seconds is not None:
-                gone_obj["metadata"]["deletionGracePeriodSeconds"] = grace_period_seconds
-            return self._commit(rt, ns, name, "DELETED", gone_obj, None, pending)
 
         return self._transaction(work)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.conventions import GROUP
 from airflow_argo_eci.local.api.errors import bad_request
 
@@ -326,6 +327,33 @@ COLUMNS: dict[tuple[str, str], tuple[Column, ...]] = {
         Column("Claim", "string", "The claim bound to the volume.", _field("spec", "claimRef", "name")),
         _AGE,
     ),
+    # Fluid's kinds: their CRDs' additionalPrinterColumns
+    (fluid.GROUP, fluid.DATASETS): (
+        _NAME,
+        Column("Ufs Total Size", "string", "Total size of the dataset in the under file system.",
+               _field("status", "ufsTotal")),
+        Column("Cached", "string", "Size of the cached data.", _field("status", "cacheStates", "cached")),
+        Column("Cache Capacity", "string", "Capacity of the cache.", _field("status", "cacheStates", "cacheCapacity")),
+        Column("Cached Percentage", "string", "Cached part of the dataset.",
+               _field("status", "cacheStates", "cachedPercentage")),
+        Column("Phase", "string", "The phase of the dataset.", _phase),
+        Column("Total Files", "string", "Files in the dataset.", _field("status", "fileNum"), priority=11),
+        _AGE,
+    ),
+    (fluid.GROUP, fluid.DATALOADS): (
+        _NAME,
+        Column("Dataset", "string", "The dataset loaded.", _field("spec", "dataset", "name")),
+        Column("Phase", "string", "The phase of the load.", _phase),
+        _AGE,
+        Column("Duration", "string", "How long the load took.", _field("status", "duration")),
+    ),
+    **{(fluid.GROUP, plural): (
+        _NAME,
+        Column("Master Phase", "string", "The phase of the master.", _field("status", "masterPhase")),
+        Column("Worker Phase", "string", "The phase of the cache workers.", _field("status", "workerPhase")),
+        Column("Fuse Phase", "string", "The phase of the FUSE clients.", _field("status", "fusePhase")),
+        _AGE,
+    ) for plural in fluid.RUNTIME_PLURALS.values()},
 }
 
 

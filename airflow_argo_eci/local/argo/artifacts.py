@@ -141,12 +141,7 @@ def gc_strategy(art: dict[str, Any], workflow_strategy: str) -> str:
 
 
 def _config_map(store: Store, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return store.get(CONFIGMAPS, namespace, name)
-    except ApiError as exc:
-        if exc.code == 404:
-            return None
-        raise
+    return store.find(CONFIGMAPS, namespace, name)
 
 
 def resolve_repository(store: Store, namespace: str, ref: dict[str, Any] | None,

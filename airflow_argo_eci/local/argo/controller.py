@@ -393,12 +393,7 @@ class Controller:
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The stored Pod, or None when it does not exist."""
-        try:
-            return self.store.get(PODS, namespace, name)
-        except ApiError as exc:
-            if exc.code == 404:
-                return None
-            raise
+        return self.store.find(PODS, namespace, name)
 
     def pod_is_running(self, namespace: str, name: str) -> bool:
         """Whether the runtime is running the pod's process."""

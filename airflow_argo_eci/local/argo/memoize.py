@@ -61,12 +61,7 @@ def memo_of(memoize: Any, field: str) -> Memo:
 
 
 def _cache(store: Store, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return store.get(CONFIGMAPS, namespace, name)
-    except ApiError as exc:
-        if exc.code == 404:
-            return None
-        raise
+    return store.find(CONFIGMAPS, namespace, name)
 
 
 def lookup(store: Store, namespace: str, memo: Memo, now: datetime | None = None) -> dict[str, Any] | None:

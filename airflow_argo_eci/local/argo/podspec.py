@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from airflow_argo_eci.local.api import errors
+from airflow_argo_eci.local.api.downward_api import field_path_value, field_ref_causes
 from airflow_argo_eci.local.argo.templates import SpecError
 
 #: pod-spec fields of a template / the workflow copied into the Pod spec
@@ -18,14 +20,40 @@ POD_SPEC_FIELDS = ("nodeSelector", "tolerations", "affinity", "schedulerName", "
                    "runtimeClassName", "terminationGracePeriodSeconds")
 
 
-def field_ref_value(ref: dict[str, Any], pod: str, namespace: str) -> str:
-    """The value of an env ``valueFrom.fieldRef`` of pod ``pod`` (the fields the local cluster knows)."""
-    path = ref.get("fieldPath", "")
-    values = {"metadata.name": pod, "metadata.namespace": namespace, "spec.nodeName": "local",
-              "spec.serviceAccountName": "default", "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}
-    if path not in values:
-        raise SpecError(f"fieldRef {path} is not supported by the local cluster")
-    return values[path]
+def field_ref_value(ref: dict[str, Any], pod: str, namespace: str, pod_ip: str = "127.0.0.1", *,
+                    pod_object: dict[str, Any] | None = None, field: str = "valueFrom.fieldRef") -> str:
+    """The value of an env ``valueFrom.fieldRef`` ``ref`` (at ``field``) of pod ``pod`` in
+    ``namespace`` whose address is ``pod_ip``: every path Kubernetes lets env read
+    (:data:`~airflow_argo_eci.local.api.downward_api.ENV_FIELD_PATHS`, labels and annotations by
+    key). ``pod_object`` (the Pod as created: uid, labels, annotations, nodeName,
+    serviceAccountName) supplies the rest; without it the uid is "", labels and annotations are
+    empty, the node is ``local`` and the service account ``default``. A path Kubernetes refuses is
+    a :class:`SpecError` with the API server's message (``pods "<pod>" is invalid: ...``)."""
+    causes = field_ref_causes(ref, field)
+    if causes:
+        raise SpecError(errors.invalid("pods", "", pod, causes).message)
+    source = pod_object or {}
+    spec = {"nodeName": "local", "serviceAccountName": "default", **(source.get("spec") or {})}
+    obj = {"metadata": {**(source.get("metadata") or {}), "name": pod, "namespace": namespace}, "spec": spec}
+    return field_path_value(str(ref["fieldPath"]), obj, pod_ip)
+
+
+def resolve_field_refs(env: list[dict[str, Any]], pod_object: dict[str, Any], pod_ip: str = "127.0.0.1",
+                       field: str = "env") -> list[dict[str, Any]]:
+    """A container's ``env`` with each ``valueFrom.fieldRef`` replaced by its value for the created
+    ``pod_object`` (see :func:`field_ref_value`; ``field`` names the list in messages); other
+    entries are kept as they are."""
+    meta = pod_object.get("metadata") or {}
+    out: list[dict[str, Any]] = []
+    for index, var in enumerate(env):
+        value_from = var.get("valueFrom") if isinstance(var, dict) else None
+        if isinstance(value_from, dict) and value_from.get("fieldRef") is not None:
+            value = field_ref_value(value_from["fieldRef"], str(meta.get("name", "")), str(meta.get("namespace", "")),
+                                    pod_ip, pod_object=pod_object, field=f"{field}[{index}].valueFrom.fieldRef")
+            out.append({"name": var.get("name"), "value": value})
+        else:
+            out.append(copy.deepcopy(var))
+    return out
 
 
 def apply_pod_spec_patch(spec: dict[str, Any], text: str, where: str) -> dict[str, Any]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_argo_eci.conventions import LABEL_COMPLETED
-from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, WORKFLOWS
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.argo.templates import SpecError
@@ -76,13 +75,10 @@ def _no_database(spec: dict[str, Any], where: str) -> None:
 
 def _semaphore_limit(store: Store, namespace: str, ref: dict[str, Any], where: str) -> int:
     name, key = str(ref["name"]), str(ref["key"])
-    try:
-        cm = store.get(CONFIGMAPS, namespace, name)
-    except ApiError as exc:
-        if exc.code == 404:
-            raise SpecError(f"{where}: failed to get semaphore limit: ConfigMap '{name}' does not exist in "
-                            f"namespace {namespace}") from exc
-        raise
+    cm = store.find(CONFIGMAPS, namespace, name)
+    if cm is None:
+        raise SpecError(f"{where}: failed to get semaphore limit: ConfigMap '{name}' does not exist in "
+                        f"namespace {namespace}")
     data = cm.get("data") or {}
     if key not in data:
         raise SpecError(f"{where}: failed to get semaphore limit: ConfigMap '{name}' does not have the key "

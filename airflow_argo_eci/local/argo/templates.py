@@ -11,7 +11,6 @@ from typing import Any
 
 import yaml
 
-from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CLUSTER_WORKFLOW_TEMPLATES, WORKFLOW_TEMPLATES
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.argo.container_set import container_set_problem
@@ -107,12 +106,9 @@ class Resolver:
         if ctx is None:
             rt = CLUSTER_WORKFLOW_TEMPLATES if cluster else WORKFLOW_TEMPLATES
             kind = "ClusterWorkflowTemplate" if cluster else "WorkflowTemplate"
-            try:
-                obj = self.store.get(rt, None if cluster else self.namespace, name)
-            except ApiError as exc:
-                if exc.code == 404:
-                    raise SpecError(f'{kind}.argoproj.io "{name}" not found') from exc
-                raise
+            obj = self.store.find(rt, None if cluster else self.namespace, name)
+            if obj is None:
+                raise SpecError(f'{kind}.argoproj.io "{name}" not found')
             spec = obj.get("spec") or {}
             ctx = TemplateContext(key[0], name, templates_by_name(spec, f"{kind} {name}"))
             self._contexts[key] = ctx

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_argo_eci.local.httpserve import LOOPBACK, serve_in_thread
 from airflow_argo_eci.local.oss.app import DEFAULT_REGION, OSSApp
+from airflow_argo_eci.local.oss.bandwidth import MeteredApp, TokenBucket, TransferCounts
 from airflow_argo_eci.local.oss.signature import Keyring
 
 if TYPE_CHECKING:
@@ -22,12 +23,14 @@ class OSSServer:
     without it the store speaks plain HTTP. ``port=0`` picks a free port. ``security_tokens`` maps
     AccessKeyIds that are STS temporary keys to their security token; ``region`` is the region
     (e.g. ``cn-hangzhou``) that V4 signatures must be scoped to — give it to ``oss2.Bucket(...,
-    region=...)`` along with ``oss2.AuthV4``.
+    region=...)`` along with ``oss2.AuthV4``. ``bandwidth`` (bytes per second, None: no cap) caps
+    the bodies of every request and response together (:mod:`.bandwidth`); :attr:`transfer_counts`
+    says how many body bytes went each way.
     """
 
     def __init__(self, root: Path | str, credentials: Mapping[str, str], *, port: int = 0,
                  tls: tuple[Path, Path] | None = None, security_tokens: Mapping[str, str] | None = None,
-                 region: str = DEFAULT_REGION) -> None:
+                 region: str = DEFAULT_REGION, bandwidth: int | None = None) -> None:
         Keyring(dict(credentials), dict(security_tokens or {}), region)  # fail here, not in start()
         self.root = Path(root)
         self.credentials = dict(credentials)
@@ -36,6 +39,8 @@ class OSSServer:
         self.tls = tls
         self.requested_port = port
         self.app: OSSApp | None = None
+        self.bandwidth = bandwidth
+        self._metered: MeteredApp | None = None
         self.port = 0
         self._server: Any = None
         self._thread: Any = None
@@ -50,10 +55,16 @@ class OSSServer:
     def start(self) -> OSSServer:
         """Open the store under ``root`` and start serving; returns self."""
         self.app = OSSApp(self.root, self.credentials, security_tokens=self.security_tokens, region=self.region)
+        self._metered = MeteredApp(self.app, TokenBucket(self.bandwidth) if self.bandwidth else None)
         cert, key = (str(self.tls[0]), str(self.tls[1])) if self.tls else (None, None)
         self._server, self._thread, self.port = serve_in_thread(
-            self.app, port=self.requested_port, ssl_certfile=cert, ssl_keyfile=key)
+            self._metered, port=self.requested_port, ssl_certfile=cert, ssl_keyfile=key)
         return self
+
+    @property
+    def transfer_counts(self) -> TransferCounts:
+        """Body bytes received and sent since :meth:`start` (zeros before)."""
+        return self._metered.counts if self._metered is not None else TransferCounts()
 
     def stop(self) -> None:
         """Stop serving (not waiting for idle keep-alive connections) and close the store."""

@@ -34,6 +34,10 @@ class PodVolume:
     host_dir: Path | None = None
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     read_only: bool = False
+    #: a :data:`CLAIM` whose content is made when the pod starts: called with ``host_dir`` in the
+    #: runtime's thread before the pod's containers run (a Fluid dataset's view, ``local/fluid/mounts.py``);
+    #: an OSError it raises fails the pod ("cannot prepare the pod's files")
+    fill: Callable[[Path], None] | None = None
 
 
 @dataclass

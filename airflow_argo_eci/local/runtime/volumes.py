@@ -45,6 +45,8 @@ def materialize(volume: PodVolume, pod_dir: Path) -> Path:
         if volume.host_dir is None:
             raise SandboxError(f'volume "{volume.name}": the claim has no directory')
         volume.host_dir.mkdir(parents=True, exist_ok=True)
+        if volume.fill is not None:
+            volume.fill(volume.host_dir)
         return volume.host_dir
     target = emptydir_host_dir(pod_dir, volume.name)
     shutil.rmtree(target, ignore_errors=True)

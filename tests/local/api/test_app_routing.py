@@ -48,22 +48,22 @@ def test_later_router_falls_through_and_is_protected(http: httpx.Client) -> None
 
 
 def test_type_registered_after_app_creation(http: httpx.Client) -> None:
-    rt = resources.ResourceType("data.fluid.io", "v1alpha1", "datasets", "Dataset", True, "dataset")
-    assert http.get("/apis/data.fluid.io/v1alpha1/namespaces/argo/datasets", headers=AUTH).status_code == 404
+    rt = resources.ResourceType("widgets.example.io", "v1alpha1", "widgets", "Widget", True, "widget")
+    assert http.get("/apis/widgets.example.io/v1alpha1/namespaces/argo/widgets", headers=AUTH).status_code == 404
     resources.register(rt)
     try:
         r = http.post(
-            "/apis/data.fluid.io/v1alpha1/namespaces/argo/datasets",
+            "/apis/widgets.example.io/v1alpha1/namespaces/argo/widgets",
             headers=AUTH,
             json={"metadata": {"name": "d1"}},
         )
-        assert r.status_code == 201 and r.json()["kind"] == "Dataset"
-        r = http.get("/apis/data.fluid.io/v1alpha1/namespaces/argo/datasets/d1", headers=AUTH)
-        assert r.json()["apiVersion"] == "data.fluid.io/v1alpha1"
+        assert r.status_code == 201 and r.json()["kind"] == "Widget"
+        r = http.get("/apis/widgets.example.io/v1alpha1/namespaces/argo/widgets/d1", headers=AUTH)
+        assert r.json()["apiVersion"] == "widgets.example.io/v1alpha1"
         groups = http.get("/apis", headers=AUTH).json()["groups"]
-        assert "data.fluid.io" in [g["name"] for g in groups]
-        res = http.get("/apis/data.fluid.io/v1alpha1", headers=AUTH).json()["resources"]
-        assert [x["name"] for x in res] == ["datasets"]
+        assert "widgets.example.io" in [g["name"] for g in groups]
+        res = http.get("/apis/widgets.example.io/v1alpha1", headers=AUTH).json()["resources"]
+        assert [x["name"] for x in res] == ["widgets"]
     finally:
         del resources.REGISTRY[rt.key]
 

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,10 @@ from hera.workflows.models import (
     WorkflowTerminateRequest,
 )
 
-from airflow_argo_eci.conventions import ARGO_VERSION
+from airflow_argo_eci.conventions import ANNOTATION_SCHEDULED_TIME, ARGO_VERSION
 from airflow_argo_eci.local.api.app import create_app
 from airflow_argo_eci.local.api.argo_server import build_argo_server_router
-from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
+from airflow_argo_eci.local.api.resources import CRON_WORKFLOWS, PODS, WORKFLOWS
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.paths import StatePaths
 
@@ -372,6 +373,30 @@ def test_cluster_workflow_template_crud(server: Server) -> None:
     svc.delete_cluster_workflow_template("cluster-hello")
     with pytest.raises(NotFound):
         svc.get_cluster_workflow_template("cluster-hello")
+
+
+def test_submit_from_cron_workflow_stamps_the_scheduled_time_and_its_owner(server: Server) -> None:
+    """As Argo's ``ConvertCronWorkflowToWorkflow``: the ``scheduled-time`` annotation (workflowMetadata
+    annotations win) and the CronWorkflow as controlling owner, so deleting it deletes its runs."""
+    cron = server.store.create(CRON_WORKFLOWS, NS, {
+        "metadata": {"name": "nightly"},
+        "spec": {"schedule": "0 0 * * *", "workflowMetadata": {"annotations": {"team": "data"}},
+                 "workflowSpec": {"entrypoint": "main", "templates": [
+                     {"name": "main", "container": {"image": "busybox", "command": ["date"]}}]}}})
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    wf = d(server.svc().submit_workflow(WorkflowSubmitRequest(resource_kind="CronWorkflow",
+                                                              resource_name="nightly")))
+    stamp = datetime.strptime(wf["metadata"]["annotations"][ANNOTATION_SCHEDULED_TIME], "%Y-%m-%dT%H:%M:%SZ")
+    assert before <= stamp.replace(tzinfo=timezone.utc) <= datetime.now(timezone.utc)
+    assert wf["metadata"]["annotations"]["team"] == "data"
+    assert wf["metadata"]["labels"]["workflows.argoproj.io/cron-workflow"] == "nightly"
+    assert wf["metadata"]["ownerReferences"] == [{
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "name": "nightly",
+        "uid": cron["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+    with server.http() as http:
+        assert http.delete(f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/cronworkflows/nightly").status_code == 200
+    with pytest.raises(NotFound):
+        server.svc().get_workflow(wf["metadata"]["name"])
 
 
 # ---------------------------------------------------------------------------- logs

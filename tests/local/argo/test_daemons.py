@@ -222,3 +222,17 @@ def test_the_stand_ins_read_the_pod_address_the_runtime_sets() -> None:
 
     text = (BUNDLED_DIR / "ports.py").read_text()
     assert f'POD_IP_ENV = "{podnetwork.POD_IP_ENV}"' in text
+
+
+def test_the_downward_api_gives_the_pod_its_own_ip_and_labels(kube_api_client: Any) -> None:
+    env = [{"name": n, "valueFrom": {"fieldRef": {"fieldPath": p}}} for n, p in (
+        ("IP", "status.podIP"), ("TEAM", "metadata.labels['team']"), ("NODE", "spec.nodeName"),
+        ("SA", "spec.serviceAccountName"))]
+    doc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workflow", "metadata": {"generateName": "downward-"},
+           "spec": {"entrypoint": "main", "podMetadata": {"labels": {"team": "data"}}, "templates": [
+               {"name": "main", "container": {"image": "alpine:3.23", "command": ["sh", "-c"],
+                                              "args": ['echo "$IP $TEAM $NODE $SA"'], "env": env}}]}}
+    wf = clusterwf.run(kube_api_client, doc, namespace=NS)
+    assert wf["status"]["phase"] == "Succeeded", wf["status"]
+    pod = pod_of(kube_api_client, wf, wf["metadata"]["name"])
+    assert node_of(wf, wf["metadata"]["name"])["outputs"]["result"] == f"{pod.status.pod_ip} data local default"

@@ -1,5 +1,6 @@
-"""Deleting a running pod that a finalizer holds on the local cluster: its processes are killed when
-the deletion starts, the object stays (``deletionTimestamp``) until the finalizer is removed."""
+"""Deleting a running pod on the local cluster: its processes are killed when the deletion starts;
+the object stays (``deletionTimestamp``) until the finalizer that holds it is removed, or, without
+finalizers, until its process has ended (graceful deletion)."""
 
 from __future__ import annotations
 
@@ -70,4 +71,41 @@ def test_pod_with_finalizer_is_killed_then_deleted_when_released(kube_api_client
         return False
 
     _until(gone)
+    custom.delete_namespaced_custom_object(G, V, NS, "workflows", name)
+
+
+def test_running_pod_is_deleted_gracefully_and_killed(kube_api_client: Any) -> None:
+    """Without finalizers a running pod is marked (``deletionTimestamp`` at the end of its grace
+    period), its process is killed at once, and the pod goes when the process has ended; the
+    workflow's node fails."""
+    custom = client.CustomObjectsApi(kube_api_client)
+    core = client.CoreV1Api(kube_api_client)
+    name = custom.create_namespaced_custom_object(G, V, NS, "workflows", yaml.safe_load(SLEEPER))["metadata"]["name"]
+
+    def running_pod() -> Any:
+        pods = core.list_namespaced_pod(NS, label_selector=f"{LABEL_WORKFLOW}={name}").items
+        return pods[0] if pods and pods[0].status.phase == "Running" else None
+
+    pod_name = _until(running_pod).metadata.name
+    started = time.monotonic()
+    marked = core.delete_namespaced_pod(pod_name, NS)
+    assert marked.metadata.deletion_grace_period_seconds == 30
+    assert marked.metadata.deletion_timestamp is not None
+
+    def gone() -> bool:
+        try:
+            core.read_namespaced_pod(pod_name, NS)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    _until(gone, timeout=25)
+    assert time.monotonic() - started < 25  # the process was killed, the grace period not slept out
+
+    def failed() -> Any:
+        wf = custom.get_namespaced_custom_object(G, V, NS, "workflows", name)
+        return wf if (wf.get("status") or {}).get("phase") in ("Failed", "Error") else None
+
+    wf = _until(failed, timeout=30)
+    assert wf["status"]["phase"] in ("Failed", "Error")
     custom.delete_namespaced_custom_object(G, V, NS, "workflows", name)

@@ -39,8 +39,11 @@ def test_items_bound_and_scope() -> None:
 def test_field_ref_values() -> None:
     assert field_ref_value({"fieldPath": "metadata.name"}, "p", "ns") == "p"
     assert field_ref_value({"fieldPath": "metadata.namespace"}, "p", "ns") == "ns"
-    with pytest.raises(SpecError, match=r"fieldRef metadata\.uid is not supported"):
-        field_ref_value({"fieldPath": "metadata.uid"}, "p", "ns")
+    # every path Kubernetes lets env read is served now (tests/local/argo/test_podspec.py); others
+    # fail like the API server refuses them
+    assert field_ref_value({"fieldPath": "metadata.uid"}, "p", "ns", pod_object={"metadata": {"uid": "u-1"}}) == "u-1"
+    with pytest.raises(SpecError, match=r'fieldPath: Unsupported value: "status\.phase": supported values: '):
+        field_ref_value({"fieldPath": "status.phase"}, "p", "ns")
 
 
 def test_spec_numbers() -> None:

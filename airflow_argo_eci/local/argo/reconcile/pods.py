@@ -331,7 +331,9 @@ class PodRunner:
                 elif vf.get("secretKeyRef"):
                     value = self.state.secret_value(vf["secretKeyRef"], field)
                 elif vf.get("fieldRef"):
-                    value = field_ref_value(vf["fieldRef"], pod, self.state.namespace)
+                    value = field_ref_value(vf["fieldRef"], pod, self.state.namespace,
+                                            self.state.host.pod_address(self.state.namespace, pod),
+                                            pod_object=self._downward_view(tmpl), field=f"{field}.fieldRef")
                 else:
                     raise SpecError(f"{field}: only configMapKeyRef, secretKeyRef and fieldRef are supported "
                                     "by the local cluster")
@@ -339,6 +341,21 @@ class PodRunner:
             else:
                 env.append({"name": e["name"], "value": go_string(e.get("value", ""))})
         return env
+
+    def _downward_view(self, tmpl: dict[str, Any]) -> dict[str, Any]:
+        """What the downward API reads of the pod before it exists: its labels and annotations from
+        the pod metadata, its node and service account (its uid is only known once it is created)."""
+        labels: dict[str, str] = {}
+        annotations: dict[str, str] = {}
+        for source in (self.state.spec.get("podMetadata") or {}, tmpl.get("metadata") or {}):
+            labels.update({k: str(v) for k, v in (source.get("labels") or {}).items()})
+            annotations.update({k: str(v) for k, v in (source.get("annotations") or {}).items()})
+        labels.update({LABEL_WORKFLOW: self.state.name, LABEL_COMPLETED: "false"})
+        eci = labels.get("alibabacloud.com/eci") == "true" or \
+            tmpl.get("schedulerName", self.state.spec.get("schedulerName")) == "eci-scheduler"
+        account = tmpl.get("serviceAccountName", self.state.spec.get("serviceAccountName")) or "default"
+        return {"metadata": {"labels": labels, "annotations": annotations},
+                "spec": {"nodeName": "virtual-kubelet" if eci else "local", "serviceAccountName": account}}
 
     def _deadline(self, tmpl: dict[str, Any]) -> float | None:
         candidates = []

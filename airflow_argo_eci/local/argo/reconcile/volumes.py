@@ -14,6 +14,7 @@ from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, PERSISTENT_VOLUME_CLAIMS, SECRETS
 from airflow_argo_eci.local.argo.reconcile.state import PassState
 from airflow_argo_eci.local.argo.templates import SpecError
+from airflow_argo_eci.local.fluid.mounts import DatasetMountError, dataset_volume
 from airflow_argo_eci.local.paths import UnsafeNameError
 from airflow_argo_eci.local.runtime import CLAIM, EMPTY_DIR, FILES, PodVolume, VolumeMount
 
@@ -173,9 +174,15 @@ def _volume(state: PassState, volume: dict[str, Any], name: str) -> PodVolume:
         if not isinstance(claim, str) or not claim:
             raise SpecError(f'volume "{name}": persistentVolumeClaim.claimName is required')
         try:
-            state.store.get(PERSISTENT_VOLUME_CLAIMS, state.namespace, claim)
+            claim_obj = state.store.get(PERSISTENT_VOLUME_CLAIMS, state.namespace, claim)
         except ApiError as exc:
             raise MissingClaimError(claim) from exc
+        try:  # a Fluid dataset's claim: a read-only view of the dataset's files (local/fluid/mounts.py)
+            dataset = dataset_volume(state.host.paths, state.namespace, claim_obj, name)
+        except DatasetMountError as exc:
+            raise SpecError(f'volume "{name}": MountVolume.SetUp failed: {exc}') from exc
+        if dataset is not None:
+            return dataset
         try:
             host_dir = state.host.paths.claim_dir(state.namespace, claim)
         except UnsafeNameError as exc:
