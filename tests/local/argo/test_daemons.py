@@ -6,6 +6,7 @@ pods of a workflow without daemons keep a network of their own."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from typing import Any
 
@@ -16,6 +17,9 @@ from airflow_argo_eci.conventions import GROUP, VERSION
 from tests.local.argo import clusterwf
 
 NS = "default"
+#: a daemon workflow's pods share a network namespace the runtime makes, which needs root
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="daemon steps need a shared pod network, which the local "
+                                "cluster makes only when it runs as root (see README, 'Pods are local processes')")
 
 #: a daemon serving HTTP on 8080 (bound to every address of its network), ready when it answers
 SERVER = {"name": "server", "daemon": True, "container": {
@@ -57,6 +61,7 @@ def pod_of(api_client: Any, wf: dict[str, Any], display: str) -> client.V1Pod:
     return found[0]
 
 
+@needs_root
 def test_a_later_step_reaches_the_daemon_at_its_ip_and_the_daemon_stops_with_its_scope(kube_api_client: Any) -> None:
     main = {"name": "main", "steps": [[{"name": "server", "template": "server"}],
                                       [{"name": "client", "template": "client", "arguments": {"parameters": [
@@ -75,6 +80,7 @@ def test_a_later_step_reaches_the_daemon_at_its_ip_and_the_daemon_stops_with_its
     assert client_pod.status.pod_ip != ip
 
 
+@needs_root
 def test_a_dag_task_depends_on_a_daemon_and_reads_its_ip(kube_api_client: Any) -> None:
     main = {"name": "main", "dag": {"tasks": [
         {"name": "server", "template": "server"},
@@ -86,6 +92,7 @@ def test_a_dag_task_depends_on_a_daemon_and_reads_its_ip(kube_api_client: Any) -
     assert node_of(wf, "server")["phase"] == "Succeeded"
 
 
+@needs_root
 def test_a_daemon_that_exits_fails_its_step(kube_api_client: Any) -> None:
     quitter = {"name": "quitter", "daemon": True, "container": {
         "image": "alpine:3.23", "command": ["sh", "-c"], "args": ["exit 0"],
@@ -98,6 +105,7 @@ def test_a_daemon_that_exits_fails_its_step(kube_api_client: Any) -> None:
     assert node["message"] == "the daemon's pod exited (exit code 0) before its scope ended"
 
 
+@needs_root
 def test_a_daemon_that_never_gets_ready_ends_on_its_deadline(kube_api_client: Any) -> None:
     deaf = {"name": "deaf", "daemon": True, "activeDeadlineSeconds": 3, "container": {
         "image": "alpine:3.23", "command": ["sh", "-c"], "args": ["sleep 60"],
@@ -122,6 +130,7 @@ def test_a_malformed_readiness_probe_fails_the_pod_naming_the_field(kube_api_cli
     assert "no container port of that name" in message
 
 
+@needs_root
 def test_the_pod_becomes_ready_when_its_probe_passes(kube_api_client: Any) -> None:
     """The Pod object shows what the kubelet would: Running and not Ready until the probe passed."""
     slow = {"name": "slow", "daemon": True, "container": {
@@ -150,6 +159,7 @@ def test_the_pod_becomes_ready_when_its_probe_passes(kube_api_client: Any) -> No
     assert wf["status"]["phase"] == "Succeeded", wf["status"]
 
 
+@needs_root
 def test_a_workflow_without_daemons_cannot_reach_another_workflows_daemon(kube_api_client: Any) -> None:
     """Only the pods of one daemon workflow share a network: a pod elsewhere gets connection refused."""
     hold = {"name": "hold", "container": {"image": "alpine:3.23", "command": ["sh", "-c"], "args": ["sleep 8"]}}
@@ -195,6 +205,7 @@ def test_probe_validation(probe: dict[str, Any], message: str) -> None:
         parse_probe({"readinessProbe": probe})
 
 
+@needs_root
 def test_two_daemons_of_one_workflow_serve_the_same_port(kube_api_client: Any) -> None:
     """In the shared network each bundled server listens on its pod's own address, so two daemons
     may both serve port 9999 (here busybox ``nc -lk -e``, as Argo's variables-showcase does)."""
