@@ -43,7 +43,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_argo_eci.errors import ArgoApiError, ArgoEciError, WorkflowSpecError
-from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings, parse_connection
+from airflow_argo_eci.hooks.argo_connection import ArgoConnectionMixin, ArgoConnectionSettings
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
 from airflow_argo_eci.hooks.argo_transport import WorkflowTransport
 from airflow_argo_eci.hooks.connection_form import UI_FIELD_BEHAVIOUR
@@ -52,7 +52,7 @@ from airflow_argo_eci.workflows import workflow_pods
 __all__ = ["ArgoConnectionSettings", "ArgoWorkflowsHook", "WorkflowList"]
 
 
-class ArgoWorkflowsHook(BaseHook):
+class ArgoWorkflowsHook(ArgoConnectionMixin, BaseHook):
     """Argo Workflows over the Kubernetes API or the Argo Server (see the module docstring).
 
     :param argo_conn_id: the ``argo_workflows`` connection to use
@@ -85,28 +85,6 @@ class ArgoWorkflowsHook(BaseHook):
         }
 
     # ------------------------------------------------------------------ settings and transport
-
-    @staticmethod
-    def _settings_from(conn: Any) -> ArgoConnectionSettings:
-        extra = conn.extra_dejson
-        if not isinstance(extra, Mapping):
-            extra = {}
-        return parse_connection(
-            conn.conn_id, extra, host=conn.host, schema=conn.schema, port=conn.port, password=conn.password
-        )
-
-    @property
-    def settings(self) -> ArgoConnectionSettings:
-        """The validated connection settings (read once, synchronously)."""
-        if self._settings is None:
-            self._settings = self._settings_from(self.get_connection(self.argo_conn_id))
-        return self._settings
-
-    async def asettings(self) -> ArgoConnectionSettings:
-        """:attr:`settings`, read with ``aget_connection`` (for triggers running in an event loop)."""
-        if self._settings is None:
-            self._settings = self._settings_from(await self.aget_connection(self.argo_conn_id))
-        return self._settings
 
     def _make_transport(self, settings: ArgoConnectionSettings) -> WorkflowTransport:
         if self._transport is None:

@@ -224,3 +224,33 @@ def parse_connection(
     elif result.host and result.host.startswith("http://") and result.token:
         log.warning("Connection %r: the Argo Server token is sent over plain http to %s", conn_id, result.host)
     return result
+
+
+def settings_from_connection(conn: Any) -> ArgoConnectionSettings:
+    """The validated settings of an Airflow ``argo_workflows`` connection object."""
+    extra = conn.extra_dejson if isinstance(conn.extra_dejson, Mapping) else {}
+    return parse_connection(conn.conn_id, extra, host=conn.host, schema=conn.schema, port=conn.port,
+                            password=conn.password)
+
+
+class ArgoConnectionMixin:
+    """``settings`` / ``asettings`` of every hook on the ``argo_workflows`` connection: read once,
+    synchronously or with ``aget_connection`` (in a trigger's event loop). The hook class also
+    derives from Airflow's ``BaseHook``, which provides ``get_connection`` / ``aget_connection``."""
+
+    argo_conn_id: str
+    _settings: ArgoConnectionSettings | None = None
+
+    @property
+    def settings(self) -> ArgoConnectionSettings:
+        """The validated connection settings (read once, synchronously)."""
+        if self._settings is None:
+            self._settings = settings_from_connection(self.get_connection(self.argo_conn_id))  # type: ignore[attr-defined]
+        return self._settings
+
+    async def asettings(self) -> ArgoConnectionSettings:
+        """:attr:`settings`, read with ``aget_connection`` (for triggers running in an event loop)."""
+        if self._settings is None:
+            conn = await self.aget_connection(self.argo_conn_id)  # type: ignore[attr-defined]
+            self._settings = settings_from_connection(conn)
+        return self._settings

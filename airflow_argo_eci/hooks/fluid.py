@@ -24,7 +24,7 @@ from airflow.sdk import BaseHook
 
 from airflow_argo_eci.errors import ArgoApiError, NotFoundError, WorkflowSpecError
 from airflow_argo_eci.fluid_conventions import DATALOAD_KIND, DATASET_KIND, RUNTIME_PLURALS
-from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings, parse_connection
+from airflow_argo_eci.hooks.argo_connection import ArgoConnectionMixin, ArgoConnectionSettings
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
 from airflow_argo_eci.hooks.fluid_requests import FluidOperations, fluid_path, plural_of
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["FluidHook", "FluidObjectSource"]
 
 
-class FluidHook(BaseHook):
+class FluidHook(ArgoConnectionMixin, BaseHook):
     """Fluid's custom objects through the Kubernetes API (see the module docstring).
 
     :param argo_conn_id: the ``argo_workflows`` connection (``kubernetes`` transport)
@@ -53,25 +53,6 @@ class FluidHook(BaseHook):
         self._operations = FluidOperations()
 
     # ------------------------------------------------------------------ settings and transport
-
-    @staticmethod
-    def _settings_from(conn: Any) -> ArgoConnectionSettings:
-        extra = conn.extra_dejson if isinstance(conn.extra_dejson, Mapping) else {}
-        return parse_connection(conn.conn_id, extra, host=conn.host, schema=conn.schema, port=conn.port,
-                                password=conn.password)
-
-    @property
-    def settings(self) -> ArgoConnectionSettings:
-        """The validated connection settings (read once)."""
-        if self._settings is None:
-            self._settings = self._settings_from(self.get_connection(self.argo_conn_id))
-        return self._settings
-
-    async def asettings(self) -> ArgoConnectionSettings:
-        """:attr:`settings`, read with ``aget_connection`` (for triggers)."""
-        if self._settings is None:
-            self._settings = self._settings_from(await self.aget_connection(self.argo_conn_id))
-        return self._settings
 
     def _make_transport(self, settings: ArgoConnectionSettings) -> KubernetesTransport:
         if self._transport is None:

@@ -19,13 +19,14 @@ from airflow_argo_eci.stack.config import StackPaths, StackSettings
 from tests.e2e.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
-E2E_DAGS = ("argo_eci_fanout", "e2e_slow_deferred")
+E2E_DAGS = ("argo_eci_fanout", "argo_eci_fluid_md5", "e2e_slow_deferred")
 
 
 def _dags_folder(root: Path) -> Path:
     folder = root / "dags"
     folder.mkdir()
     (folder / "argo_eci_fanout.py").symlink_to(REPO / "dags" / "argo_eci_fanout.py")
+    (folder / "argo_eci_fluid_md5.py").symlink_to(REPO / "dags" / "argo_eci_fluid_md5.py")
     (folder / "workflows").symlink_to(REPO / "dags" / "workflows")
     for dag in (Path(__file__).parent / "dags").glob("*.py"):
         (folder / dag.name).symlink_to(dag)

@@ -26,6 +26,7 @@ from tests.e2e.stack import Stack
 pytestmark = pytest.mark.slow
 
 FLAGSHIP = "argo_eci_fanout"
+FLUID = "argo_eci_fluid_md5"
 SLOW = "e2e_slow_deferred"
 CRASH = "e2e_worker_crash"
 #: runs finished by earlier tests, for later tests to look at (dag_id -> run_id)
@@ -86,6 +87,30 @@ def test_flagship_succeeds_triggered_with_no_logical_date(stack: Stack) -> None:
     assert any(re.search(r"\[shard[^\]]*\] batch ", log) for log in logs), logs[-1][-2000:]
     assert stack.client.xcom(FLAGSHIP, run_id, "report").startswith("workflow ")
     FINISHED_RUNS[FLAGSHIP] = run_id
+
+
+def _xcom_value(stack: Stack, dag_id: str, run_id: str, task_id: str) -> Any:
+    """A task's return value through the REST API (a JSON document when the API gives it as text)."""
+    value = stack.client.xcom(dag_id, run_id, task_id)
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_fluid_md5_dag_succeeds(stack: Stack) -> None:
+    """The Fluid example through the services: upload, Dataset, deferred DataLoad, the 100-step
+    md5sum fan-out on the Dataset, the digest check, and the teardown that removes it all."""
+    run_id = stack.client.trigger(FLUID)
+    state = stack.wait_for("the Fluid run finishes",
+                           lambda: (s := stack.run_state(FLUID, run_id)) in ("success", "failed") and s,
+                           timeout=300, interval=1)
+    states = {t["task_id"]: t["state"] for t in stack.client.task_instances(FLUID, run_id)}
+    assert state == "success" and set(states.values()) == {"success"} and len(states) == 6, states
+    checked, uploaded, cleaned = (_xcom_value(stack, FLUID, run_id, task_id)
+                                  for task_id in ("check_digests", "upload_test_file", "clean_up"))
+    assert checked["steps"] == 100 and checked["md5"] == uploaded["md5"], (checked, uploaded)
+    assert cleaned["DataLoad"] and cleaned["Dataset"] == cleaned["JindoRuntime"] == "fluid-md5", cleaned
+    assert cleaned["objects"] == ["fluid-md5/test.dat"], cleaned
+    (workflow,) = stack.client.workflows(FLUID, run_id)
+    assert workflow["status"]["phase"] == "Succeeded"
 
 
 def _flagship_run(stack: Stack) -> str:
