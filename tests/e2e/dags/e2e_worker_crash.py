@@ -1,7 +1,8 @@
-"""Test DAG of the e2e tier: one sync-waiting task (``deferrable=False``) whose workflow runs
-``params.seconds`` seconds, printing a line a second, with one quick retry. A test SIGKILLs the
-process running the task while it waits; the retry must reattach to the workflow the killed try
-created (exactly one workflow) and succeed."""
+"""Test DAG of the e2e tier: one sync-waiting task (``deferrable=False``) whose workflow holds at a
+``suspend`` step until the test resumes it, then prints a line, with one quick retry. A test SIGKILLs
+the process running the task while it waits; the retry must reattach to the workflow the killed try
+created (exactly one workflow) and succeed once the test resumed it (no fixed sleep: the test decides
+when the workflow may end)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,16 @@ from airflow.sdk import DAG
 
 from airflow_argo_eci.operators.argo import ArgoWorkflowOperator
 
-TICKS = {
+HOLD = {
     "apiVersion": "argoproj.io/v1alpha1",
     "kind": "Workflow",
     "metadata": {"generateName": "e2e-crash-"},
     "spec": {
         "entrypoint": "main",
-        "arguments": {"parameters": [{"name": "seconds", "value": "25"}]},
         "templates": [
-            {"name": "main", "container": {
-                "image": "alpine:3.20",
-                "command": ["sh", "-c",
-                            "i=0; while [ $i -lt {{workflow.parameters.seconds}} ]; do i=$((i+1)); "
-                            "echo tick $i; sleep 1; done"]}},
+            {"name": "main", "steps": [[{"name": "hold", "template": "hold"}], [{"name": "tick", "template": "tick"}]]},
+            {"name": "hold", "suspend": {}},
+            {"name": "tick", "container": {"image": "alpine:3.20", "command": ["sh", "-c", "echo tick resumed"]}},
         ],
     },
 }
@@ -34,13 +32,11 @@ with DAG(
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    params={"seconds": 25},
     tags=["e2e"],
 ):
     ArgoWorkflowOperator(
         task_id="sync_wait",
-        workflow=TICKS,
-        parameters={"seconds": "{{ params.seconds }}"},
+        workflow=HOLD,
         deferrable=False,
         poll_interval=1,
         retries=1,

@@ -75,6 +75,10 @@ def test_a_later_step_reaches_the_daemon_at_its_ip_and_the_daemon_stops_with_its
     assert server["phase"] == "Succeeded" and "daemoned" not in server  # stopped when main ended
     pod = pod_of(kube_api_client, wf, "server")
     assert pod.status.pod_ip == ip
+    deadline = time.monotonic() + 15  # the workflow ends at once; the killed pod's result follows (as in Argo)
+    while pod.status.phase == "Running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        pod = pod_of(kube_api_client, wf, "server")
     assert pod.status.phase == "Failed" and "the daemon's scope ended" in pod.status.message
     client_pod = pod_of(kube_api_client, wf, "client")
     assert client_pod.status.pod_ip != ip
