@@ -117,12 +117,3 @@ def airflow_db() -> Path:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
                    env={**os.environ}, timeout=300)
     return home
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) the e2e tier runs on one worker, so its session
-    stack starts once, while the other worker runs the rest of the suite."""
-    e2e = REPO / "tests" / "e2e"
-    for item in items:
-        if e2e in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
