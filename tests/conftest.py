@@ -18,12 +18,8 @@ from pathlib import Path
 
 import pytest
 
-# Airflow reads its settings at import: point it at a throwaway home before any test imports it
-# (one per pytest-xdist worker: the workers inherit the controller's environment).
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=f"airflow-home-{os.environ['PYTEST_XDIST_WORKER']}-")
-else:
-    os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
+# Airflow reads its settings at import: point it at a throwaway home before any test imports it.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
