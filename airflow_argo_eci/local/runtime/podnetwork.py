@@ -166,11 +166,6 @@ class PodNetworks:
         assert self.nsenter is not None
         return [self.nsenter, f"--net=/proc/self/fd/{fd}", "--"]
 
-    def active(self) -> dict[str, int]:
-        """Namespaces alive now: key -> number of pods using it."""
-        with self._lock:
-            return {key: space.users for key, space in self._spaces.items()}
-
     def close(self) -> None:
         """Drop every namespace (the runtime shut down)."""
         with self._lock:
