@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _INTEGRATION = "Argo Workflows on Alibaba Cloud ECI"
 _OSS_INTEGRATION = "Alibaba Cloud OSS artifacts"
 _FLUID_INTEGRATION = "Fluid datasets and cache warm-up"
+_ECI_INTEGRATION = "Alibaba Cloud ECI image caches"
 
 
 def _alibaba_provider_installed() -> bool:
@@ -75,26 +76,37 @@ def get_provider_info() -> dict[str, Any]:
                 "external-doc-url": "https://fluid-cloudnative.github.io/",
                 "tags": ["software"],
             },
+            {
+                "integration-name": _ECI_INTEGRATION,
+                "external-doc-url": "https://www.alibabacloud.com/help/en/eci/user-guide/manage-image-caches-1",
+                "tags": ["alibaba"],
+            },
         ],
         "operators": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.operators.argo"]},
+            {"integration-name": _INTEGRATION,
+             "python-modules": ["airflow_argo_eci.operators.argo", "airflow_argo_eci.operators.preflight"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.oss"]},
             {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.fluid"]},
+            {"integration-name": _ECI_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.eci"]},
         ],
         "sensors": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.argo"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.oss"]},
             {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.fluid"]},
+            {"integration-name": _ECI_INTEGRATION, "python-modules": ["airflow_argo_eci.sensors.eci"]},
         ],
         "hooks": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.argo"]},
+            {"integration-name": _INTEGRATION,
+             "python-modules": ["airflow_argo_eci.hooks.argo", "airflow_argo_eci.hooks.cluster"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.oss"]},
             {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.fluid"]},
+            {"integration-name": _ECI_INTEGRATION, "python-modules": ["airflow_argo_eci.hooks.eci"]},
         ],
         "triggers": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.argo"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.oss"]},
             {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.fluid"]},
+            {"integration-name": _ECI_INTEGRATION, "python-modules": ["airflow_argo_eci.triggers.eci"]},
         ],
         "connection-types": _connection_types(),
         "extra-links": ["airflow_argo_eci.links.argo.ArgoWorkflowLink"],

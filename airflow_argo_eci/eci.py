@@ -14,6 +14,12 @@ Workflow, without clobbering anything the Workflow already sets. Example (the se
     )
     workflow = profile.apply(load_workflow("parallelism-limit1.yaml"))
 
+Image caches (the seed's ``parallelism-limit1`` with a pinned cache)::
+
+    profile.replace(image_cache_id="imc-2zeedp8bxor2kcxxx", image_pull_policy="IfNotPresent")
+
+The cache annotations and the ``imagePullPolicy`` walk live in :mod:`airflow_argo_eci.eci_images`,
+:class:`RetryStrategy` / :class:`Backoff` in :mod:`airflow_argo_eci.eci_retry` (both re-exported here).
 The module is pure (no Airflow, no HTTP) and every invalid value raises
 :class:`~airflow_argo_eci.errors.WorkflowSpecError` naming the field and the fix, before anything
 is sent anywhere.
@@ -26,11 +32,32 @@ import dataclasses
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from airflow_argo_eci.eci_conventions import (
+    ANNOTATION_AUTO_IMAGE_CACHE,
+    ANNOTATION_IMAGE_CACHE_ID,
+    ANNOTATION_IMAGE_CACHE_PERFECT_MATCH,
+    ANNOTATION_LEGACY_IMAGE_CACHE,
+    ANNOTATION_LEGACY_IMAGE_SNAPSHOT_ID,
+    ANNOTATION_VSWITCH,
+)
 from airflow_argo_eci.eci_datasets import DatasetMount, coerce_mounts, mount_datasets
+from airflow_argo_eci.eci_images import (
+    IMAGE_PULL_POLICIES,
+    check_image_cache_id,
+    check_legacy_annotations,
+    image_cache_annotations,
+    is_template,
+    not_if_not_present,
+    resolve_image_cache_id,
+    set_image_pull_policy,
+)
+from airflow_argo_eci.eci_retry import RETRY_POLICIES as RETRY_POLICIES
+from airflow_argo_eci.eci_retry import Backoff, RetryStrategy, check_keys, same_retry
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.fluid_conventions import LABEL_FLUID_SIDECAR_TARGET
 from airflow_argo_eci.workflows import is_valid_label_key, is_valid_label_value, merge_string_map
@@ -39,6 +66,8 @@ __all__ = [
     "ANNOTATION_AUTO_IMAGE_CACHE",
     "ANNOTATION_EXTRA_EPHEMERAL_STORAGE",
     "ANNOTATION_FAIL_STRATEGY",
+    "ANNOTATION_IMAGE_CACHE_ID",
+    "ANNOTATION_IMAGE_CACHE_PERFECT_MATCH",
     "ANNOTATION_IMAGE_SNAPSHOT_ID",
     "ANNOTATION_SCHEDULE_STRATEGY",
     "ANNOTATION_SPOT_DURATION",
@@ -64,12 +93,11 @@ LABEL_COMPUTE_QOS = "alibabacloud.com/compute-qos"
 ANNOTATION_USE_SPECS = "k8s.aliyun.com/eci-use-specs"
 ANNOTATION_SCHEDULE_STRATEGY = "k8s.aliyun.com/eci-schedule-strategy"
 ANNOTATION_FAIL_STRATEGY = "k8s.aliyun.com/eci-fail-strategy"
-ANNOTATION_VSWITCH = "k8s.aliyun.com/eci-vswitch"
 ANNOTATION_SPOT_STRATEGY = "k8s.aliyun.com/eci-spot-strategy"
 ANNOTATION_SPOT_PRICE_LIMIT = "k8s.aliyun.com/eci-spot-price-limit"
 ANNOTATION_SPOT_DURATION = "k8s.aliyun.com/eci-spot-duration"
-ANNOTATION_AUTO_IMAGE_CACHE = "k8s.aliyun.com/eci-auto-imc"
-ANNOTATION_IMAGE_SNAPSHOT_ID = "k8s.aliyun.com/eci-image-snapshot-id"
+#: legacy spelling of :data:`ANNOTATION_IMAGE_CACHE_ID`: accepted on workflows, never rendered
+ANNOTATION_IMAGE_SNAPSHOT_ID = ANNOTATION_LEGACY_IMAGE_SNAPSHOT_ID
 ANNOTATION_EXTRA_EPHEMERAL_STORAGE = "k8s.aliyun.com/eci-extra-ephemeral-storage"
 
 SCHEDULE_STRATEGIES = ("VSwitchOrdered", "VSwitchRandom")
@@ -78,7 +106,6 @@ SPOT_STRATEGIES = ("SpotAsPriceGo", "SpotWithPriceLimit")
 SPOT_DURATIONS = (0, 1)
 COMPUTE_CLASSES = ("general-purpose", "performance", "gpu", "gpu-hpn")
 COMPUTE_QOS_CLASSES = ("default", "best-effort")
-RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
 
 _OWNED_LABELS = {
     LABEL_ECI: "enabled",
@@ -94,7 +121,10 @@ _OWNED_ANNOTATIONS = {
     ANNOTATION_SPOT_PRICE_LIMIT: "spot_price_limit",
     ANNOTATION_SPOT_DURATION: "spot_duration",
     ANNOTATION_AUTO_IMAGE_CACHE: "auto_match_image_cache",
-    ANNOTATION_IMAGE_SNAPSHOT_ID: "image_snapshot_id",
+    ANNOTATION_LEGACY_IMAGE_CACHE: "auto_match_image_cache",
+    ANNOTATION_IMAGE_CACHE_PERFECT_MATCH: "image_cache_perfect_match",
+    ANNOTATION_IMAGE_CACHE_ID: "image_cache_id",
+    ANNOTATION_LEGACY_IMAGE_SNAPSHOT_ID: "image_cache_id",
     ANNOTATION_EXTRA_EPHEMERAL_STORAGE: "extra_ephemeral_storage",
 }
 
@@ -104,11 +134,8 @@ _INSTANCE_TYPE_RE = re.compile(
 # <vCPU>-<memory>Gi, e.g. 2-4Gi, 0.5-1Gi, 0.25-0.5Gi
 _CPU_MEM_RE = re.compile(r"^(?P<cpu>(?:0|[1-9][0-9]*)(?:\.[0-9]+)?)-(?P<mem>(?:0|[1-9][0-9]*)(?:\.[0-9]+)?)Gi$")
 _VSWITCH_RE = re.compile(r"^vsw-[a-z0-9]+$")
-_IMAGE_SNAPSHOT_RE = re.compile(r"^imc-[a-z0-9]+$")
 _GIB_RE = re.compile(r"^[1-9][0-9]*Gi$")
 _SCHEDULER_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
-# a Go duration ("30s", "1m30s", "1.5h") or a plain number of seconds
-_DURATION_RE = re.compile(r"^(?:[0-9]+|(?:[0-9]+(?:\.[0-9]+)?(?:ns|us|µs|ms|s|m|h))+)$")
 # template kinds that run a pod of their own (retryStrategy defaults go there)
 _POD_TEMPLATE_KINDS = ("container", "script", "containerSet", "resource", "data")
 
@@ -168,108 +195,6 @@ class _FrozenMap(dict[str, str]):
         return hash(frozenset(self.items()))
 
 
-def _check_keys(where: str, data: Mapping[str, Any], allowed: Iterable[str]) -> None:
-    if not isinstance(data, Mapping):
-        _fail(f"{where} must be a mapping, got {type(data).__name__}")
-    allowed = tuple(allowed)
-    unknown = [k for k in data if k not in allowed]
-    if unknown:
-        _fail(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}: allowed keys are {', '.join(allowed)}")
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """How long Argo waits between retries (``retryStrategy.backoff``).
-
-    :param duration: first wait: a number of seconds (``"10"``) or a Go duration (``"30s"``, ``"2m"``).
-    :param factor: multiplier applied to the wait after each retry (int >= 1), optional.
-    :param max_duration: cap on the total time spent retrying (a duration), optional.
-    """
-
-    duration: str
-    factor: int | None = None
-    max_duration: str | None = None
-
-    def __post_init__(self) -> None:
-        for name, value in (("duration", self.duration), ("max_duration", self.max_duration)):
-            if value is None and name == "max_duration":
-                continue
-            if not isinstance(value, str) or not _DURATION_RE.match(value):
-                _fail(f"retry_strategy.backoff.{name}: {value!r} is not a duration: use seconds like '10' "
-                      "or a Go duration like '30s', '2m', '1h'")
-        if self.factor is not None and (not _is_int(self.factor) or self.factor < 1):
-            _fail(f"retry_strategy.backoff.factor must be an int >= 1, got {self.factor!r}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Backoff:
-        """From Argo's spelling: ``{duration, factor, maxDuration}``."""
-        _check_keys("retry_strategy.backoff", data, ("duration", "factor", "maxDuration"))
-        if "duration" not in data:
-            _fail("retry_strategy.backoff.duration is missing: set it, e.g. '10s'")
-        duration = data["duration"]
-        factor = data.get("factor")
-        if isinstance(factor, str) and factor.isdigit():
-            factor = int(factor)
-        return cls(duration=str(duration) if _is_int(duration) else duration, factor=factor,
-                   max_duration=data.get("maxDuration"))
-
-    def to_argo(self) -> dict[str, Any]:
-        """The ``backoff`` object as Argo spells it."""
-        result: dict[str, Any] = {"duration": self.duration}
-        if self.factor is not None:
-            result["factor"] = self.factor
-        if self.max_duration is not None:
-            result["maxDuration"] = self.max_duration
-        return result
-
-
-@dataclass(frozen=True, slots=True)
-class RetryStrategy:
-    """An Argo ``retryStrategy``.
-
-    :param limit: how many times a failed step is retried (int >= 0); rendered as a string like
-        the seed documents (``limit: "3"``).
-    :param retry_policy: ``Always``, ``OnFailure`` (Argo's default), ``OnError`` or
-        ``OnTransientError``; ``None`` leaves Argo's default.
-    :param backoff: optional :class:`Backoff` between attempts.
-    """
-
-    limit: int
-    retry_policy: str | None = None
-    backoff: Backoff | None = None
-
-    def __post_init__(self) -> None:
-        if not _is_int(self.limit) or self.limit < 0:
-            _fail(f"retry_strategy.limit must be an int >= 0, got {self.limit!r}")
-        _choice("retry_strategy.retryPolicy", self.retry_policy, RETRY_POLICIES)
-        if isinstance(self.backoff, Mapping):
-            object.__setattr__(self, "backoff", Backoff.from_dict(self.backoff))
-        elif self.backoff is not None and not isinstance(self.backoff, Backoff):
-            _fail(f"retry_strategy.backoff must be a Backoff or a mapping, got {type(self.backoff).__name__}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RetryStrategy:
-        """From Argo's spelling: ``{limit, retryPolicy, backoff: {duration, factor, maxDuration}}``."""
-        _check_keys("retry_strategy", data, ("limit", "retryPolicy", "backoff"))
-        if "limit" not in data:
-            _fail("retry_strategy.limit is missing: set how many times a failed step is retried")
-        limit = data["limit"]
-        if isinstance(limit, str) and limit.isdigit():
-            limit = int(limit)
-        backoff = data.get("backoff")
-        return cls(limit=limit, retry_policy=data.get("retryPolicy"),
-                   backoff=Backoff.from_dict(backoff) if backoff is not None else None)
-
-    def to_argo(self) -> dict[str, Any]:
-        """The ``retryStrategy`` object as Argo spells it."""
-        result: dict[str, Any] = {"limit": str(self.limit)}
-        if self.retry_policy is not None:
-            result["retryPolicy"] = self.retry_policy
-        if self.backoff is not None:
-            result["backoff"] = self.backoff.to_argo()
-        return result
-
-
 @dataclass(frozen=True, slots=True)
 class EciProfile:
     """ECI/ACS settings applied to an Argo Workflow (see :meth:`apply`).
@@ -297,9 +222,29 @@ class EciProfile:
     :param spot_duration: spot protection period in hours, ``1`` (ECI's default) or ``0`` (none);
         needs a ``spot_strategy`` -> ``k8s.aliyun.com/eci-spot-duration``.
     :param auto_match_image_cache: let ECI match (and create) image caches automatically ->
-        ``k8s.aliyun.com/eci-auto-imc`` (``"true"``/``"false"``); ``None`` keeps ECI's default.
-    :param image_snapshot_id: pin an image cache ``imc-...`` ->
-        ``k8s.aliyun.com/eci-image-snapshot-id`` (pair it with ``imagePullPolicy: IfNotPresent``).
+        ``k8s.aliyun.com/eci-auto-imc`` (``"true"``/``"false"``); ``None`` keeps ECI's default (true).
+    :param image_cache_perfect_match: with automatic matching, use a cache only when it holds every
+        image of the pod -> ``k8s.aliyun.com/imc-perfect-match`` (``"true"``/``"false"``).
+    :param image_cache_id: pin one image cache, the ``imc-...`` ``status.imageCacheId`` of a Ready
+        ImageCache -> ``k8s.aliyun.com/eci-imc-id`` (a pin takes precedence over automatic
+        matching). An Airflow template such as ``"{{ ti.xcom_pull(task_ids='cache_images') }}"``
+        is accepted too: :class:`~airflow_argo_eci.operators.argo.ArgoWorkflowOperator` renders
+        and validates it before applying the profile; :meth:`apply` refuses it unrendered. ECI's
+        docs and the seed pair a pin with ``image_pull_policy="IfNotPresent"``: without it (an
+        image tagged ``:latest`` pulls ``Always`` by default) pods pull the image again, so
+        :meth:`apply` warns (``UserWarning``) naming the containers that would.
+    :param image_snapshot_id: LEGACY alias of ``image_cache_id``, from the older ECI/ACK pages that
+        spell the annotation ``k8s.aliyun.com/eci-image-snapshot-id``. It is accepted and moved to
+        ``image_cache_id`` (it reads ``None`` afterwards); the profile renders the current key
+        ``k8s.aliyun.com/eci-imc-id`` only. Both set to different values is an error.
+        A workflow that already carries a legacy annotation (``eci-image-snapshot-id`` or
+        ``eci-image-cache``, the old spelling of ``eci-auto-imc``) holds the same setting: the
+        same value is fine, a different one is an error naming both keys.
+    :param image_pull_policy: ``Always``, ``IfNotPresent`` or ``Never``, set on every container of
+        the workflow's pods: ``container``, ``script``, ``containerSet.containers[]``,
+        ``initContainers[]`` and ``sidecars[]`` of every template and of ``spec.templateDefaults``
+        (the seed sets ``IfNotPresent`` with an image cache). A container that sets another policy
+        is an error naming the template, the container and both values.
     :param extra_ephemeral_storage: extra temporary storage in whole GiB, e.g. ``"50Gi"`` ->
         ``k8s.aliyun.com/eci-extra-ephemeral-storage``.
     :param compute_class: ACS compute class ``general-purpose``, ``performance``, ``gpu`` or
@@ -327,7 +272,10 @@ class EciProfile:
     spot_price_limit: float | None = None
     spot_duration: int | None = None
     auto_match_image_cache: bool | None = None
+    image_cache_perfect_match: bool | None = None
+    image_cache_id: str | None = None
     image_snapshot_id: str | None = None
+    image_pull_policy: str | None = None
     extra_ephemeral_storage: str | None = None
     compute_class: str | None = None
     compute_qos: str | None = None
@@ -355,10 +303,14 @@ class EciProfile:
         self._check_spot()
         if self.auto_match_image_cache is not None and not isinstance(self.auto_match_image_cache, bool):
             _fail(f"EciProfile.auto_match_image_cache must be true, false or None, got {self.auto_match_image_cache!r}")
-        if self.image_snapshot_id is not None and (
-                not isinstance(self.image_snapshot_id, str) or not _IMAGE_SNAPSHOT_RE.match(self.image_snapshot_id)):
-            _fail(f"EciProfile.image_snapshot_id: {self.image_snapshot_id!r} is not an image cache ID: use the "
-                  "'imc-...' ID of an ImageCache")
+        if self.image_cache_perfect_match is not None and not isinstance(self.image_cache_perfect_match, bool):
+            _fail("EciProfile.image_cache_perfect_match must be true, false or None, got "
+                  f"{self.image_cache_perfect_match!r}")
+        check_image_cache_id("image_cache_id", self.image_cache_id)
+        check_image_cache_id("image_snapshot_id", self.image_snapshot_id)
+        object.__setattr__(self, "image_cache_id", resolve_image_cache_id(self.image_cache_id, self.image_snapshot_id))
+        object.__setattr__(self, "image_snapshot_id", None)
+        _choice("EciProfile.image_pull_policy", self.image_pull_policy, IMAGE_PULL_POLICIES)
         if self.extra_ephemeral_storage is not None and (
                 not isinstance(self.extra_ephemeral_storage, str) or not _GIB_RE.match(self.extra_ephemeral_storage)):
             _fail(f"EciProfile.extra_ephemeral_storage: {self.extra_ephemeral_storage!r} is not a size in GiB: use "
@@ -440,7 +392,7 @@ class EciProfile:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EciProfile:
         """A profile from a mapping of field names (``retry_strategy`` may be Argo-spelled)."""
-        _check_keys("EciProfile", data, cls.field_names())
+        check_keys("EciProfile", data, cls.field_names())
         return cls(**dict(data))
 
     @classmethod
@@ -454,8 +406,14 @@ class EciProfile:
 
     def replace(self, **changes: Any) -> EciProfile:
         """A new, validated profile with ``changes`` applied (e.g. for a per-template override)."""
-        _check_keys("EciProfile.replace", changes, self.field_names())
+        check_keys("EciProfile.replace", changes, self.field_names())
         return dataclasses.replace(self, **changes)
+
+    def templated_values(self) -> dict[str, str]:
+        """The fields holding an Airflow (Jinja) template still to be rendered (only ``image_cache_id``
+        accepts one), by name: what :class:`~airflow_argo_eci.operators.argo.ArgoWorkflowOperator`
+        renders before applying the profile."""
+        return {f.name: value for f in dataclasses.fields(self) if is_template(value := getattr(self, f.name))}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable mapping that :meth:`from_dict` turns back into an equal profile.
@@ -512,10 +470,8 @@ class EciProfile:
             annotations[ANNOTATION_SPOT_PRICE_LIMIT] = f"{self.spot_price_limit:.3f}".rstrip("0").rstrip(".")
         if self.spot_duration is not None:
             annotations[ANNOTATION_SPOT_DURATION] = str(self.spot_duration)
-        if self.auto_match_image_cache is not None:
-            annotations[ANNOTATION_AUTO_IMAGE_CACHE] = "true" if self.auto_match_image_cache else "false"
-        if self.image_snapshot_id is not None:
-            annotations[ANNOTATION_IMAGE_SNAPSHOT_ID] = self.image_snapshot_id
+        annotations.update(image_cache_annotations(self.auto_match_image_cache, self.image_cache_perfect_match,
+                                                   self.image_cache_id))
         if self.extra_ephemeral_storage is not None:
             annotations[ANNOTATION_EXTRA_EPHEMERAL_STORAGE] = self.extra_ephemeral_storage
         annotations.update(self.annotations)
@@ -532,7 +488,12 @@ class EciProfile:
         - ``retry_strategy`` is set on each pod-running template without a ``retryStrategy`` of its
           own (not via ``templateDefaults``, which would also retry whole steps/DAG templates and
           multiply the attempts). A workflow without inline templates (``workflowTemplateRef``)
-          gets ``spec.templateDefaults.retryStrategy`` instead.
+          gets ``spec.templateDefaults.retryStrategy`` instead;
+        - ``image_pull_policy`` is set on every container of every template and of
+          ``spec.templateDefaults`` (a ``workflowTemplateRef`` workflow cannot take it); a legacy
+          image-cache annotation the workflow carries (``eci-image-snapshot-id``,
+          ``eci-image-cache``) must agree with the profile's current one; a pinned cache with
+          containers that do not pull ``IfNotPresent`` warns (``UserWarning``).
 
         No-clobber rule, everywhere: a value the workflow already has is kept when equal and is an
         error (:class:`WorkflowSpecError` naming the field) when different; a template's own
@@ -571,6 +532,8 @@ class EciProfile:
 
         had_pod_metadata = "podMetadata" in spec
         pod_metadata = _mapping_at(spec, "podMetadata", "workflow.spec.podMetadata")
+        check_legacy_annotations(pod_metadata.get("annotations"), self.pod_annotations(),
+                                 "workflow.spec.podMetadata.annotations")
         for kind, values in (("labels", self.pod_labels()), ("annotations", self.pod_annotations())):
             if values:
                 target = _mapping_at(pod_metadata, kind, f"workflow.spec.podMetadata.{kind}")
@@ -594,6 +557,7 @@ class EciProfile:
                       f"schedulerName {scheduler!r} and would override it: remove one of them, or set "
                       f"scheduler_name for this template")
         self._apply_retry(spec, by_name, overrides)
+        self._apply_images(spec, by_name, overrides)
         mount_datasets(by_name, self.datasets)
         return result
 
@@ -611,6 +575,7 @@ class EciProfile:
                               scheduler=self.scheduler_name, parallelism=self.parallelism)
         if self.retry_strategy is not None and "retryStrategy" not in result:
             result["retryStrategy"] = self.retry_strategy.to_argo()
+        self._apply_images({}, {str(result.get("name", "")): result}, {}, where=where)
         mount_datasets({str(result.get("name", "")): result},
                        [m for m in self.datasets if result.get("name") in m.templates])
         return result
@@ -667,6 +632,36 @@ class EciProfile:
         if parallelism is not None:
             _set_once(tmpl, "parallelism", parallelism, f"{where}.parallelism")
 
+    def _apply_images(self, spec: dict[str, Any], by_name: Mapping[str, dict[str, Any]],
+                      overrides: Mapping[str, EciProfile], *, where: str | None = None) -> None:
+        """Legacy cache annotations of the templates checked, ``image_pull_policy`` set on every
+        container, and a warning when a pinned cache meets containers that pull anyway."""
+        defaults = spec.get("templateDefaults")
+        if self.image_pull_policy is not None:
+            if not by_name and "templates" not in spec and where is None:
+                _fail("EciProfile.image_pull_policy needs the workflow's templates inline (this one refers to a "
+                      "WorkflowTemplate): set imagePullPolicy in the WorkflowTemplate instead")
+            if isinstance(defaults, dict):
+                set_image_pull_policy(defaults, self.image_pull_policy, "workflow.spec.templateDefaults")
+        for name, tmpl in by_name.items():
+            effective = overrides.get(name, self)
+            at = where or f"workflow.spec.templates[{name}]"
+            metadata = tmpl.get("metadata")
+            if isinstance(metadata, Mapping):
+                check_legacy_annotations(metadata.get("annotations"), effective.pod_annotations(),
+                                         f"{at}.metadata.annotations")
+            if effective.image_pull_policy is not None:
+                set_image_pull_policy(tmpl, effective.image_pull_policy, at)
+        pinned = {name: tmpl for name, tmpl in by_name.items() if overrides.get(name, self).image_cache_id}
+        pulling = not_if_not_present(pinned)
+        if pulling:
+            cache_ids = sorted({str(overrides.get(name, self).image_cache_id) for name in pinned})
+            warnings.warn(
+                f"EciProfile pins image cache {', '.join(cache_ids)}, but these containers do not pull with "
+                f"imagePullPolicy IfNotPresent: {', '.join(pulling)}; their pods pull the image again (an image "
+                "tagged :latest pulls Always by default): ECI's docs and the seed pair a pinned cache with "
+                "image_pull_policy='IfNotPresent'", UserWarning, stacklevel=3)
+
     def _apply_retry(self, spec: dict[str, Any], by_name: Mapping[str, dict[str, Any]],
                      overrides: Mapping[str, EciProfile]) -> None:
         defaults = spec.get("templateDefaults")
@@ -674,7 +669,7 @@ class EciProfile:
             _fail("workflow.spec.templateDefaults must be a mapping")
         default_retry = (defaults or {}).get("retryStrategy")
         wanted = self.retry_strategy.to_argo() if self.retry_strategy is not None else None
-        if wanted is not None and default_retry is not None and not _same_retry(default_retry, wanted):
+        if wanted is not None and default_retry is not None and not same_retry(default_retry, wanted):
             _fail(f"workflow.spec.templateDefaults.retryStrategy is {default_retry!r}, which conflicts with "
                   f"retry_strategy {wanted!r}: remove one of them or make them equal")
         if not by_name:
@@ -686,18 +681,9 @@ class EciProfile:
             if effective is None or "retryStrategy" in tmpl or not any(k in tmpl for k in _POD_TEMPLATE_KINDS):
                 continue
             rendered = effective.to_argo()
-            if default_retry is not None and _same_retry(default_retry, rendered):
+            if default_retry is not None and same_retry(default_retry, rendered):
                 continue  # templateDefaults already gives this template the same strategy
             tmpl["retryStrategy"] = rendered
-
-
-def _same_retry(a: Any, b: Mapping[str, Any]) -> bool:
-    if not isinstance(a, Mapping):
-        return False
-    normal = dict(a)
-    if "limit" in normal:
-        normal["limit"] = str(normal["limit"])
-    return normal == dict(b)
 
 
 def _mapping_at(holder: dict[str, Any], key: str, where: str) -> dict[str, Any]:

@@ -30,6 +30,9 @@ SEED_MULTISPEC = EciProfile(
     parallelism=10,
 )
 
+#: the image cache the seed's pods hit (its SuccessfulHitImageCache event)
+SEED_CACHE_ID = "imc-2zeedp8bxor2kcxxx"
+
 #: case -> (input file stem, profile, per-template overrides, whether seed/<case>.yaml holds the document's YAML)
 CASES: dict[str, tuple[str, EciProfile, dict[str, dict[str, Any]] | None, bool]] = {
     "parallelism-limit1": ("parallelism-limit1", EciProfile(parallelism=10), None, True),
@@ -50,6 +53,16 @@ CASES: dict[str, tuple[str, EciProfile, dict[str, dict[str, Any]] | None, bool]]
         SEED_MULTISPEC.replace(parallelism=100, image_snapshot_id="imc-2zeedp8bxor2kcxxx",
                                auto_match_image_cache=False, extra_ephemeral_storage="50Gi"),
         None, False),
+    "parallelism-limit1-imc-pinned": (
+        "parallelism-limit1-imc",
+        SEED_MULTISPEC.replace(parallelism=100, image_cache_id=SEED_CACHE_ID, image_pull_policy="IfNotPresent"),
+        None, False),
+    "parallelism-limit1-imc-auto": (
+        "parallelism-limit1-imc",
+        SEED_MULTISPEC.replace(parallelism=100, auto_match_image_cache=True, image_cache_perfect_match=True,
+                               image_pull_policy="IfNotPresent"),
+        None, False),
+    "pull-policy-containers": ("pull-policy-containers", EciProfile(image_pull_policy="IfNotPresent"), None, False),
     "dag-spot": (
         "dag-spot",
         EciProfile(
@@ -245,7 +258,7 @@ def test_spot_and_image_cache_annotations() -> None:
         "k8s.aliyun.com/eci-spot-price-limit": "0.1",
         "k8s.aliyun.com/eci-spot-duration": "1",
         "k8s.aliyun.com/eci-auto-imc": "true",
-        "k8s.aliyun.com/eci-image-snapshot-id": "imc-abc123",
+        "k8s.aliyun.com/eci-imc-id": "imc-abc123",  # the legacy field renders the current key
     }
     assert EciProfile(spot_strategy="SpotWithPriceLimit", spot_price_limit=2).pod_annotations()[
         "k8s.aliyun.com/eci-spot-price-limit"] == "2"

@@ -35,7 +35,7 @@ LOCAL_IMPORTERS = (f"{PACKAGE}.stack", f"{PACKAGE}.cli")
 PROVIDER = tuple(
     f"{PACKAGE}.{name}"
     for name in ("hooks", "operators", "sensors", "triggers", "links", "plugins", "lifecycle", "fluid_lifecycle",
-                 "fluid_datasets", "stack")
+                 "fluid_datasets", "eci_image_caches", "preflight", "preflight_cli", "stack")
 )
 
 

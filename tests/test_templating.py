@@ -21,6 +21,7 @@ from airflow.sdk import DAG, BaseOperator, XComArg
 from airflow.sdk.api.datamodels._generated import DagRun, DagRunState, DagRunType, TIRunContext
 from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
+from airflow_argo_eci.eci import EciProfile
 from airflow_argo_eci.operators.argo import ArgoWorkflowOperator
 from airflow_argo_eci.templating import TemplateRenderError, protect_argo_expressions
 from tests.conftest import REPO
@@ -80,6 +81,10 @@ def test_example_dags_render_for_every_kind_of_run(path: Path, logical_date: pen
 def pulls_xcom(value: Any) -> bool:
     if isinstance(value, XComArg):
         return True
+    if isinstance(value, str):  # "{{ ti.xcom_pull(...) }}"
+        return "xcom_pull" in value
+    if isinstance(value, EciProfile):  # its templated image_cache_id
+        return pulls_xcom(value.templated_values())
     if isinstance(value, Mapping):
         return any(pulls_xcom(v) for v in value.values())
     if isinstance(value, (list, tuple)):

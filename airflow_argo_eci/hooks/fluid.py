@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_argo_eci.errors import ArgoApiError, NotFoundError, WorkflowSpecError
+from airflow_argo_eci.errors import ArgoApiError, NotFoundError
 from airflow_argo_eci.fluid_conventions import DATALOAD_KIND, DATASET_KIND, RUNTIME_PLURALS
-from airflow_argo_eci.hooks.argo_connection import ArgoConnectionMixin, ArgoConnectionSettings
+from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
 from airflow_argo_eci.hooks.fluid_requests import FluidOperations, fluid_path, plural_of
+from airflow_argo_eci.hooks.kubernetes_objects import KubernetesObjectsMixin
 
 if TYPE_CHECKING:
     from airflow_argo_eci.hooks.argo_kubernetes_transport import KubernetesTransport
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["FluidHook", "FluidObjectSource"]
 
 
-class FluidHook(ArgoConnectionMixin, BaseHook):
+class FluidHook(KubernetesObjectsMixin, BaseHook):
     """Fluid's custom objects through the Kubernetes API (see the module docstring).
 
     :param argo_conn_id: the ``argo_workflows`` connection (``kubernetes`` transport)
@@ -44,6 +45,7 @@ class FluidHook(ArgoConnectionMixin, BaseHook):
     conn_name_attr = "argo_conn_id"
     default_conn_name = "argo_default"
     hook_name = "Fluid (through Argo Workflows' Kubernetes connection)"
+    objects_title = "Fluid's objects"
 
     def __init__(self, argo_conn_id: str = default_conn_name) -> None:
         super().__init__()
@@ -52,46 +54,13 @@ class FluidHook(ArgoConnectionMixin, BaseHook):
         self._transport: KubernetesTransport | None = None
         self._operations = FluidOperations()
 
-    # ------------------------------------------------------------------ settings and transport
-
-    def _make_transport(self, settings: ArgoConnectionSettings) -> KubernetesTransport:
-        if self._transport is None:
-            if settings.transport != "kubernetes":
-                raise WorkflowSpecError(
-                    f"connection {self.argo_conn_id!r} uses the {settings.transport} transport: Fluid's objects are "
-                    "Kubernetes custom objects, reachable only through a connection with transport 'kubernetes'")
-            from airflow_argo_eci.hooks.argo_kubernetes_transport import KubernetesTransport
-
-            self._transport = KubernetesTransport(settings)
-        return self._transport
-
-    def get_conn(self) -> KubernetesTransport:
-        """The Kubernetes transport of the connection (created once)."""
-        return self._make_transport(self.settings)
-
-    async def _atransport(self) -> KubernetesTransport:
-        return self._make_transport(await self.asettings())
+    # ------------------------------------------------------------------ namespace
 
     def _ns(self, namespace: str | None) -> str:
         return namespace or self.get_conn().default_namespace
 
     async def _ans(self, namespace: str | None) -> str:
         return namespace or (await self._atransport()).default_namespace
-
-    @property
-    def supports_watch(self) -> bool:
-        """Always True: the Kubernetes transport watches."""
-        return True
-
-    def close(self) -> None:
-        """Release the sync client's connections."""
-        if self._transport is not None:
-            self._transport.close()
-
-    async def aclose(self) -> None:
-        """Release the async client's connections."""
-        if self._transport is not None:
-            await self._transport.aclose()
 
     # ------------------------------------------------------------------ objects (sync)
 

@@ -36,7 +36,7 @@ def _listening(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def _server_info(paths: StatePaths) -> dict[str, Any] | None:
+def server_info(paths: StatePaths) -> dict[str, Any] | None:
     """The running server's info, or None when no live server owns this state directory (no
     ``server.json``, its process gone or a zombie, or nothing listening on its port)."""
     try:
@@ -90,7 +90,7 @@ def _bandwidth(text: str) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     paths = StatePaths(Path(args.state_dir).expanduser().resolve())
-    running = _server_info(paths)
+    running = server_info(paths)
     if running:
         print(f"local cluster already running at {running['url']} (pid {running['pid']})")
         return 0
@@ -108,7 +108,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                                     start_new_session=True)
         deadline = time.monotonic() + args.wait
         while time.monotonic() < deadline:
-            info = _server_info(paths)
+            info = server_info(paths)
             if info and info.get("pid") == proc.pid:
                 print(f"local cluster running at {info['url']} (pid {proc.pid}); logs: {paths.server_log}")
                 print("\n".join(_sandbox_lines(info)))
@@ -152,7 +152,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     paths = StatePaths(Path(args.state_dir).expanduser().resolve())
-    info = _server_info(paths)
+    info = server_info(paths)
     if not info:
         print("local cluster is not running")
         return 0
@@ -172,7 +172,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     paths = StatePaths(Path(args.state_dir).expanduser().resolve())
-    info = _server_info(paths)
+    info = server_info(paths)
     if not info:
         print(f"local cluster is not running (state dir {paths.root})")
         return 3
@@ -194,7 +194,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     paths = StatePaths(Path(args.state_dir).expanduser().resolve())
-    info = _server_info(paths)
+    info = server_info(paths)
     if not info:
         print("# local cluster is not running: start it with `airflow-argo-eci local up --detach`",
               file=sys.stderr)

@@ -21,8 +21,10 @@ from airflow_argo_eci.local.tls import ensure_certificate
 if TYPE_CHECKING:
     import uvicorn
 
+    from airflow_argo_eci.local.api.rbac import Tokens
     from airflow_argo_eci.local.api.store import Store
     from airflow_argo_eci.local.argo.controller import Controller
+    from airflow_argo_eci.local.eci.image_caches import ImageCacheController
     from airflow_argo_eci.local.fluid.controller import FluidController
     from airflow_argo_eci.local.oss.server import OSSServer
     from airflow_argo_eci.local.runtime.runner import Runtime
@@ -95,8 +97,11 @@ class LocalCluster:
         self.oss: OSSServer | None = None
         #: the Fluid controller (runs with the workflow controller)
         self.fluid: FluidController | None = None
+        #: the ImageCache controller and its pod hook (``local/eci/``; runs with the workflow controller)
+        self.image_caches: ImageCacheController | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._tokens: Tokens | None = None
 
     @property
     def url(self) -> str:
@@ -113,6 +118,22 @@ class LocalCluster:
     def kubeconfig_path(self) -> Path:
         return self.paths.kubeconfig
 
+    @property
+    def tokens(self) -> Tokens:
+        """The bearer tokens the API accepts: :attr:`token` (the admin) and those of :meth:`add_token`."""
+        from airflow_argo_eci.local.api.rbac import Tokens
+
+        if self._tokens is None:
+            self._tokens = Tokens(self.token)
+        return self._tokens
+
+    def add_token(self, name: str, rules: list[dict[str, Any]], namespaces: list[str] | None = None) -> str:
+        """A new bearer token for a restricted identity ``name`` allowed only what ``rules`` (RBAC
+        PolicyRule dicts: apiGroups, resources incl. ``pods/log``, verbs, resourceNames; ``*``
+        wildcards) allow, in ``namespaces`` only when given. Enforced on every request of the token
+        (403 otherwise; the Argo Server routes are admin-only); kept in memory, not across restarts."""
+        return self.tokens.add(name, rules, namespaces=namespaces)
+
     def build_app(self) -> Any:
         """The FastAPI application: Kubernetes API routes plus the Argo Server REST subset."""
         from airflow_argo_eci.local.api.app import create_app
@@ -120,7 +141,7 @@ class LocalCluster:
         from airflow_argo_eci.local.api.request_log import RequestLog
 
         assert self.store is not None
-        app = create_app(self.store, token=self.token, paths=self.paths)
+        app = create_app(self.store, token=self.token, paths=self.paths, tokens=self.tokens, manage_crds=True)
         #: the API's recent requests since this start (method, path, query, content type, small
         #: bodies): what clients sent, for tests; never served over HTTP
         self.request_log: RequestLog = app.state.request_log
@@ -160,6 +181,8 @@ class LocalCluster:
             key_id, secret = next(iter(self.oss_credentials().items()))
             self.controller.artifact_repository = {"oss": self.artifact_repository_spec(default=True)}
             self.controller.artifact_credentials = (key_id, secret)
+            self.image_caches = self._start_image_caches()
+            self.controller.admit_pod = self.image_caches.admit_pod
             self.controller.start()
             self.fluid = self._start_fluid(cert)
         try:
@@ -189,6 +212,15 @@ class LocalCluster:
                                 next(iter(self.oss_credentials().items())))
         fluid.start()
         return fluid
+
+    def _start_image_caches(self) -> ImageCacheController:
+        """The ImageCache controller (``local/eci/``): images resolve through the runtime's image table."""
+        from airflow_argo_eci.local.eci.image_caches import ImageCacheController
+
+        assert self.store is not None and self.runtime is not None
+        controller = ImageCacheController(self.store, self.runtime.images)
+        controller.start()
+        return controller
 
     @property
     def _oss_port_file(self) -> Path:
@@ -236,6 +268,8 @@ class LocalCluster:
         import oss2
         import yaml
 
+        from airflow_argo_eci.eci_conventions import ARGO_NAMESPACE, CONTROLLER_CONFIGMAP
+        from airflow_argo_eci.local.api.install_objects import controller_configmap_data, seed_install_objects
         from airflow_argo_eci.local.api.resources import CONFIGMAPS, SECRETS
         from airflow_argo_eci.local.api.store import INITIAL_NAMESPACES
 
@@ -260,6 +294,10 @@ class LocalCluster:
             self._ensure_managed(
                 CONFIGMAPS, namespace, "artifact-repositories", {"data": {ARTIFACT_REPOSITORY_KEY: repo_yaml}},
                 {ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY: ARTIFACT_REPOSITORY_KEY})
+        # the controller's ConfigMap: its artifactRepository is the controller's default repository
+        self._ensure_managed(CONFIGMAPS, ARGO_NAMESPACE, CONTROLLER_CONFIGMAP,
+                             {"data": controller_configmap_data({"oss": self.artifact_repository_spec()})}, {})
+        seed_install_objects(self.store)
 
     def _ensure_managed(self, rt: Any, namespace: str, name: str, body: dict[str, Any],
                         annotations: dict[str, str]) -> None:
@@ -316,6 +354,9 @@ class LocalCluster:
             self._thread.join(timeout=10)
         if self.controller is not None:
             self.controller.stop()
+        if self.image_caches is not None:
+            self.image_caches.stop()
+            self.image_caches = None
         if self.runtime is not None:
             self.runtime.shutdown()
         if self.store is not None:

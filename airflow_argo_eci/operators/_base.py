@@ -3,14 +3,32 @@ template errors that name the field and the likely cause."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.templating import TemplateRenderError, explain_render_error, field_path
 
 if TYPE_CHECKING:
     import jinja2
 
     from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
+
+
+def positive_seconds(task_id: str, name: str, value: float | timedelta | None) -> float | None:
+    """``value`` (seconds or a timedelta) in seconds, None for None; not > 0: a
+    :class:`~airflow_argo_eci.errors.WorkflowSpecError` naming the task and the parameter."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if seconds is not None and seconds <= 0:
+        raise WorkflowSpecError(f"task {task_id}: {name} must be > 0 seconds (got {value})")
+    return seconds
+
+
+def task_failure(reason: object) -> Exception:
+    """The exception that fails a task with ``reason`` as its message (Airflow's, imported late)."""
+    from airflow.exceptions import AirflowException
+
+    return AirflowException(str(reason))
 
 
 class ArgoHookMixin:

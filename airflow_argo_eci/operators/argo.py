@@ -50,7 +50,9 @@ class ArgoWorkflowOperator(ArgoHookMixin, ExplainedTemplatesMixin, BaseOperator)
     :param workflow_template_ref: instead of ``workflow``: submit from this WorkflowTemplate.
     :param cluster_workflow_template_ref: instead of ``workflow``: from this ClusterWorkflowTemplate.
     :param parameters: workflow arguments (``spec.arguments.parameters``) to set or override.
-    :param eci: an :class:`~airflow_argo_eci.eci.EciProfile` (or its dict form) applied before submit.
+    :param eci: an :class:`~airflow_argo_eci.eci.EciProfile` (or its dict form) applied before submit
+        (templated: a field holding an Airflow template, such as
+        ``image_cache_id="{{ ti.xcom_pull(task_ids='cache_images') }}"``, is rendered and validated first).
     :param namespace: where to submit; default from the connection, else ``argo``.
     :param argo_conn_id: the ``argo_workflows`` connection.
     :param name: a fixed workflow name; ``generate_name``: a prefix (default from the workflow).
@@ -70,7 +72,7 @@ class ArgoWorkflowOperator(ArgoHookMixin, ExplainedTemplatesMixin, BaseOperator)
 
     template_fields: Sequence[str] = (
         "workflow", "workflow_template_ref", "cluster_workflow_template_ref", "parameters", "namespace",
-        "name", "generate_name", "labels", "annotations",
+        "name", "generate_name", "labels", "annotations", "eci",
     )
     template_ext: Sequence[str] = (".yaml", ".yml", ".json")
     template_fields_renderers = {"workflow": "yaml", "parameters": "json", "labels": "json", "annotations": "json"}
@@ -150,7 +152,34 @@ class ArgoWorkflowOperator(ArgoHookMixin, ExplainedTemplatesMixin, BaseOperator)
                     "template_searchpath; give a path relative to them or an absolute path") from exc
         if isinstance(self.workflow, (str, dict, list)):
             self.workflow = protect_in(self.workflow)
+        profile = self._eci_templates()
         super().render_template_fields(context, jinja_env)
+        if profile is not None:
+            self.eci = self._rendered_eci(profile, self.eci)
+
+    def _eci_templates(self) -> EciProfile | None:
+        """When the ECI profile holds Airflow templates (e.g. ``image_cache_id="{{ ti.xcom_pull(...) }}"``),
+        leave only those in ``eci`` for Airflow to render, and return the profile they go back into."""
+        from airflow_argo_eci.eci import EciProfile
+
+        profile = EciProfile.coerce(self.eci)
+        templated = profile.templated_values() if profile is not None else {}
+        if not templated:
+            return None
+        self.eci = templated
+        return profile
+
+    def _rendered_eci(self, profile: EciProfile, rendered: Any) -> EciProfile:
+        """``profile`` with its rendered values, validated (a template that renders to nothing fails)."""
+        for key, value in rendered.items():
+            if value is None or str(value).strip() in ("", "None"):  # Jinja renders a missing XCom as "None"
+                raise WorkflowSpecError(
+                    f"task {self.task_id}: eci.{key}: the template {getattr(profile, key)!r} rendered to {value!r}; "
+                    "check that the task it pulls from ran and returned a value")
+        try:
+            return profile.replace(**rendered)
+        except WorkflowSpecError as exc:
+            raise WorkflowSpecError(f"task {self.task_id}: eci, as rendered: {exc}") from exc
 
     # ------------------------------------------------------------------ building
 

@@ -29,6 +29,8 @@ from airflow_argo_eci.fluid_lifecycle import (
 )
 from airflow_argo_eci.lifecycle import validate_action
 from airflow_argo_eci.operators._base import ExplainedTemplatesMixin
+from airflow_argo_eci.operators._base import positive_seconds as _seconds
+from airflow_argo_eci.operators._base import task_failure as _failed
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -36,13 +38,6 @@ if TYPE_CHECKING:
     from airflow_argo_eci.hooks.fluid import FluidHook
 
 XCOM_NAME, XCOM_NAMESPACE, XCOM_UID = "fluid_dataload_name", "fluid_dataload_namespace", "fluid_dataload_uid"
-
-
-def _seconds(task_id: str, name: str, value: float | timedelta | None) -> float | None:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if seconds is not None and seconds <= 0:
-        raise WorkflowSpecError(f"task {task_id}: {name} must be > 0 seconds (got {value})")
-    return seconds
 
 
 class FluidHookMixin:
@@ -66,12 +61,6 @@ class FluidHookMixin:
     def resolved_namespace(self) -> str:
         """``namespace``, else the connection's (or its kubeconfig context's) default."""
         return self.namespace or self.hook.get_conn().default_namespace
-
-
-def _failed(exc: Exception) -> Exception:
-    from airflow.exceptions import AirflowException
-
-    return AirflowException(str(exc))
 
 
 class FluidDataLoadOperator(FluidHookMixin, ExplainedTemplatesMixin, BaseOperator):

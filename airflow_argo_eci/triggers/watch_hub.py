@@ -158,10 +158,12 @@ SnapshotOutcome = Literal["wait", "success", "failure", "error"]
 class WatchedKind:
     """A kind of object the hub watches: ``title`` names it in messages (``Workflow``) and
     ``judge(namespace, obj)`` decides ``(outcome, message)`` from an object of it: ``wait``,
-    ``success``, ``failure`` or ``error`` (a phase it does not know)."""
+    ``success``, ``failure`` or ``error`` (a phase it does not know). A ``cluster_scoped`` kind
+    (ECI's ImageCaches) is subscribed to with namespace ``""``: one channel per connection."""
 
     title: str
     judge: Callable[[str, Mapping[str, Any]], tuple[SnapshotOutcome, str]]
+    cluster_scoped: bool = False
 
 
 def _judge_workflow(namespace: str, obj: Mapping[str, Any]) -> tuple[SnapshotOutcome, str]:
@@ -377,10 +379,14 @@ class _Channel:
                 snap.resource_version,
             ))
 
+    def _where(self, name: str) -> str:
+        """``namespace/name``, or ``name`` alone for a cluster-scoped kind."""
+        return f"{self.namespace}/{name}" if self.namespace else name
+
     def _replaced(self, sub: Subscription, other_uid: str, rv: str) -> WorkflowOutcome:
         return WorkflowOutcome(
             "failure", sub.name, self.namespace, sub.uid, "",
-            f"{self.kind.title} {self.namespace}/{sub.name} (uid {sub.uid}) is gone: a "
+            f"{self.kind.title} {self._where(sub.name)} (uid {sub.uid}) is gone: a "
             f"{self.kind.title.lower()} with the same name "
             f"but uid {other_uid} replaced it",
             rv,
@@ -391,7 +397,7 @@ class _Channel:
         last = f" while {phase}" if phase else ""
         return WorkflowOutcome(
             "failure", sub.name, self.namespace, sub.uid, phase,
-            f"{self.kind.title} {self.namespace}/{sub.name}{uid} was deleted{last} before it finished", rv,
+            f"{self.kind.title} {self._where(sub.name)}{uid} was deleted{last} before it finished", rv,
         )
 
     def _apply(self, obj: Mapping[str, Any]) -> None:
@@ -488,7 +494,7 @@ class _Channel:
     def _error(self, name: str, uid: str, exc: BaseException) -> WorkflowOutcome:
         return WorkflowOutcome(
             "error", name, self.namespace, uid, "",
-            f"Cannot watch {self.kind.title.lower()} {self.namespace}/{name}: {type(exc).__name__}: {exc}",
+            f"Cannot watch {self.kind.title.lower()} {self._where(name)}: {type(exc).__name__}: {exc}",
         )
 
     def _fail_all(self, exc: BaseException) -> None:
@@ -628,7 +634,7 @@ class WatchHub:
         :meth:`Subscription.read_log`. ``kind``: another :class:`WatchedKind` (e.g. Fluid's
         DataLoads), whose objects ``source_factory``'s source reads; it has channels of its own.
         """
-        if not name or not namespace:
+        if not name or (not namespace and not kind.cluster_scoped):
             raise ValueError(f"name and namespace are required (got name={name!r}, namespace={namespace!r})")
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0 seconds (got {poll_interval})")

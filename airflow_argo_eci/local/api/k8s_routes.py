@@ -3,8 +3,10 @@ GET, LIST and WATCH answer ``Table`` objects (:mod:`~airflow_argo_eci.local.api.
 
 Resource types are looked up in :data:`resources.REGISTRY` at request time, so types registered
 after the application was built are served too. The routes only claim paths that name a
-registered type in a valid Kubernetes layout; anything else falls through to routers included
-later (e.g. the Argo Server REST API, which also lives under ``/api/v1``).
+registered type in a valid Kubernetes layout, of a custom kind only while its
+CustomResourceDefinition serves it (:class:`~airflow_argo_eci.local.api.crds.ServedKinds`);
+anything else falls through to routers included later (e.g. the Argo Server REST API, which also
+lives under ``/api/v1``) and ends as 404. CRD bodies are admitted by :func:`~.crds.admit_crd`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from airflow_argo_eci.local.api import resources
+from airflow_argo_eci.local.api.crds import ServedKinds, admit_crd
 from airflow_argo_eci.local.api.errors import ApiError, bad_request, invalid
 from airflow_argo_eci.local.api.limits import INT64_MAX, json_response, read_json_body
 from airflow_argo_eci.local.api.object_deletion import check_propagation_policy
@@ -101,11 +104,12 @@ class ResourceRoute(Route):
     """A route that fully matches only paths :func:`parse_target` resolves; the target is put
     into the request scope as ``k8s_target``."""
 
-    def __init__(self, path: str, endpoint: Any, *, core: bool) -> None:
+    def __init__(self, path: str, endpoint: Any, *, core: bool, served: ServedKinds | None = None) -> None:
         super().__init__(
             path, endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False
         )
         self._core = core
+        self._served = served
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         match, child = super().matches(scope)
@@ -114,7 +118,7 @@ class ResourceRoute(Route):
         params = child["path_params"]
         group = "" if self._core else params["group"]
         target = parse_target(group, params["version"], params["rest"].split("/"))
-        if target is None:
+        if target is None or (self._served is not None and not self._served.is_served(target.rt)):
             return Match.NONE, {}
         child["k8s_target"] = target
         return match, child
@@ -341,6 +345,8 @@ class ResourceHandler:
             if t.rt.namespaced and t.namespace is None:
                 raise _method_not_allowed(request)
             body_in = await read_json_body(request)
+            if t.rt.key == resources.CUSTOM_RESOURCE_DEFINITIONS.key:
+                body_in = admit_crd(body_in)
             created = await run_in_threadpool(self.store.create, t.rt, t.namespace, body_in)
             return await json_response(created, status_code=201)
         if request.method == "DELETE":
@@ -391,6 +397,8 @@ class ResourceHandler:
             return _json_bytes(await run_in_threadpool(self.store.get_raw, t.rt, t.namespace, t.name))
         if method == "PUT":
             body = await read_json_body(request)
+            if t.rt.key == resources.CUSTOM_RESOURCE_DEFINITIONS.key and not t.subresource:
+                body = admit_crd(body)
             out = await run_in_threadpool(
                 self.store.replace, t.rt, t.namespace, t.name, body, subresource=t.subresource
             )
@@ -515,10 +523,12 @@ async def _as_tables(
 
 def install_resource_routes(
     app: FastAPI, store: Store, paths: StatePaths, *, bookmark_interval: float = 30.0,
-    watch_cache_bytes: int = DEFAULT_MAX_BYTES,
+    watch_cache_bytes: int = DEFAULT_MAX_BYTES, served: ServedKinds | None = None,
 ) -> None:
-    """Add the Kubernetes resource routes (core ``/api/v1`` and ``/apis/{group}/{version}``) to ``app``."""
+    """Add the Kubernetes resource routes (core ``/api/v1`` and ``/apis/{group}/{version}``) to
+    ``app``; with ``served``, custom kinds only while their CRDs serve them (else every kind)."""
     handler = ResourceHandler(store, paths, bookmark_interval=bookmark_interval,
                               watch_cache_bytes=watch_cache_bytes)
-    app.router.routes.append(ResourceRoute("/api/{version}/{rest:path}", handler.handle, core=True))
-    app.router.routes.append(ResourceRoute("/apis/{group}/{version}/{rest:path}", handler.handle, core=False))
+    app.router.routes.append(ResourceRoute("/api/{version}/{rest:path}", handler.handle, core=True, served=served))
+    app.router.routes.append(ResourceRoute("/apis/{group}/{version}/{rest:path}", handler.handle, core=False,
+                                           served=served))

@@ -11,8 +11,9 @@ from typing import Any
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.downward_api import default_field_refs, env_field_ref_causes
 from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.resources import PODS, ResourceType
+from airflow_argo_eci.local.api.resources import IMAGE_CACHES, PODS, ResourceType
 from airflow_argo_eci.local.api.validation import metadata_causes, name_causes, pod_causes
+from airflow_argo_eci.local.eci.specs import image_cache_causes
 
 
 def resource_name(rt: ResourceType) -> str:
@@ -62,6 +63,8 @@ def validate_common(rt: ResourceType, obj: Any, name_hint: str) -> dict[str, Any
             causes += metadata_causes(meta)
     if rt.key == PODS.key:
         causes += pod_causes(obj) + env_field_ref_causes(obj)
+    elif rt.key == IMAGE_CACHES.key:
+        causes += image_cache_causes(obj)
     if causes:
         raise errors.invalid(resource_name(rt), rt.group, name_hint, causes)
     out = copy.deepcopy(obj)

@@ -1,10 +1,11 @@
-"""The resource types the local cluster serves: core kinds, Argo's and Fluid's."""
+"""The resource types the local cluster serves: core and built-in kinds, Argo's and Fluid's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from airflow_argo_eci import conventions
+from airflow_argo_eci import eci_conventions as eci
 from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.conventions import GROUP, VERSION
 
@@ -76,6 +77,28 @@ DATALOADS = register(ResourceType(fluid.GROUP, fluid.VERSION, fluid.DATALOADS, f
 FLUID_RUNTIMES = {kind: register(ResourceType(fluid.GROUP, fluid.VERSION, plural, kind, True, kind.lower(),
                                               has_status=True))
                   for kind, plural in fluid.RUNTIME_PLURALS.items()}
+
+# ECI's ImageCache (eci.alibabacloud.com/v1, cluster-scoped), served for the local ECI controller (local/eci/)
+IMAGE_CACHES = register(ResourceType(eci.GROUP, eci.VERSION, eci.IMAGE_CACHES, eci.IMAGE_CACHE_KIND, False,
+                                     "imagecache", ("ic",), has_status=True))
+
+
+# built-in kinds of other groups: the Argo installation's Deployments (local/api/install_objects.py)
+# and the CustomResourceDefinitions of the custom kinds (local/api/crds.py)
+DEPLOYMENTS = register(ResourceType("apps", "v1", "deployments", "Deployment", True, "deployment", ("deploy",),
+                                    has_status=True))
+CUSTOM_RESOURCE_DEFINITIONS = register(
+    ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False,
+                 "customresourcedefinition", ("crd", "crds"), has_status=True)
+)
+#: API groups built into a Kubernetes API server; the kinds of every other group are custom
+#: resources, served while their CustomResourceDefinition exists (local/api/crds.py)
+BUILTIN_GROUPS = frozenset({"", "apps", "apiextensions.k8s.io", "authorization.k8s.io"})
+
+
+def is_custom(rt: ResourceType) -> bool:
+    """Whether ``rt`` is a custom resource (defined by a CustomResourceDefinition)."""
+    return rt.group not in BUILTIN_GROUPS
 
 
 def lookup(group: str, plural: str) -> ResourceType | None:

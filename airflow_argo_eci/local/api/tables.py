@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_argo_eci import eci_conventions as eci
 from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.conventions import GROUP
 from airflow_argo_eci.local.api.errors import bad_request
@@ -354,6 +355,14 @@ COLUMNS: dict[tuple[str, str], tuple[Column, ...]] = {
         Column("Fuse Phase", "string", "The phase of the FUSE clients.", _field("status", "fusePhase")),
         _AGE,
     ) for plural in fluid.RUNTIME_PLURALS.values()},
+    # ECI's ImageCache: its CRD's additionalPrinterColumns
+    (eci.GROUP, eci.IMAGE_CACHES): (
+        _NAME,
+        _AGE,
+        Column("CacheID", "string", "The id of the image cache.", _field("status", "imageCacheId")),
+        Column("Phase", "string", "The phase of the image cache.", _phase),
+        Column("Progress", "string", "How far the image cache's creation is.", _field("status", "progress")),
+    ),
 }
 
 

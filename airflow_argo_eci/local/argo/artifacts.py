@@ -3,10 +3,12 @@
 * **Repository** (Argo's ``artifactrepositories.Resolve``): the workflow's
   ``spec.artifactRepositoryRef`` (ConfigMap + key; the key defaults to the ConfigMap's
   ``workflows.argoproj.io/default-artifact-repository`` annotation), else the namespace's
-  ``artifact-repositories`` ConfigMap's default, else the controller's default (the local OSS
-  store). Only ``oss`` repositories are supported. The result is recorded in
-  ``status.artifactRepositoryRef`` like Argo does. Access keys are read from the Secrets named by
-  ``accessKeySecret`` / ``secretKeySecret`` whenever objects are written, read or deleted.
+  ``artifact-repositories`` ConfigMap's default, else the controller's default: the
+  ``artifactRepository`` key of the controller's ConfigMap (``argo/workflow-controller-configmap``)
+  when present, else the built-in one (the local OSS store). Only ``oss`` repositories are
+  supported. The result is recorded in ``status.artifactRepositoryRef`` like Argo does. Access keys
+  are read from the Secrets named by ``accessKeySecret`` / ``secretKeySecret`` whenever objects are
+  written, read or deleted.
 * **Output artifacts** (Argo's ``wait`` container): ``tar`` (the default; ``<key>/<name>.tgz``
   holding one top-level entry named after the path) or ``none`` (``<key>/<basename>``; a directory
   becomes one object per file plus ``dir/`` markers, as Argo's OSS driver writes them). A key on
@@ -43,6 +45,7 @@ import yaml
 
 from airflow_argo_eci.archives import ArchiveError, PackPolicy, pack_tgz, unpack_tgz
 from airflow_argo_eci.conventions import ANNOTATION_DEFAULT_ARTIFACT_REPOSITORY
+from airflow_argo_eci.eci_conventions import ARGO_NAMESPACE, CONTROLLER_CONFIGMAP
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, SECRETS
 from airflow_argo_eci.local.runtime.podfiles import home_directories, kind_of, world_readable
@@ -56,6 +59,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ARTIFACT_REPOSITORIES = "artifact-repositories"
+#: the key of the controller's ConfigMap holding its default artifact repository (Argo's config.Config)
+CONTROLLER_ARTIFACT_REPOSITORY_KEY = "artifactRepository"
 #: Argo's ``DefaultArchivePattern``
 DEFAULT_KEY_FORMAT = "{{workflow.name}}/{{pod.name}}"
 #: location fields of an artifact (Argo's ``ArtifactLocation``)
@@ -148,8 +153,9 @@ def resolve_repository(store: Store, namespace: str, ref: dict[str, Any] | None,
                        default: dict[str, Any] | None) -> dict[str, Any]:
     """Argo's repository resolution; returns the ``status.artifactRepositoryRef`` object.
 
-    ``ref`` is ``spec.artifactRepositoryRef`` (or None); ``default`` the controller's default
-    repository (``{"oss": {...}}``) or None.
+    ``ref`` is ``spec.artifactRepositoryRef`` (or None); ``default`` the controller's built-in
+    default repository (``{"oss": {...}}``) or None, used when the controller's ConfigMap has no
+    ``artifactRepository`` (:func:`controller_repository`).
     """
     if ref:
         cm_name = str(ref.get("configMap") or ARTIFACT_REPOSITORIES)
@@ -172,10 +178,26 @@ def resolve_repository(store: Store, namespace: str, ref: dict[str, Any] | None,
         if default_key:
             return {"configMap": ARTIFACT_REPOSITORIES, "key": default_key, "namespace": namespace,
                     "artifactRepository": _repository_from(cm, ARTIFACT_REPOSITORIES, default_key)}
-    if default is None:
+    repo = controller_repository(store, default)
+    if repo is None:
         raise ArtifactError("no artifact repository: create the artifact-repositories ConfigMap in namespace "
                             f"{namespace} or set spec.artifactRepositoryRef")
-    return {"default": True, "artifactRepository": default}
+    return {"default": True, "artifactRepository": repo}
+
+
+def controller_repository(store: Store, builtin: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The controller's default repository: the ``artifactRepository`` key of its ConfigMap when
+    the ConfigMap and key exist (ArtifactError naming the key when the value is malformed), else
+    ``builtin``."""
+    cm = _config_map(store, ARGO_NAMESPACE, CONTROLLER_CONFIGMAP)
+    if cm is None or CONTROLLER_ARTIFACT_REPOSITORY_KEY not in (cm.get("data") or {}):
+        return builtin
+    try:
+        return _repository_from(cm, CONTROLLER_CONFIGMAP, CONTROLLER_ARTIFACT_REPOSITORY_KEY)
+    except ArtifactError as exc:
+        raise ArtifactError(f"the controller's default artifact repository ({ARGO_NAMESPACE}/"
+                            f"{CONTROLLER_CONFIGMAP} key {CONTROLLER_ARTIFACT_REPOSITORY_KEY}) is malformed: "
+                            f"{exc}") from exc
 
 
 def _repository_from(cm: dict[str, Any], cm_name: str, key: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from airflow_argo_eci.conventions import ANNOTATION_OUTPUTS, LABEL_COMPLETED, LABEL_PHASE, LABEL_WORKFLOW, now_rfc3339
@@ -89,6 +90,9 @@ class Controller:
         #: ConfigMap, and the keys used for locations that name no Secrets
         self.artifact_repository: dict[str, Any] | None = None
         self.artifact_credentials: tuple[str, str] | None = None
+        #: runs on each pod just created, before it starts (ECI's image caches, ``local/eci/``): a
+        #: ``(reason, message)`` answer ends the pod Failed with that reason instead of starting it
+        self.admit_pod: Callable[[dict[str, Any]], tuple[str, str] | None] | None = None
         self.oss_clients = OSSClients(paths.tls_cert)
         #: workflows whose reconcile pass raised: retried with backoff, then ended in Error
         self.failures = FailureTracker(log, retries=3, backoff=max(0.1, tick_seconds))
@@ -413,7 +417,7 @@ class Controller:
             if key in self._submitted:
                 return
             try:
-                self.store.create(PODS, request.namespace, pod)
+                created = self.store.create(PODS, request.namespace, pod)
             except ApiError as exc:
                 if exc.code == 409:
                     # created by an earlier pass whose status write lost a race: never run it twice
@@ -423,10 +427,27 @@ class Controller:
             self._submitted.add(key)
             if save_artifacts is not None:
                 self._savers[key] = save_artifacts
+        if self._refused(created, request):
+            return
         request.on_ready = lambda: self.mark_pod_ready(request.namespace, request.pod_name)
         self.runtime.submit(request, self._record_result)
         if self.runtime.is_running(request.namespace, request.pod_name):
             self.mark_pod_running(request.namespace, request.pod_name)
+
+    def _refused(self, pod: dict[str, Any], request: PodRequest) -> bool:
+        """Whether :attr:`admit_pod` refused the pod just created (it then ends Failed, never runs)."""
+        if self.admit_pod is None:
+            return False
+        refusal = self.admit_pod(pod)
+        if refusal is None:
+            return False
+        reason, message = refusal
+        now = now_rfc3339()
+        with self._lock:
+            self._savers.pop((request.namespace, request.pod_name), None)
+        self._record_result(PodResult(request.namespace, request.pod_name, -1, "", {}, message, "Error", now, now,
+                                      reason=reason))
+        return True
 
     def mark_pod_running(self, namespace: str, name: str) -> None:
         """Move a Pending pod to Running (the runtime started its process): its IP, and its
@@ -508,7 +529,7 @@ class Controller:
             status["phase"] = "Succeeded" if result.phase == "Succeeded" else "Failed"
             if result.message:
                 status["message"] = result.message
-            if result.reason == "Evicted":  # a pod-level reason, as the kubelet's eviction manager sets it
+            if result.reason and result.reason != "OOMKilled":  # a pod-level reason (eviction, ECI's refusal)
                 status["reason"] = result.reason
             status.setdefault("startTime", result.started_at)
             status.update(finished_containers(obj.get("spec") or {}, result))

@@ -31,7 +31,9 @@ def _signed_v1(date: str, path: str = "/bkt/key") -> dict[str, str]:
 
 
 def _one_line(caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
-    records = [r for r in caplog.records if r.name == LOGGER]
+    """The one line the store logged for this test's request (on ``/bkt``): every OSS store of the process logs
+    under ``LOGGER``, and requests another test left running may land in the same window."""
+    records = [r for r in caplog.records if r.name == LOGGER and " /bkt" in r.getMessage()]
     assert len(records) == 1, [r.getMessage() for r in records]
     assert records[0].exc_info is None and "\n" not in records[0].getMessage()
     return records[0]

@@ -1,0 +1,1 @@
+"""(package) the local ECI controller: ImageCaches and the image-cache hits of ECI pods."""
