@@ -84,7 +84,8 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "operators": [
             {"integration-name": _INTEGRATION,
-             "python-modules": ["airflow_argo_eci.operators.argo", "airflow_argo_eci.operators.preflight"]},
+             "python-modules": ["airflow_argo_eci.operators.argo", "airflow_argo_eci.operators.batch",
+                                "airflow_argo_eci.operators.preflight"]},
             {"integration-name": _OSS_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.oss"]},
             {"integration-name": _FLUID_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.fluid"]},
             {"integration-name": _ECI_INTEGRATION, "python-modules": ["airflow_argo_eci.operators.eci"]},

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_argo_eci.eci_conventions import (
@@ -33,7 +33,7 @@ from airflow_argo_eci.eci_conventions import (
     RETENTION_DAYS_MIN,
 )
 from airflow_argo_eci.errors import ArgoEciError, ConflictError, NotFoundError, WorkflowSpecError
-from airflow_argo_eci.operation_drivers import arun_operation, run_operation
+from airflow_argo_eci.operation_drivers import HookCall, arun_operation, fenced_kill_steps, run_operation
 
 if TYPE_CHECKING:
     from airflow_argo_eci.hooks.eci import EciHook
@@ -472,41 +472,13 @@ def kill_decision(cache: Mapping[str, Any] | None, ref: CacheRef, delete: bool) 
     return "apply", "delete_on_kill=True: deleting it"
 
 
-@dataclass(frozen=True)
-class EciCall:
-    """One :class:`EciHook` call, made by :meth:`call` (sync) or :meth:`acall` (its ``a`` twin)."""
-
-    method: Literal["get_image_cache", "delete_image_cache"]
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def call(self, hook: EciHook) -> Any:
-        return getattr(hook, self.method)(*self.args, **self.kwargs)
-
-    async def acall(self, hook: EciHook) -> Any:
-        return await getattr(hook, f"a{self.method}")(*self.args, **self.kwargs)
-
-
-def kill_steps(ref: CacheRef, delete: bool) -> Generator[EciCall, Any, str]:
-    """A kill written once for the sync and the async path: read, :func:`kill_decision`, delete
-    fenced by uid; returns the sentence for the task log."""
-    where = f"ImageCache {ref.name}"
-    current: dict[str, Any] | None = None
-    if delete and ref.owned:
-        try:
-            current = yield EciCall("get_image_cache", (ref.name,))
-        except NotFoundError:
-            current = None
-    decision, why = kill_decision(current, ref, delete)
-    if decision != "apply":
-        return f"{where}: {why}"
-    try:
-        yield EciCall("delete_image_cache", (ref.name,), {"uid": ref.uid})
-    except NotFoundError:
-        return f"{where} is already gone"
-    except ConflictError:
-        return f"{where} was replaced by a same-named successor: left alone"
-    return f"{where}: deleted (delete_on_kill=True)"
+def kill_steps(ref: CacheRef, delete: bool) -> Generator[HookCall, Any, str]:
+    """A kill written once for the sync and the async path (:func:`fenced_kill_steps`): read,
+    :func:`kill_decision`, delete fenced by uid; returns the sentence for the task log."""
+    read = HookCall("get_image_cache", (ref.name,)) if delete and ref.owned else None
+    return fenced_kill_steps(f"ImageCache {ref.name}", read,
+                             HookCall("delete_image_cache", (ref.name,), {"uid": ref.uid}),
+                             lambda current: kill_decision(current, ref, delete), "deleted (delete_on_kill=True)")
 
 
 async def arun_kill(hook: EciHook, ref: CacheRef, delete: bool) -> str:

@@ -29,7 +29,8 @@ from airflow_argo_eci.fluid_conventions import (
     DATASET_KIND,
     POLICY_CRON,
 )
-from airflow_argo_eci.operation_drivers import arun_operation, run_operation
+from airflow_argo_eci.object_refs import ObjectRef
+from airflow_argo_eci.operation_drivers import HookCall, arun_operation, fenced_kill_steps, run_operation
 from airflow_argo_eci.workflows import reattach_selector
 
 if TYPE_CHECKING:
@@ -239,23 +240,6 @@ class DataLoadRequest:
         return {"apiVersion": API_VERSION, "kind": DATALOAD_KIND, "metadata": meta, "spec": spec}
 
 
-@dataclass(frozen=True)
-class ObjectRef:
-    """Which Fluid object a task owns; ``uid`` fences it against a same-named successor."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "namespace": self.namespace, "uid": self.uid}
-
-    @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
-        meta = obj.get("metadata") or {}
-        return cls(str(meta["name"]), str(meta.get("namespace", "")), str(meta.get("uid", "")))
-
-
 # ---------------------------------------------------------------------------- the lifecycle
 
 
@@ -397,41 +381,15 @@ def kill_decision(dataload: Mapping[str, Any] | None, uid: str, action: str) -> 
     return "apply", f"applying on_kill_action={action}"
 
 
-@dataclass(frozen=True)
-class FluidCall:
-    """One :class:`FluidHook` call, made by :meth:`call` (sync) or :meth:`acall` (its ``a`` twin)."""
-
-    method: Literal["get_object", "delete_object"]
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def call(self, hook: FluidHook) -> Any:
-        return getattr(hook, self.method)(*self.args, **self.kwargs)
-
-    async def acall(self, hook: FluidHook) -> Any:
-        return await getattr(hook, f"a{self.method}")(*self.args, **self.kwargs)
-
-
-def kill_steps(ref: ObjectRef, action: str) -> Generator[FluidCall, Any, str]:
-    """A kill written once for the sync and the async path: read, :func:`kill_decision`, delete
-    fenced by uid; returns the sentence for the task log."""
-    where = f"DataLoad {ref.namespace}/{ref.name}"
-    current: dict[str, Any] | None = None
-    if action != "keep":
-        try:
-            current = yield FluidCall("get_object", (DATALOAD_KIND, ref.name, ref.namespace))
-        except NotFoundError:
-            current = None
-    decision, why = kill_decision(current, ref.uid, action)
-    if decision != "apply":
-        return f"{where}: {why}"
-    try:
-        yield FluidCall("delete_object", (DATALOAD_KIND, ref.name, ref.namespace), {"uid": ref.uid})
-    except NotFoundError:
-        return f"{where} is already gone"
-    except ConflictError:
-        return f"{where} was replaced by a same-named successor: left alone"
-    return f"{where}: applied on_kill_action={action}"
+def kill_steps(ref: ObjectRef, action: str) -> Generator[HookCall, Any, str]:
+    """A kill written once for the sync and the async path (:func:`fenced_kill_steps`): read,
+    :func:`kill_decision`, delete fenced by uid; returns the sentence for the task log."""
+    where = (DATALOAD_KIND, ref.name, ref.namespace)
+    return fenced_kill_steps(f"DataLoad {ref.namespace}/{ref.name}",
+                             HookCall("get_object", where) if action != "keep" else None,
+                             HookCall("delete_object", where, {"uid": ref.uid}),
+                             lambda current: kill_decision(current, ref.uid, action),
+                             f"applied on_kill_action={action}")
 
 
 async def arun_kill(hook: FluidHook, ref: ObjectRef, action: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from airflow_argo_eci import operation_drivers
 from airflow_argo_eci.errors import (
     ArgoEciError,
     ConflictError,
@@ -19,6 +20,7 @@ from airflow_argo_eci.errors import (
     WorkflowFailedError,
     WorkflowSpecError,
 )
+from airflow_argo_eci.object_refs import ObjectRef
 from airflow_argo_eci.operation_drivers import arun_operation, run_operation
 from airflow_argo_eci.workflows import (
     failed_nodes,
@@ -39,21 +41,8 @@ KILL_ACTIONS: tuple[str, ...] = ("stop", "terminate", "delete", "keep")
 FINISH_ACTIONS: tuple[str, ...] = ("keep", "delete", "delete_succeeded")
 
 
-@dataclass(frozen=True)
-class WorkflowRef:
-    """Which workflow a task owns; ``uid`` fences it against a same-named successor."""
-
-    name: str
-    namespace: str
-    uid: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "namespace": self.namespace, "uid": self.uid}
-
-    @classmethod
-    def from_workflow(cls, workflow: Mapping[str, Any]) -> WorkflowRef:
-        meta = workflow.get("metadata") or {}
-        return cls(meta["name"], meta.get("namespace", ""), meta.get("uid", ""))
+#: which workflow a task owns (the shared :class:`~airflow_argo_eci.object_refs.ObjectRef`)
+WorkflowRef = ObjectRef
 
 
 @dataclass
@@ -263,33 +252,28 @@ def kill_decision(workflow: Mapping[str, Any] | None, uid: str, action: str) -> 
 HookMethod = Literal["get_workflow", "stop_workflow", "terminate_workflow", "delete_workflow"]
 
 
-@dataclass(frozen=True)
-class HookCall:
-    """One call of an :class:`ArgoWorkflowsHook` method on a workflow, made by :meth:`call` (sync)
-    or :meth:`acall` (the ``a``-prefixed async method with the same arguments)."""
+class WorkflowCall(operation_drivers.HookCall):
+    """One call of an :class:`ArgoWorkflowsHook` method on workflow ``name``:
+    ``hook.<method>(name, **kwargs)`` by :meth:`call` (sync) or the ``a``-prefixed async method
+    with the same arguments by :meth:`acall`."""
 
-    method: HookMethod
-    name: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-    def call(self, hook: ArgoWorkflowsHook) -> Any:
-        """``hook.<method>(name, **kwargs)``."""
-        return getattr(hook, self.method)(self.name, **self.kwargs)
-
-    async def acall(self, hook: ArgoWorkflowsHook) -> Any:
-        """``await hook.a<method>(name, **kwargs)``."""
-        return await getattr(hook, f"a{self.method}")(self.name, **self.kwargs)
+    def __init__(self, method: HookMethod, name: str, kwargs: Mapping[str, Any] | None = None) -> None:
+        super().__init__(method, (name,), {} if kwargs is None else kwargs)
 
 
-def kill_call(ref: WorkflowRef, action: str) -> HookCall:
+#: the name :class:`WorkflowCall` is also imported by
+HookCall = WorkflowCall
+
+
+def kill_call(ref: WorkflowRef, action: str) -> WorkflowCall:
     """The request a kill with ``action`` (stop, terminate or delete) makes, fenced by ``ref.uid``."""
     fenced: dict[str, Any] = {"namespace": ref.namespace, "uid": ref.uid}
     if action == "stop":
-        return HookCall("stop_workflow", ref.name, {**fenced, "message": KILL_STOP_MESSAGE})
+        return WorkflowCall("stop_workflow", ref.name, {**fenced, "message": KILL_STOP_MESSAGE})
     if action == "terminate":
-        return HookCall("terminate_workflow", ref.name, fenced)
+        return WorkflowCall("terminate_workflow", ref.name, fenced)
     if action == "delete":
-        return HookCall("delete_workflow", ref.name, fenced)
+        return WorkflowCall("delete_workflow", ref.name, fenced)
     raise WorkflowSpecError(f"on_kill_action={action!r} makes no request: use one of stop, terminate, delete")
 
 
@@ -311,7 +295,7 @@ def kill_outcome(ref: WorkflowRef, action: str, error: Exception | None) -> str:
     raise error
 
 
-def kill_steps(ref: WorkflowRef, action: str) -> Generator[HookCall, Any, str]:
+def kill_steps(ref: WorkflowRef, action: str) -> Generator[WorkflowCall, Any, str]:
     """A kill, written once for the sync and the async path: read the workflow, :func:`kill_decision`,
     :func:`kill_call`, :func:`kill_outcome`. Yields the hook calls to make (a call's error is thrown
     in) and returns the sentence for the task log; :func:`run_kill` / :func:`arun_kill` drive it."""
@@ -319,7 +303,7 @@ def kill_steps(ref: WorkflowRef, action: str) -> Generator[HookCall, Any, str]:
     current: dict[str, Any] | None = None
     if action != "keep":
         try:
-            current = yield HookCall("get_workflow", ref.name, {"namespace": ref.namespace})
+            current = yield WorkflowCall("get_workflow", ref.name, {"namespace": ref.namespace})
         except NotFoundError:
             current = None
     decision, why = kill_decision(current, ref.uid, action)

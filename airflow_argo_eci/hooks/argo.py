@@ -42,9 +42,9 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_argo_eci.errors import ArgoApiError, ArgoEciError, WorkflowSpecError
+from airflow_argo_eci.errors import ArgoEciError, WorkflowSpecError
 from airflow_argo_eci.hooks.argo_connection import ArgoConnectionMixin, ArgoConnectionSettings
-from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
+from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name, check_template_body
 from airflow_argo_eci.hooks.argo_transport import WorkflowTransport
 from airflow_argo_eci.hooks.connection_form import UI_FIELD_BEHAVIOUR
 from airflow_argo_eci.workflows import workflow_pods
@@ -218,6 +218,16 @@ class ArgoWorkflowsHook(ArgoConnectionMixin, BaseHook):
         t = self.get_conn()
         return t.run(t.operations.get_workflow_template(check_name("workflow template", name), self._ns(namespace)))
 
+    def apply_workflow_template(self, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Create the WorkflowTemplate ``body`` or update the one of its name (``metadata.name``) to
+        it: idempotent, an unchanged template is not written again; a concurrent writer's 409 makes
+        it read and try again. ``namespace`` defaults to ``metadata.namespace``, then the
+        connection's. Returns the stored WorkflowTemplate."""
+        meta = body.get("metadata") if isinstance(body, Mapping) else None
+        ns = self._ns(namespace or (meta.get("namespace") if isinstance(meta, Mapping) else None) or None)
+        t = self.get_conn()
+        return t.run(t.operations.apply_workflow_template(check_template_body(body, ns), ns))
+
     def get_cluster_workflow_template(self, name: str) -> dict[str, Any]:
         """The ClusterWorkflowTemplate ``name``."""
         t = self.get_conn()
@@ -299,16 +309,14 @@ class ArgoWorkflowsHook(ArgoConnectionMixin, BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """List one workflow in the connection's namespace; ``(ok, message)``, never raises."""
-        try:
+
+        def probe() -> str:
             transport = self.get_conn()
             namespace = transport.default_namespace
             transport.run(transport.operations.probe(namespace))
-            where = transport.endpoint()
-        except ArgoApiError as exc:
-            return False, f"Connection {self.argo_conn_id!r} failed: {exc}"
-        except Exception as exc:
-            return False, f"Connection {self.argo_conn_id!r} is not usable: {type(exc).__name__}: {exc}"
-        return True, f"Connected to {where}: listed workflows in namespace {namespace!r}"
+            return f"Connected to {transport.endpoint()}: listed workflows in namespace {namespace!r}"
+
+        return self._test_connection(probe, "failed")
 
     # ------------------------------------------------------------------ async
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-from airflow_argo_eci.errors import WorkflowSpecError
+from airflow_argo_eci.errors import ArgoApiError, WorkflowSpecError
 from airflow_argo_eci.hooks._masking import mask, mask_kubeconfig
 
 log = logging.getLogger(__name__)
@@ -254,3 +254,15 @@ class ArgoConnectionMixin:
             conn = await self.aget_connection(self.argo_conn_id)  # type: ignore[attr-defined]
             self._settings = settings_from_connection(conn)
         return self._settings
+
+    def _test_connection(self, probe: Callable[[], str], unreachable: str) -> tuple[bool, str]:
+        """``(ok, message)`` of a connection test, never raising: ``probe`` makes the test's
+        request and returns the sentence of success; an API error is ``Connection 'id'
+        <unreachable>: <error>``, any other error (a missing or invalid connection) says it is not usable."""
+        try:
+            success = probe()
+        except ArgoApiError as exc:
+            return False, f"Connection {self.argo_conn_id!r} {unreachable}: {exc}"
+        except Exception as exc:
+            return False, f"Connection {self.argo_conn_id!r} is not usable: {type(exc).__name__}: {exc}"
+        return True, success

@@ -28,6 +28,7 @@ from airflow_argo_eci.hooks.argo_requests import (
     Operation,
     QueryValue,
     WorkflowList,
+    apply_object,
     call,
     check_body,
     delete_options,
@@ -105,6 +106,19 @@ def delete_request(name: str, namespace: str, uid: str = "") -> ApiRequest:
     """DELETE a Workflow; with ``uid``, ``DeleteOptions.preconditions.uid`` fences it."""
     return ApiRequest("DELETE", resource_path(namespace, WORKFLOWS, name), f"delete workflow {namespace}/{name}",
                       body=delete_options(uid))
+
+
+def create_template_request(body: dict[str, Any], namespace: str) -> ApiRequest:
+    """POST a WorkflowTemplate (a repeat after it took effect answers 409 AlreadyExists)."""
+    return ApiRequest("POST", resource_path(namespace, WORKFLOW_TEMPLATES),
+                      f"create workflow template {namespace}/{body['metadata']['name']}", body=body, idempotent=False)
+
+
+def replace_template_request(body: dict[str, Any], namespace: str) -> ApiRequest:
+    """PUT a whole WorkflowTemplate (``metadata.resourceVersion`` makes a stale write a 409)."""
+    name = body["metadata"]["name"]
+    return ApiRequest("PUT", resource_path(namespace, WORKFLOW_TEMPLATES, name),
+                      f"update workflow template {namespace}/{name}", body=body)
 
 
 def pods_request(context: str, namespace: str, label_selector: str) -> ApiRequest:
@@ -253,6 +267,12 @@ class KubernetesOperations:
 
     def get_workflow_template(self, name: str, namespace: str) -> Operation[dict[str, Any]]:
         return call(get_request(name, namespace, WORKFLOW_TEMPLATES, "workflow template"))
+
+    def apply_workflow_template(self, body: dict[str, Any], namespace: str) -> Operation[dict[str, Any]]:
+        name = body["metadata"]["name"]
+        return apply_object(
+            body, lambda: get_request(name, namespace, WORKFLOW_TEMPLATES, "workflow template"),
+            lambda new: create_template_request(new, namespace), lambda new: replace_template_request(new, namespace))
 
     def get_cluster_workflow_template(self, name: str) -> Operation[dict[str, Any]]:
         return call(ApiRequest("GET", f"{_ARGO}/{CLUSTER_WORKFLOW_TEMPLATES}/{_q(name)}",

@@ -177,3 +177,75 @@ def check_body(body: Any) -> dict[str, Any]:
 def status_error_from_event(obj: Mapping[str, Any], context: str) -> ArgoApiError:
     """The error an ERROR watch event (a ``Status`` object) stands for (410 -> GoneError)."""
     return api_error_from_status(int(obj.get("code") or 500), json.dumps(dict(obj)), context=context)
+
+
+#: how often a create-or-update starts over after losing a race (409 from the create or the update)
+APPLY_ATTEMPTS = 3
+
+
+def check_template_body(body: Any, namespace: str) -> dict[str, Any]:
+    """A WorkflowTemplate body as a new dict: apiVersion/kind defaulted, ``metadata.namespace`` set
+    to ``namespace`` (a different one is an error), ``status``/``resourceVersion`` dropped."""
+    if not isinstance(body, Mapping):
+        raise WorkflowSpecError(f"workflow template body must be a mapping, got {type(body).__name__}")
+    wt = copy.deepcopy(dict(body))
+    wt.setdefault("apiVersion", API_VERSION)
+    wt.setdefault("kind", "WorkflowTemplate")
+    if wt["kind"] != "WorkflowTemplate":
+        raise WorkflowSpecError(f"workflow template body: kind must be 'WorkflowTemplate', got {wt['kind']!r}")
+    meta = wt.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise WorkflowSpecError("workflow template body: metadata.name is required (templates are applied by name)")
+    if meta.get("namespace") not in (None, "", namespace):
+        raise WorkflowSpecError(f"workflow template body: metadata.namespace {meta['namespace']!r} differs from the "
+                                f"namespace {namespace!r} it is applied to: drop one of them")
+    meta["namespace"] = namespace
+    meta.pop("resourceVersion", None)
+    wt.pop("status", None)
+    return wt
+
+
+def _unchanged(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether ``current`` already has ``desired``'s spec, labels and annotations."""
+    cur_meta, new_meta = current.get("metadata") or {}, desired.get("metadata") or {}
+    return current.get("spec") == desired.get("spec") and all(
+        (cur_meta.get(k) or {}) == (new_meta.get(k) or {}) for k in ("labels", "annotations"))
+
+
+def apply_object(
+    desired: dict[str, Any],
+    get: Callable[[], ApiRequest],
+    create: Callable[[dict[str, Any]], ApiRequest],
+    update: Callable[[dict[str, Any]], ApiRequest],
+) -> Operation[dict[str, Any]]:
+    """Create-or-update, idempotently: GET the object; absent -> ``create(desired)``; equal in spec,
+    labels and annotations -> nothing is written; else ``update`` of ``desired`` carrying the read
+    ``resourceVersion``. A 409 (another writer won the race) starts over, at most
+    :data:`APPLY_ATTEMPTS` times. Returns the stored object."""
+    last: ConflictError | None = None
+    for _ in range(APPLY_ATTEMPTS):
+        try:
+            current = yield get()
+        except ArgoApiError as exc:
+            if exc.status != 404:
+                raise
+            try:
+                created: dict[str, Any] = yield create(copy.deepcopy(desired))
+            except ConflictError as conflict:
+                last = conflict
+                continue
+            return created
+        if _unchanged(current, desired):
+            return dict(current)
+        body = copy.deepcopy(desired)
+        version = (current.get("metadata") or {}).get("resourceVersion")
+        if version:
+            body["metadata"]["resourceVersion"] = version
+        try:
+            updated: dict[str, Any] = yield update(body)
+        except ConflictError as conflict:
+            last = conflict
+            continue
+        return updated
+    assert last is not None
+    raise last

@@ -16,6 +16,7 @@ from airflow_argo_eci.hooks.argo_requests import (
     Operation,
     QueryValue,
     WorkflowList,
+    apply_object,
     call,
     check_body,
     check_uid,
@@ -91,6 +92,31 @@ def delete_request(name: str, namespace: str, uid: str = "") -> ApiRequest:
                       tuple(delete_precondition_params(uid).items()))
 
 
+def template_path(namespace: str, name: str = "") -> str:
+    """``/api/v1/workflow-templates/{ns}[/{name}]``."""
+    path = f"/api/v1/workflow-templates/{_q(namespace)}"
+    return f"{path}/{_q(name)}" if name else path
+
+
+def get_template_request(name: str, namespace: str) -> ApiRequest:
+    """GET one WorkflowTemplate."""
+    return ApiRequest("GET", template_path(namespace, name), f"get workflow template {namespace}/{name}")
+
+
+def create_template_request(body: dict[str, Any], namespace: str) -> ApiRequest:
+    """POST a WorkflowTemplate (``WorkflowTemplateCreateRequest``; a repeat answers 409)."""
+    return ApiRequest("POST", template_path(namespace),
+                      f"create workflow template {namespace}/{body['metadata']['name']}",
+                      body={"namespace": namespace, "template": body}, idempotent=False)
+
+
+def update_template_request(body: dict[str, Any], namespace: str) -> ApiRequest:
+    """PUT a whole WorkflowTemplate (``WorkflowTemplateUpdateRequest``; a stale resourceVersion is a 409)."""
+    name = body["metadata"]["name"]
+    return ApiRequest("PUT", template_path(namespace, name), f"update workflow template {namespace}/{name}",
+                      body={"name": name, "namespace": namespace, "template": body})
+
+
 class ArgoServerOperations:
     """The workflow operations over the Argo Server (see :class:`WorkflowOperations`)."""
 
@@ -159,8 +185,13 @@ class ArgoServerOperations:
         return call(action_request("resubmit", name, namespace, body, idempotent=False))
 
     def get_workflow_template(self, name: str, namespace: str) -> Operation[dict[str, Any]]:
-        return call(ApiRequest("GET", f"/api/v1/workflow-templates/{_q(namespace)}/{_q(name)}",
-                               f"get workflow template {namespace}/{name}"))
+        return call(get_template_request(name, namespace))
+
+    def apply_workflow_template(self, body: dict[str, Any], namespace: str) -> Operation[dict[str, Any]]:
+        name = body["metadata"]["name"]
+        return apply_object(
+            body, lambda: get_template_request(name, namespace),
+            lambda new: create_template_request(new, namespace), lambda new: update_template_request(new, namespace))
 
     def get_cluster_workflow_template(self, name: str) -> Operation[dict[str, Any]]:
         return call(ApiRequest("GET", f"/api/v1/cluster-workflow-templates/{_q(name)}",

@@ -70,6 +70,11 @@ class WorkflowOperations(Protocol):
         """The WorkflowTemplate ``name``."""
         ...
 
+    def apply_workflow_template(self, body: dict[str, Any], namespace: str) -> Operation[dict[str, Any]]:
+        """Create the WorkflowTemplate ``body`` (checked, namespaced), or update the one of its name
+        to it; nothing is written when it already matches. Returns the stored object."""
+        ...
+
     def get_cluster_workflow_template(self, name: str) -> Operation[dict[str, Any]]:
         """The ClusterWorkflowTemplate ``name``."""
         ...

@@ -6,6 +6,7 @@ transport, with its kubeconfig / in-cluster configuration, TLS settings, timeout
 A connection with the ``argo_server`` transport reaches only the Argo Server's API: it can read
 the Argo version (``/api/v1/version``); every Kubernetes read raises
 :class:`~airflow_argo_eci.errors.WorkflowSpecError` saying so, which the preflight reports as unknown.
+Its one write, :meth:`ClusterReader.apply_config_map`, creates or updates a job queue's ConfigMap.
 
 :class:`ClusterReader` needs no Airflow (the ``doctor`` command builds it from a kubeconfig);
 :class:`ClusterHook` makes one from an Airflow connection.
@@ -82,6 +83,22 @@ class ClusterReader:
     def get_config_map(self, namespace: str, name: str) -> dict[str, Any]:
         """The ConfigMap ``namespace/name``."""
         return self._kube(self._operations.get_config_map(namespace, name), f"configmap {namespace}/{name}")
+
+    def apply_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create-or-update the ConfigMap ``body`` in ``namespace`` (idempotent: an equal one is not
+        written; see :meth:`ClusterOperations.apply_config_map`). The Argo Server has no ConfigMap API:
+        over an ``argo_server`` connection this raises :class:`WorkflowSpecError` saying the ConfigMap
+        must be created by a cluster admin (``kubectl apply``) or through a ``kubernetes`` connection."""
+        name = (body.get("metadata") or {}).get("name", "")
+        if self.settings.transport != "kubernetes":
+            data = " ".join(f"--from-literal={k}={v}" for k, v in sorted((body.get("data") or {}).items()))
+            raise WorkflowSpecError(
+                f"connection {self.settings.conn_id!r} uses the {self.settings.transport} transport: the Argo Server "
+                f"cannot create ConfigMaps, so configmap {namespace}/{name} must exist before the workflow runs; "
+                f"have a cluster admin create it (kubectl -n {namespace} create configmap {name} {data}) or use a "
+                "connection with transport 'kubernetes'")
+        runner: RequestRunner = self._runner()
+        return runner.run(self._operations.apply_config_map(namespace, body))
 
     def access_review(self, namespace: str, verb: str, resource: str, group: str = "",
                       subresource: str = "") -> dict[str, Any]:

@@ -17,19 +17,14 @@ no method takes one.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import BaseHook
 
 from airflow_argo_eci.eci_conventions import IMAGE_CACHE_KIND, IMAGE_CACHES
-from airflow_argo_eci.errors import ArgoApiError
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
 from airflow_argo_eci.hooks.eci_requests import IMAGE_CACHES_PATH, EciOperations
 from airflow_argo_eci.hooks.kubernetes_objects import KubernetesObjectsMixin
-
-if TYPE_CHECKING:
-    from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings
-    from airflow_argo_eci.hooks.argo_kubernetes_transport import KubernetesTransport
 
 __all__ = ["EciHook", "ImageCacheSource"]
 
@@ -47,10 +42,7 @@ class EciHook(KubernetesObjectsMixin, BaseHook):
     objects_title = "ECI's ImageCaches"
 
     def __init__(self, argo_conn_id: str = default_conn_name) -> None:
-        super().__init__()
-        self.argo_conn_id = argo_conn_id
-        self._settings: ArgoConnectionSettings | None = None
-        self._transport: KubernetesTransport | None = None
+        super().__init__(argo_conn_id)
         self._operations = EciOperations()
 
     # ------------------------------------------------------------------ sync
@@ -74,15 +66,13 @@ class EciHook(KubernetesObjectsMixin, BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """List one ImageCache; ``(ok, message)``, never raises."""
-        try:
+
+        def probe() -> str:
             transport = self.get_conn()
             transport.run(self._operations.probe())
-            where = transport.endpoint()
-        except ArgoApiError as exc:
-            return False, f"Connection {self.argo_conn_id!r} cannot reach ECI's ImageCache API: {exc}"
-        except Exception as exc:
-            return False, f"Connection {self.argo_conn_id!r} is not usable: {type(exc).__name__}: {exc}"
-        return True, f"Connected to {where}: listed ImageCaches"
+            return f"Connected to {transport.endpoint()}: listed ImageCaches"
+
+        return self._test_connection(probe, "cannot reach ECI's ImageCache API")
 
     # ------------------------------------------------------------------ async
 

@@ -18,19 +18,15 @@ method has an ``a``-prefixed async twin returning the same types. Methods take t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_argo_eci.errors import ArgoApiError, NotFoundError
+from airflow_argo_eci.errors import NotFoundError
 from airflow_argo_eci.fluid_conventions import DATALOAD_KIND, DATASET_KIND, RUNTIME_PLURALS
-from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name
 from airflow_argo_eci.hooks.fluid_requests import FluidOperations, fluid_path, plural_of
 from airflow_argo_eci.hooks.kubernetes_objects import KubernetesObjectsMixin
-
-if TYPE_CHECKING:
-    from airflow_argo_eci.hooks.argo_kubernetes_transport import KubernetesTransport
 
 __all__ = ["FluidHook", "FluidObjectSource"]
 
@@ -48,10 +44,7 @@ class FluidHook(KubernetesObjectsMixin, BaseHook):
     objects_title = "Fluid's objects"
 
     def __init__(self, argo_conn_id: str = default_conn_name) -> None:
-        super().__init__()
-        self.argo_conn_id = argo_conn_id
-        self._settings: ArgoConnectionSettings | None = None
-        self._transport: KubernetesTransport | None = None
+        super().__init__(argo_conn_id)
         self._operations = FluidOperations()
 
     # ------------------------------------------------------------------ namespace
@@ -120,16 +113,14 @@ class FluidHook(KubernetesObjectsMixin, BaseHook):
 
     def test_connection(self) -> tuple[bool, str]:
         """List one Dataset in the connection's namespace; ``(ok, message)``, never raises."""
-        try:
+
+        def probe() -> str:
             transport = self.get_conn()
             namespace = transport.default_namespace
             transport.run(self._operations.probe(namespace))
-            where = transport.endpoint()
-        except ArgoApiError as exc:
-            return False, f"Connection {self.argo_conn_id!r} cannot reach Fluid's API: {exc}"
-        except Exception as exc:
-            return False, f"Connection {self.argo_conn_id!r} is not usable: {type(exc).__name__}: {exc}"
-        return True, f"Connected to {where}: listed Fluid datasets in namespace {namespace!r}"
+            return f"Connected to {transport.endpoint()}: listed Fluid datasets in namespace {namespace!r}"
+
+        return self._test_connection(probe, "cannot reach Fluid's API")
 
     # ------------------------------------------------------------------ objects (async)
 

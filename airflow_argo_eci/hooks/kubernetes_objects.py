@@ -17,12 +17,18 @@ __all__ = ["KubernetesObjectsMixin"]
 class KubernetesObjectsMixin(ArgoConnectionMixin):
     """The transport of a hook whose objects are Kubernetes custom objects (Fluid's, ECI's):
     only a connection with transport ``kubernetes`` reaches them; any other is refused with a
-    :class:`~airflow_argo_eci.errors.WorkflowSpecError` naming :attr:`objects_title`. The hook's
-    ``__init__`` sets ``argo_conn_id``, ``_settings = None`` and ``_transport = None``."""
+    :class:`~airflow_argo_eci.errors.WorkflowSpecError` naming :attr:`objects_title`."""
 
     #: what the hook reaches, for the refusal (``"Fluid's objects"``)
     objects_title: str = "these objects"
     _transport: KubernetesTransport | None = None
+
+    def __init__(self, argo_conn_id: str) -> None:
+        """A hook on connection ``argo_conn_id``; its settings and transport are made on first use."""
+        super().__init__()
+        self.argo_conn_id = argo_conn_id
+        self._settings = None
+        self._transport = None
 
     def _make_transport(self, settings: ArgoConnectionSettings) -> KubernetesTransport:
         if self._transport is None:

@@ -105,4 +105,9 @@ class ExplainedTemplatesMixin:
                 items.append(self._render_walk(value, context, jinja_env, seen_oids))
                 path.pop()
             return type(content)(items)
+        if path and isinstance(content, str) and content.endswith(tuple(self.template_ext)):  # type: ignore[attr-defined]
+            # a string inside a dict or a list is text (an argument "out.json", a path "/tmp/x.yaml"), never
+            # the name of a template file: only a whole field's value may be one
+            env = jinja_env or self.get_template_env()  # type: ignore[attr-defined]
+            return self._render(env.from_string(content), context)  # type: ignore[attr-defined]
         return super().render_template(content, context, jinja_env, seen_oids)  # type: ignore[misc]

@@ -2,7 +2,9 @@
 
 It subscribes to the process-wide :mod:`~airflow_argo_eci.triggers.watch_hub` with the ImageCache
 kind (cluster-scoped: one LIST+WATCH of ImageCaches per connection for every such trigger of a
-triggerer) and yields exactly one event, shaped as the Fluid and Argo triggers'::
+triggerer) and yields exactly one event
+(:class:`~airflow_argo_eci.triggers.watched_object.WatchedObjectTrigger`), shaped as the Fluid and
+Argo triggers'::
 
     {"status": "success" | "failure" | "timeout" | "error",
      "ids": {"name": ..., "namespace": "", "uid": ...},
@@ -17,18 +19,13 @@ deferred task, :meth:`EciImageCacheTrigger.on_kill` deletes the cache (fenced by
 
 from __future__ import annotations
 
-import asyncio
-import math
-import time
-from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_argo_eci.eci_image_caches import CacheRef, ProgressLog, arun_kill, judge_image_cache
 from airflow_argo_eci.errors import WorkflowSpecError
-from airflow_argo_eci.triggers.watch_hub import WatchedKind, get_hub
+from airflow_argo_eci.triggers.watch_hub import WatchedKind
+from airflow_argo_eci.triggers.watched_object import WatchedObjectTrigger, check_non_empty, check_timing
 
 if TYPE_CHECKING:
     from airflow_argo_eci.hooks.eci import EciHook
@@ -36,11 +33,9 @@ if TYPE_CHECKING:
 CLASSPATH = "airflow_argo_eci.triggers.eci.EciImageCacheTrigger"
 #: the watch hub's view of ImageCaches
 IMAGE_CACHE_WATCHED = WatchedKind("ImageCache", judge_image_cache, cluster_scoped=True)
-#: the longest an ``on_kill`` API call may take
-ON_KILL_TIMEOUT = 20.0
 
 
-class EciImageCacheTrigger(BaseTrigger):
+class EciImageCacheTrigger(WatchedObjectTrigger):
     """Wait for ImageCache ``name`` (fenced by ``uid``) to be ``Ready`` or ``Failed``.
 
     :param name: the ImageCache's name
@@ -50,6 +45,8 @@ class EciImageCacheTrigger(BaseTrigger):
     :param end_at: absolute deadline (UNIX seconds); past it a ``timeout`` event. None: no deadline.
     :param delete_on_kill: :meth:`on_kill` deletes the cache when it is not Ready yet
     """
+
+    watched = IMAGE_CACHE_WATCHED
 
     def __init__(
         self,
@@ -62,20 +59,12 @@ class EciImageCacheTrigger(BaseTrigger):
         delete_on_kill: bool = False,
     ) -> None:
         super().__init__()
-        for what, value in (("name", name), ("argo_conn_id", argo_conn_id)):
-            if not isinstance(value, str) or not value:
-                raise WorkflowSpecError(f"EciImageCacheTrigger: {what} must be a non-empty string (got {value!r})")
+        check_non_empty("EciImageCacheTrigger", (("name", name), ("argo_conn_id", argo_conn_id)))
         if not isinstance(uid, str):
             raise WorkflowSpecError(f"EciImageCacheTrigger: uid must be a string (got {uid!r})")
-        if isinstance(progress_interval, bool) or not isinstance(progress_interval, (int, float)) \
-                or not progress_interval > 0:
-            raise WorkflowSpecError(f"EciImageCacheTrigger: progress_interval must be a number of seconds > 0 "
-                                    f"(got {progress_interval!r})")
-        if end_at is not None and (isinstance(end_at, bool) or not isinstance(end_at, (int, float))
-                                   or not math.isfinite(end_at)):
-            raise WorkflowSpecError(f"EciImageCacheTrigger: end_at must be a UNIX timestamp in seconds or None "
-                                    f"(got {end_at!r})")
+        check_timing("EciImageCacheTrigger", progress_interval, "progress_interval", end_at)
         self.name = name
+        self.namespace = ""  # the kind is cluster-scoped
         self.uid = uid
         self.argo_conn_id = argo_conn_id
         self.progress_interval = progress_interval
@@ -99,57 +88,21 @@ class EciImageCacheTrigger(BaseTrigger):
 
         return ImageCacheSource(self._hook())
 
-    def _event(self, status: str, message: str, phase: str = "", uid: str = "", rv: str = "") -> TriggerEvent:
-        return TriggerEvent({
-            "status": status, "ids": {"name": self.name, "namespace": "", "uid": uid or self.uid},
-            "message": message, "phase": phase, "resource_version": rv, "log_cursor": {},
-        })
+    def _timeout_message(self, deadline: str) -> str:
+        return f"ImageCache {self.name} was not Ready by {deadline}"
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Yield exactly one event: the cache's outcome, or ``timeout`` past ``end_at``."""
-        remaining = None if self.end_at is None else self.end_at - time.time()
-        deadline = datetime.fromtimestamp(self.end_at or 0, tz=timezone.utc).isoformat(timespec="seconds")
-        timeout = self._event("timeout", f"ImageCache {self.name} was not Ready by {deadline}")
-        if remaining is not None and remaining <= 0:
-            yield timeout
-            return
-        subscription = get_hub().subscribe(self.argo_conn_id, "", self.name, self.uid, self._source,
-                                           kind=IMAGE_CACHE_WATCHED)
-        progress = asyncio.ensure_future(self._report_progress())
-        try:
-            outcome = await asyncio.wait_for(subscription.wait(), remaining)
-        except asyncio.TimeoutError:
-            outcome = None
-        finally:
-            subscription.close()
-            progress.cancel()
-        if outcome is None:
-            yield timeout
-        else:
-            yield self._event(outcome.status, outcome.message, outcome.phase, outcome.uid, outcome.resource_version)
+    def _progress_log(self) -> ProgressLog:
+        return ProgressLog(self.log.info)
 
-    async def _report_progress(self) -> None:
-        """Log the cache's phase and progress every ``progress_interval`` while they change; read
-        failures are logged at debug level and never end the wait."""
-        hook = self._hook()
-        progress = ProgressLog(self.log.info)
-        try:
-            while True:
-                try:
-                    progress.report(await hook.aget_image_cache(self.name))
-                except Exception as exc:  # progress never fails the wait
-                    self.log.debug("No progress for ImageCache %s: %s", self.name, exc)
-                await asyncio.sleep(self.progress_interval)
-        finally:
-            await hook.aclose()
+    async def _read_progress(self, hook: EciHook) -> Mapping[str, Any]:
+        return await hook.aget_image_cache(self.name)
 
-    async def on_kill(self) -> None:
-        """The user killed the deferred task: with ``delete_on_kill``, delete our cache unless Ready."""
-        if not self.delete_on_kill:
-            return
-        hook = self._hook()
-        try:
-            message = await asyncio.wait_for(arun_kill(hook, CacheRef(self.name, self.uid), True), ON_KILL_TIMEOUT)
-            self.log.info("Task killed. %s", message)
-        finally:
-            await hook.aclose()
+    def _progress_subject(self) -> str:
+        return f"ImageCache {self.name}"
+
+    def _kills(self) -> bool:
+        """With ``delete_on_kill``, :meth:`on_kill` deletes our cache unless it is Ready."""
+        return self.delete_on_kill
+
+    async def _kill(self, hook: EciHook) -> str:
+        return await arun_kill(hook, CacheRef(self.name, self.uid), True)

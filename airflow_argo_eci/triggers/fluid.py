@@ -4,7 +4,8 @@
 :class:`FluidDataLoadTrigger` subscribes to the process-wide
 :mod:`~airflow_argo_eci.triggers.watch_hub` with the DataLoad kind, so every DataLoad trigger of
 a triggerer shares one LIST+WATCH of DataLoads per (connection, namespace). It yields exactly one
-event, shaped as the Argo trigger's::
+event (:class:`~airflow_argo_eci.triggers.watched_object.WatchedObjectTrigger`), shaped as the Argo
+trigger's::
 
     {"status": "success" | "failure" | "timeout" | "error",
      "ids": {"name": ..., "namespace": ..., "uid": ...},
@@ -25,10 +26,8 @@ cannot be used.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -46,7 +45,8 @@ from airflow_argo_eci.fluid_lifecycle import (
     progress_line,
 )
 from airflow_argo_eci.hooks.api_retry import backoff_delay
-from airflow_argo_eci.triggers.watch_hub import WatchedKind, get_hub
+from airflow_argo_eci.triggers.watch_hub import WatchedKind
+from airflow_argo_eci.triggers.watched_object import WatchedObjectTrigger, check_non_empty, check_timing, deadline_text
 
 if TYPE_CHECKING:
     from airflow_argo_eci.hooks.fluid import FluidHook
@@ -55,27 +55,15 @@ DATALOAD_CLASSPATH = "airflow_argo_eci.triggers.fluid.FluidDataLoadTrigger"
 DATASET_CLASSPATH = "airflow_argo_eci.triggers.fluid.FluidDatasetTrigger"
 #: the watch hub's view of DataLoads
 DATALOAD_WATCHED = WatchedKind(DATALOAD_KIND, judge_dataload)
-#: the longest an ``on_kill`` API call may take
-ON_KILL_TIMEOUT = 20.0
 
 
 def _check_common(trigger: str, name: str, namespace: str, conn_id: str, interval: float, interval_name: str,
                   end_at: float | None) -> None:
-    for field, value in (("name", name), ("namespace", namespace), ("argo_conn_id", conn_id)):
-        if not isinstance(value, str) or not value:
-            raise WorkflowSpecError(f"{trigger}: {field} must be a non-empty string (got {value!r})")
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
-        raise WorkflowSpecError(f"{trigger}: {interval_name} must be a number of seconds > 0 (got {interval!r})")
-    if end_at is not None and (isinstance(end_at, bool) or not isinstance(end_at, (int, float))
-                               or not math.isfinite(end_at)):
-        raise WorkflowSpecError(f"{trigger}: end_at must be a UNIX timestamp in seconds or None (got {end_at!r})")
+    check_non_empty(trigger, (("name", name), ("namespace", namespace), ("argo_conn_id", conn_id)))
+    check_timing(trigger, interval, interval_name, end_at)
 
 
-def _deadline_text(end_at: float | None) -> str:
-    return datetime.fromtimestamp(end_at or 0, tz=timezone.utc).isoformat(timespec="seconds")
-
-
-class FluidDataLoadTrigger(BaseTrigger):
+class FluidDataLoadTrigger(WatchedObjectTrigger):
     """Wait for DataLoad ``namespace/name`` (fenced by ``uid``) to be ``Complete`` or ``Failed``.
 
     :param name: the DataLoad's name
@@ -87,6 +75,8 @@ class FluidDataLoadTrigger(BaseTrigger):
     :param end_at: absolute deadline (UNIX seconds); past it a ``timeout`` event. None: no deadline.
     :param on_kill_action: ``delete`` or ``keep``: what :meth:`on_kill` does to the DataLoad
     """
+
+    watched = DATALOAD_WATCHED
 
     def __init__(
         self,
@@ -136,62 +126,28 @@ class FluidDataLoadTrigger(BaseTrigger):
 
         return FluidObjectSource(self._hook(), DATALOAD_KIND)
 
-    def _event(self, status: str, message: str, phase: str = "", uid: str = "", rv: str = "") -> TriggerEvent:
-        return TriggerEvent({
-            "status": status, "ids": {"name": self.name, "namespace": self.namespace, "uid": uid or self.uid},
-            "message": message, "phase": phase, "resource_version": rv, "log_cursor": {},
-        })
+    def _timeout_message(self, deadline: str) -> str:
+        return f"DataLoad {self.namespace}/{self.name} did not finish by {deadline}"
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Yield exactly one event: the DataLoad's outcome, or ``timeout`` past ``end_at``."""
-        remaining = None if self.end_at is None else self.end_at - time.time()
-        timeout = self._event("timeout", f"DataLoad {self.namespace}/{self.name} did not finish by "
-                                         f"{_deadline_text(self.end_at)}")
-        if remaining is not None and remaining <= 0:
-            yield timeout
-            return
-        subscription = get_hub().subscribe(self.argo_conn_id, self.namespace, self.name, self.uid, self._source,
-                                           kind=DATALOAD_WATCHED)
-        progress = asyncio.ensure_future(self._report_progress()) if self.dataset else None
-        try:
-            outcome = await asyncio.wait_for(subscription.wait(), remaining)
-        except asyncio.TimeoutError:
-            outcome = None
-        finally:
-            subscription.close()
-            if progress is not None:
-                progress.cancel()
-        if outcome is None:
-            yield timeout
-        else:
-            yield self._event(outcome.status, outcome.message, outcome.phase, outcome.uid, outcome.resource_version)
+    def _reports_progress(self) -> bool:
+        """The Dataset's cache progress is logged when the DataLoad's Dataset is known."""
+        return bool(self.dataset)
 
-    async def _report_progress(self) -> None:
-        """Log the Dataset's cache progress every ``progress_interval`` while it changes; read
-        failures are logged at debug level and never end the wait."""
-        hook = self._hook()
-        progress = ProgressLog(self.log.info)
-        try:
-            while True:
-                try:
-                    progress.report(await hook.aget_object(DATASET_KIND, self.dataset, self.namespace))
-                except Exception as exc:  # progress never fails the wait
-                    self.log.debug("No progress for Dataset %s/%s: %s", self.namespace, self.dataset, exc)
-                await asyncio.sleep(self.progress_interval)
-        finally:
-            await hook.aclose()
+    def _progress_log(self) -> ProgressLog:
+        return ProgressLog(self.log.info)
 
-    async def on_kill(self) -> None:
-        """The user killed the deferred task: apply ``on_kill_action`` to our DataLoad (fenced by uid)."""
-        if self.on_kill_action == "keep":
-            return
-        hook = self._hook()
-        try:
-            ref = ObjectRef(self.name, self.namespace, self.uid)
-            self.log.info("Task killed. %s", await asyncio.wait_for(arun_kill(hook, ref, self.on_kill_action),
-                                                                    ON_KILL_TIMEOUT))
-        finally:
-            await hook.aclose()
+    async def _read_progress(self, hook: FluidHook) -> Mapping[str, Any]:
+        return await hook.aget_object(DATASET_KIND, self.dataset, self.namespace)
+
+    def _progress_subject(self) -> str:
+        return f"Dataset {self.namespace}/{self.dataset}"
+
+    def _kills(self) -> bool:
+        """:meth:`on_kill` applies ``on_kill_action`` to our DataLoad unless it is ``keep``."""
+        return self.on_kill_action != "keep"
+
+    async def _kill(self, hook: FluidHook) -> str:
+        return await arun_kill(hook, ObjectRef(self.name, self.namespace, self.uid), self.on_kill_action)
 
 
 class FluidDatasetTrigger(BaseTrigger):
@@ -253,7 +209,7 @@ class FluidDatasetTrigger(BaseTrigger):
             while True:
                 if self.end_at is not None and time.time() >= self.end_at:
                     yield self._event("timeout", f"Dataset {self.namespace}/{self.name} was not ready by "
-                                                 f"{_deadline_text(self.end_at)}")
+                                                 f"{deadline_text(self.end_at)}")
                     return
                 try:
                     dataset = await hook.aget_object(DATASET_KIND, self.name, self.namespace)

@@ -12,6 +12,7 @@ from typing import Any
 import pendulum
 import pytest
 from airflow.sdk import DAG
+from kubernetes import client
 
 from airflow_argo_eci.errors import ArgoEciError, ConflictError, InvalidError, NotFoundError, TransientError
 from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
@@ -43,7 +44,7 @@ class RecordingTI:
 
 @pytest.mark.parametrize("action", ["stop", "terminate", "delete"])
 def test_operator_on_kill_leaves_a_same_named_successor_alone(
-    hook: ArgoWorkflowsHook, transport: str, action: str, capsys: pytest.CaptureFixture[str]
+    hook: ArgoWorkflowsHook, transport: str, action: str, capsys: pytest.CaptureFixture[str], kube_api_client: Any
 ) -> None:
     name = f"kill-succ-{action}-{transport.replace('_', '')}"
     body = workflow("unused", "sleep 60")
@@ -70,6 +71,15 @@ def test_operator_on_kill_leaves_a_same_named_successor_alone(
     ours = ti.xcom[XCOM_UID]
     # the task's workflow is replaced by a same-named successor with another uid
     hook.delete_workflow(name, uid=ours)
+    # its pods go after it (a background cascade, the running one gracefully): a successor created
+    # before then meets its predecessor's pod under the same deterministic pod name and, as in Argo,
+    # takes it for its own until it vanishes ("pod deleted")
+    pods = client.CoreV1Api(kube_api_client)
+    deadline = time.monotonic() + 30
+    while any(ref.uid == ours for pod in pods.list_namespaced_pod("argo").items
+              for ref in pod.metadata.owner_references or []):
+        assert time.monotonic() < deadline, "the deleted workflow's pods are still there"
+        time.sleep(0.1)
     deadline = time.monotonic() + 20
     while True:
         try:

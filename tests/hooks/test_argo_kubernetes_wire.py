@@ -316,3 +316,30 @@ def test_request_log_is_not_served(local_cluster: LocalCluster) -> None:
     with httpx.Client(base_url=local_cluster.url, verify=str(local_cluster.paths.tls_cert), headers=headers) as http:
         for path in ("/request_log", "/requests", "/debug/requests", "/apis/request_log"):
             assert http.get(path).status_code == 404, path
+
+
+def test_apply_workflow_template_creates_then_leaves_then_updates(
+    hook: ArgoWorkflowsHook, local_cluster: LocalCluster
+) -> None:
+    name = _unique("wire-wt")
+    tape = Tape(local_cluster, name)
+    wts = f"{API}/namespaces/{NS}/workflowtemplates"
+    body = {"metadata": {"name": name}, "spec": {"entrypoint": "main", "templates": [
+        {"name": "main", "container": {"image": "busybox", "command": ["true"]}}]}}
+    sent_body = {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
+                 "metadata": {"name": name, "namespace": NS}, "spec": body["spec"]}
+    created = hook.apply_workflow_template(body)
+    assert tape.take() == [Wire("GET", f"{wts}/{name}", [], JSON), Wire("POST", wts, [], JSON, sent_body)]
+    version = created["metadata"]["resourceVersion"]
+
+    again = hook.apply_workflow_template(body)  # unchanged: read, nothing written
+    assert tape.take() == [Wire("GET", f"{wts}/{name}", [], JSON)]
+    assert again["metadata"]["resourceVersion"] == version
+
+    changed = {**body, "spec": {**body["spec"], "entrypoint": "other"}}
+    updated = hook.apply_workflow_template(changed)
+    put_body = {**sent_body, "metadata": {**sent_body["metadata"], "resourceVersion": version},
+                "spec": changed["spec"]}
+    assert tape.take() == [Wire("GET", f"{wts}/{name}", [], JSON), Wire("PUT", f"{wts}/{name}", [], JSON, put_body)]
+    assert updated["spec"]["entrypoint"] == "other"
+    assert hook.get_workflow_template(name)["spec"]["entrypoint"] == "other"

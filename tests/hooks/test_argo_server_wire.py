@@ -337,3 +337,39 @@ async def test_async_calls(hook: ArgoWorkflowsHook, server: respx.MockRouter) ->
         Sent("DELETE", f"{WF}/wf1", [("deleteOptions.preconditions.uid", "uid-1")], None),
         Sent("DELETE", f"{WF}/wf1", [], None),
     ]
+
+
+def test_apply_workflow_template(hook: ArgoWorkflowsHook, server: respx.MockRouter) -> None:
+    wt = "/api/v1/workflow-templates/argo"
+    spec = {"entrypoint": "main", "templates": [{"name": "main", "container": {"image": "busybox"}}]}
+    stored = {"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
+              "metadata": {"name": "job", "namespace": NS}, "spec": spec}
+    server.get(f"{wt}/job").mock(side_effect=[
+        httpx.Response(404, json={"code": 5, "message": "not found"}),
+        httpx.Response(200, json={**stored, "metadata": {**stored["metadata"], "resourceVersion": "7"}}),
+        httpx.Response(200, json={**stored, "metadata": {**stored["metadata"], "resourceVersion": "7"}}),
+    ])
+    server.post(wt).respond(200, json=stored)
+    server.put(f"{wt}/job").respond(200, json=stored)
+    body = {"metadata": {"name": "job"}, "spec": spec}
+    hook.apply_workflow_template(body)  # absent: created
+    hook.apply_workflow_template(body)  # the same: not written
+    hook.apply_workflow_template({**body, "spec": {**spec, "entrypoint": "other"}})  # changed: updated
+    get = Sent("GET", f"{wt}/job", [], None)
+    changed = {**stored, "metadata": {**stored["metadata"], "resourceVersion": "7"},
+               "spec": {**spec, "entrypoint": "other"}}
+    assert sent(server) == [
+        get,
+        Sent("POST", wt, [], {"namespace": NS, "template": stored}),
+        get,
+        get,
+        Sent("PUT", f"{wt}/job", [], {"name": "job", "namespace": NS, "template": changed}),
+    ]
+    assert [check_against_openapi(s) for s in sent(server)[:2]] == [
+        "WorkflowTemplateService_GetWorkflowTemplate", "WorkflowTemplateService_CreateWorkflowTemplate"]
+    assert check_against_openapi(sent(server)[-1]) == "WorkflowTemplateService_UpdateWorkflowTemplate"
+
+
+def test_apply_workflow_template_refuses_another_namespace(hook: ArgoWorkflowsHook) -> None:
+    with pytest.raises(WorkflowSpecError, match=r"metadata\.namespace 'other' differs from the namespace 'argo'"):
+        hook.apply_workflow_template({"metadata": {"name": "job", "namespace": "other"}, "spec": {}}, namespace="argo")

@@ -18,6 +18,7 @@ from airflow_argo_eci.hooks.eci import EciHook, ImageCacheSource
 from airflow_argo_eci.local.server import LocalCluster
 from tests.hooks.conftest import connection_env
 from tests.hooks.test_argo_kubernetes_wire import JSON, Tape, Wire
+from tests.hooks.watching import phases_until_deleted
 
 PATH = "/apis/eci.alibabacloud.com/v1/imagecaches"
 LIST_QUERY = [("fieldSelector", ""), ("limit", "500")]
@@ -131,16 +132,8 @@ def test_async_twins_and_the_watch(hook: EciHook, local_cluster: LocalCluster) -
         listed_rv.append(listed.resource_version)
         seen: list[tuple[str, str]] = []
 
-        async def watch() -> None:
-            async for kind, obj in hook.awatch_image_caches(resource_version=listed.resource_version,
-                                                            label_selector=f"suite={name}", timeout_seconds=10):
-                if kind == "BOOKMARK":
-                    continue
-                seen.append((kind, str((obj.get("status") or {}).get("phase") or "")))
-                if kind == "DELETED":
-                    return
-
-        watcher = asyncio.ensure_future(watch())
+        watcher = asyncio.ensure_future(phases_until_deleted(hook.awatch_image_caches(
+            resource_version=listed.resource_version, label_selector=f"suite={name}", timeout_seconds=10), seen))
         await asyncio.sleep(0.3)
         created = await hook.acreate_image_cache(cache(name))
         for _ in range(100):

@@ -14,6 +14,7 @@ from airflow_argo_eci.errors import ConflictError, InvalidError, NotFoundError, 
 from airflow_argo_eci.fluid_conventions import API_VERSION, KINDS, RUNTIME_PLURALS
 from airflow_argo_eci.hooks.fluid import FluidHook, FluidObjectSource
 from tests.hooks.fluid_cluster import FluidArranger
+from tests.hooks.watching import phases_until_deleted
 from tests.triggers.cluster import InstrumentedCluster, start_instrumented_cluster
 
 CONN = "fluid_hook_test"
@@ -137,16 +138,9 @@ def test_async_twins_and_the_watch(hook: FluidHook, cluster: InstrumentedCluster
         listed = await hook.alist_objects("DataLoad", label_selector="suite=async")
         seen: list[tuple[str, str]] = []
 
-        async def watch() -> None:
-            async for kind, obj in hook.awatch_objects("DataLoad", resource_version=listed.resource_version,
-                                                       label_selector="suite=async", timeout_seconds=5):
-                if kind == "BOOKMARK":
-                    continue
-                seen.append((kind, str((obj.get("status") or {}).get("phase") or "")))
-                if kind == "DELETED":
-                    return
-
-        watcher = asyncio.ensure_future(watch())
+        stream = hook.awatch_objects("DataLoad", resource_version=listed.resource_version, label_selector="suite=async",
+                                     timeout_seconds=5)
+        watcher = asyncio.ensure_future(phases_until_deleted(stream, seen))
         await asyncio.sleep(0.3)
         await asyncio.to_thread(arranger.set_status, "DataLoad", "async-one", {"phase": "Executing"})
         await hook.adelete_object("DataLoad", "async-one", uid=created["metadata"]["uid"])

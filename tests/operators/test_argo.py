@@ -238,6 +238,19 @@ def test_jinja_renders_airflow_and_leaves_argo_expressions() -> None:
     assert op.parameters == {"day": "2026-11-23"}
 
 
+
+def test_strings_inside_the_workflow_that_look_like_file_names_are_text() -> None:
+    """Only a whole field may name a template file: an argument ``out.json`` or a path ``/tmp/x.yaml``
+    inside the workflow stays text (Airflow's own walk would look them up as templates and fail)."""
+    workflow = hello("cat /etc/app/{{ params.name }}.json > /tmp/out.json")
+    workflow["spec"]["templates"][0]["container"]["args"] = ["--config", "settings.yaml", "{{ ds }}.json"]
+    op = make("file_like", workflow=workflow, labels={"config": "values.yml"})
+    op.render_template_fields({"params": {"name": "app"}, "ds": "2026-11-23"})  # type: ignore[arg-type]
+    container = op.workflow["spec"]["templates"][0]["container"]
+    assert container["command"][2] == "cat /etc/app/app.json > /tmp/out.json"
+    assert container["args"] == ["--config", "settings.yaml", "2026-11-23.json"]
+    assert op.labels == {"config": "values.yml"}
+
 def test_sync_and_deferred_over_the_argo_server_transport(local_cluster: LocalCluster,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,7 @@ from airflow_argo_eci.triggers.eci import CLASSPATH, EciImageCacheTrigger
 from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.triggers.cluster import InstrumentedCluster
 from tests.triggers.conftest import CONN_ID
+from tests.triggers.running import events, later
 
 PATH = f"/apis/{GROUP}/{VERSION}/{IMAGE_CACHES}"
 _IC = (GROUP, VERSION, IMAGE_CACHES)
@@ -68,15 +69,6 @@ class CachePlayer:
 
 def trigger(name: str, uid: str = "", **kwargs: Any) -> EciImageCacheTrigger:
     return EciImageCacheTrigger(name=name, uid=uid, argo_conn_id=CONN_ID, **kwargs)
-
-
-async def events(made: EciImageCacheTrigger) -> list[dict[str, Any]]:
-    return [event.payload async for event in made.run()]
-
-
-async def later(delay: float, action: Any, *args: Any) -> None:
-    await asyncio.sleep(delay)
-    await asyncio.to_thread(action, *args)
 
 
 def test_classpath_round_trip() -> None:

@@ -17,21 +17,13 @@ from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.hooks.fluid_cluster import FluidArranger
 from tests.triggers.cluster import InstrumentedCluster
 from tests.triggers.conftest import CONN_ID
+from tests.triggers.running import events, later
 
 DATALOADS_PATH = "/apis/data.fluid.io/v1alpha1/namespaces/argo/dataloads"
 
 
 def load_trigger(name: str, uid: str = "", **kwargs: Any) -> FluidDataLoadTrigger:
     return FluidDataLoadTrigger(name=name, namespace="argo", uid=uid, argo_conn_id=CONN_ID, **kwargs)
-
-
-async def events(trigger: Any) -> list[dict[str, Any]]:
-    return [event.payload async for event in trigger.run()]
-
-
-async def later(delay: float, action: Any, *args: Any) -> None:
-    await asyncio.sleep(delay)
-    await asyncio.to_thread(action, *args)
 
 
 def new_load(arranger: FluidArranger, name: str, dataset: str = "warm") -> str:
