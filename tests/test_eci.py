@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import pickle
 import time
 from dataclasses import FrozenInstanceError
@@ -18,9 +17,9 @@ import yaml
 from airflow_argo_eci.eci import Backoff, EciProfile, RetryStrategy
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.workflows import load_workflow
+from tests.goldens import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "eci"
-REGEN = os.environ.get("AIRFLOW_ARGO_ECI_REGEN_GOLDEN") == "1"
 
 SEED_MULTISPEC = EciProfile(
     use_specs=("ecs.c6.large", "ecs.c5.large", "2-4Gi"),
@@ -112,10 +111,7 @@ def _dump(workflow: dict[str, Any]) -> str:
 def test_golden(case: str) -> None:
     rendered = _dump(_render(case))
     golden = GOLDEN / f"{case}.yaml"
-    if REGEN:
-        golden.write_text(rendered)
-    assert golden.exists(), f"{golden} is missing: run with AIRFLOW_ARGO_ECI_REGEN_GOLDEN=1 once and review it"
-    assert rendered == golden.read_text()
+    assert_golden(golden, rendered)
 
 
 @pytest.mark.parametrize("case", sorted(c for c, (_, _, _, seed) in CASES.items() if seed))

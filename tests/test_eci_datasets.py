@@ -14,7 +14,8 @@ from airflow_argo_eci.eci_datasets import DatasetMount
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.fluid_conventions import LABEL_FLUID_SIDECAR_TARGET
 from airflow_argo_eci.workflows import load_workflow
-from tests.test_eci import GOLDEN, REGEN, _dump
+from tests.goldens import assert_golden
+from tests.test_eci import GOLDEN, _dump
 
 SEED_MOUNT = DatasetMount("serverless-data", "/data", ("md5sum",), volume_name="data-vol")
 PROFILE = EciProfile(use_specs=("8-16Gi",), parallelism=100, datasets=(SEED_MOUNT,))
@@ -27,10 +28,7 @@ def _input() -> dict[str, Any]:
 def test_golden() -> None:
     rendered = _dump(PROFILE.apply(_input()))
     golden = GOLDEN / "parallelism-fluid-mount.yaml"
-    if REGEN:
-        golden.write_text(rendered)
-    assert golden.exists(), f"{golden} is missing: run with AIRFLOW_ARGO_ECI_REGEN_GOLDEN=1 once and review it"
-    assert rendered == golden.read_text()
+    assert_golden(golden, rendered)
 
 
 def test_rendering_equals_the_seed_document() -> None:

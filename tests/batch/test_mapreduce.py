@@ -11,8 +11,9 @@ import pytest
 from airflow_argo_eci.batch import JobDefinition, JobQueue, job_results
 from airflow_argo_eci.batch.mapreduce import MapReduce, ShardMapJob
 from airflow_argo_eci.errors import WorkflowSpecError
+from tests.goldens import assert_golden
 from tests.local.argo import clusterwf
-from tests.test_eci import REGEN, _dump
+from tests.test_eci import _dump
 
 GOLDEN_DIR = Path(__file__).parent.parent / "golden" / "batch"
 TEXT = "the quick brown fox\njumps over\nthe lazy dog\nand runs\naway"
@@ -44,11 +45,7 @@ def test_render_golden(parallelism: int | None) -> None:
     body = word_count(parallelism).render()
     golden = GOLDEN_DIR / f"mapreduce.wordcount{'' if parallelism is None else '-parallelism'}.yaml"
     rendered = _dump(body)
-    if REGEN:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(rendered)
-    assert golden.exists(), f"{golden} is missing: run with AIRFLOW_ARGO_ECI_REGEN_GOLDEN=1 once and review it"
-    assert rendered == golden.read_text()
+    assert_golden(golden, rendered)
     templates = {t["name"]: t for t in body["spec"]["templates"]}
     tasks = {t["name"]: t for t in templates["dag"]["dag"]["tasks"]}
     assert list(tasks) == ["split", "map", "reduce"]

@@ -3,7 +3,6 @@ fan-out caps, registered definitions, failure handling, compute environments and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,9 @@ import yaml
 
 from airflow_argo_eci.batch import ArrayJob, Job, JobDefinition, JobGraph, JobQueue
 from airflow_argo_eci.eci import EciProfile
+from tests.goldens import assert_golden
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "batch"
-REGEN = os.environ.get("AIRFLOW_ARGO_ECI_REGEN_GOLDEN") == "1"
 
 PRINT_PET = JobDefinition(
     "print-pet",
@@ -47,10 +46,7 @@ def _dump(workflow: dict[str, Any]) -> str:
 def test_golden(case: str) -> None:
     rendered = _dump({"loops": loop_graph, "dag-diamond": diamond_graph}[case]().render())
     golden = GOLDEN / f"{case}.yaml"
-    if REGEN:
-        golden.write_text(rendered)
-    assert golden.exists(), f"{golden} is missing: run with AIRFLOW_ARGO_ECI_REGEN_GOLDEN=1 once and review it"
-    assert rendered == golden.read_text()
+    assert_golden(golden, rendered)
 
 
 def _templates(workflow: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -19,7 +19,8 @@ from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.operators.batch import EciBatchOperator
 from tests.conftest import REPO, kube_connection, oss_connection
 from tests.dags.test_example_dags import dags_test, return_value, task_states, workflows_of
-from tests.test_eci import REGEN, _dump
+from tests.goldens import assert_golden
+from tests.test_eci import _dump
 from tests.test_templating import load_dag, render
 
 GOLDEN_DIR = Path(__file__).parent.parent / "golden" / "dags"
@@ -60,11 +61,7 @@ def test_workflow_golden(stem: str, dag_id: str, task_id: str) -> None:
     body = rendered(stem, dag_id, task_id).build_workflow({})
     golden = GOLDEN_DIR / f"{dag_id}.{task_id}.yaml"
     text = _dump(body)
-    if REGEN:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.exists(), f"{golden} is missing: run with AIRFLOW_ARGO_ECI_REGEN_GOLDEN=1 once and review it"
-    assert text == golden.read_text()
+    assert_golden(golden, text)
 
 
 def test_the_examples_say_what_they_show() -> None:

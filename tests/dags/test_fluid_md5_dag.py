@@ -17,7 +17,8 @@ from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.operators.argo import ArgoWorkflowOperator
 from tests.conftest import REPO, kube_connection
 from tests.dags.test_example_dags import bucket_keys, dags_test, return_value, task_states, workflows_of
-from tests.test_eci import REGEN, _dump
+from tests.goldens import assert_golden
+from tests.test_eci import _dump
 from tests.test_templating import load_dag, render
 
 DAG_ID = "argo_eci_fluid_md5"
@@ -36,11 +37,7 @@ def test_fanout_workflow_golden() -> None:
     """The seed's ``parallelism-fluid`` workflow: ECI settings, the Dataset's PVC at /data, 100 steps."""
     body = rendered_fanout()
     rendered = _dump(body)
-    if REGEN:
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(rendered)
-    assert GOLDEN.exists(), f"{GOLDEN} is missing: run with AIRFLOW_ARGO_ECI_REGEN_GOLDEN=1 once and review it"
-    assert rendered == GOLDEN.read_text()
+    assert_golden(GOLDEN, rendered)
     spec = body["spec"]
     assert spec["parallelism"] == 100
     assert {p["name"]: p["value"] for p in spec["arguments"]["parameters"]} == {"steps": "100"}

@@ -20,7 +20,8 @@ from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.operators.argo import ArgoWorkflowOperator
 from tests.conftest import REPO
 from tests.dags.test_example_dags import dags_test, task_states, workflows_of
-from tests.test_eci import REGEN, _dump
+from tests.goldens import assert_golden
+from tests.test_eci import _dump
 from tests.test_templating import load_dag, operator, render
 
 DAG_ID = "argo_eci_image_cache"
@@ -51,11 +52,7 @@ def test_fanout_workflow_golden() -> None:
     """The seed's ``parallelism-limit1`` with its ECI settings, the cache pinned, IfNotPresent, 10 steps."""
     body = rendered_fanout().build_workflow({})
     rendered = _dump(body)
-    if REGEN:
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(rendered)
-    assert GOLDEN.exists(), f"{GOLDEN} is missing: run with AIRFLOW_ARGO_ECI_REGEN_GOLDEN=1 once and review it"
-    assert rendered == GOLDEN.read_text()
+    assert_golden(GOLDEN, rendered)
     spec = body["spec"]
     assert spec["podMetadata"]["annotations"][eci.ANNOTATION_IMAGE_CACHE_ID] == CACHE_ID
     assert {p["name"]: p["value"] for p in spec["arguments"]["parameters"]} == {"steps": "10", "seconds": "1"}
