@@ -28,6 +28,7 @@ __all__ = [
     "LABEL_PREFIX",
     "TERMINAL_PHASES",
     "WAITING_PHASES",
+    "OffloadedNodesError",
     "failed_nodes",
     "failure_message",
     "is_valid_label_key",
@@ -448,18 +449,34 @@ def phase_outcome(phase: str | None) -> Literal["wait", "success", "failure"]:
 MAX_INFLATED_NODES_BYTES = 64 * 1024 * 1024
 
 
+class OffloadedNodesError(ArgoEciError):
+    """The workflow's nodes were offloaded to the Argo Server's database
+    (``status.offloadNodeStatusVersion``, Argo's ``nodeStatusOffLoad``): the Kubernetes object
+    does not hold them, only the Argo Server (which hydrates them) can serve them."""
+
+
 def workflow_nodes(status: Mapping[str, Any] | None) -> dict[str, Any]:
     """The node map of a Workflow ``status``: ``status.nodes``, or, when Argo compressed it because
     the workflow grew too large, ``status.compressedNodes`` (base64 of gzipped JSON) inflated.
 
     Raises :class:`~airflow_argo_eci.errors.ArgoEciError` when ``compressedNodes`` is not valid
-    base64/gzip/JSON or inflates beyond :data:`MAX_INFLATED_NODES_BYTES`.
+    base64/gzip/JSON or inflates beyond :data:`MAX_INFLATED_NODES_BYTES`, and
+    :class:`OffloadedNodesError` when Argo offloaded the nodes (``status.offloadNodeStatusVersion``
+    with neither field): read such a workflow through the Argo Server (the ``argo_server``
+    transport), which returns it with its nodes, as ``argo get`` does.
     """
     if not isinstance(status, Mapping):
         return {}
     nodes = status.get("nodes")
     plain = dict(nodes) if isinstance(nodes, Mapping) else {}
     packed = status.get("compressedNodes")
+    offloaded = status.get("offloadNodeStatusVersion")
+    if not packed and not plain and offloaded:
+        raise OffloadedNodesError(
+            f"the workflow's node status is offloaded to the Argo Server's database (status.offloadNodeStatusVersion="
+            f"{offloaded}, Argo's nodeStatusOffLoad for workflows over 1 MB): the Kubernetes API does not hold the "
+            "nodes. Read the workflow through the Argo Server, which hydrates them: set the connection's extra "
+            '"transport": "argo_server" and its host to the Argo Server\'s URL, or run `argo get`.')
     if not packed:
         return plain
     try:

@@ -1,33 +1,62 @@
-"""Benchmark: a 100-pod ``withSequence`` fan-out on the local cluster.
+"""Benchmark: ``withSequence`` fan-outs (100 / 1,000 / 5,000 pods) and a 1,000-wide DAG layer on
+the local cluster, optionally with many concurrent watchers on the API server.
 
 The seed documents' ``parallelism-limit1`` example (ECI labels, multi-spec, VSwitchRandom,
 fail-fast, retryStrategy) with the ``sleep 30`` removed, so what is measured is the executor's
-own cost. Printed side by side in one run:
+own cost. Printed side by side in one run, per size:
 
-- wall time of the workflow (submit -> Succeeded, seen through the Kubernetes API),
-- wall time of running the same 100 commands as plain subprocesses with the same concurrency,
-- the per-pod overhead of the local cluster over a bare process, and the ratio of the two.
+- wall time of the workflow (submit -> the controller commits the terminal phase),
+- wall time of running the same commands as plain subprocesses with the same concurrency,
+- the per-pod overhead of the local cluster over a bare process, and the ratio of the two,
+- the growth of this process's RSS over the run (the cluster runs in-process) and its peak,
+- the size of the finished Workflow as served (bytes of the JSON a GET returns) and whether its
+  ``status.nodes`` were packed into ``status.compressedNodes``.
 
-    .venv/bin/python bench/fanout.py [--pods 100] [--parallelism 100] [--sandbox auto]
+``--watchers N`` opens N concurrent pod WATCH streams (``bench/watchers.py``, a subprocess) during
+each run and reports the event latency (commit in the store -> line read by the watcher): p50,
+p95, max over every (watcher, event).
+
+    .venv/bin/python bench/fanout.py [--pods 100 1000 5000] [--dag-width 1000] [--watchers 200]
+                                     [--parallelism N] [--sandbox auto]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config
 
 from airflow_argo_eci.local.server import LocalCluster
+from airflow_argo_eci.workflows import workflow_nodes
 
 COMMAND = ["sh", "-c", "echo shard done"]
+CONTAINER = {"image": "alpine:latest", "command": COMMAND, "resources": {"requests": {"cpu": "100m"}}}
+BENCH = Path(__file__).resolve().parent
+
+
+def _metadata() -> dict[str, Any]:
+    return {
+        "labels": {"alibabacloud.com/eci": "true"},
+        "annotations": {
+            "k8s.aliyun.com/eci-use-specs": "ecs.c6.large,ecs.c5.large,2-4Gi",
+            "k8s.aliyun.com/eci-schedule-strategy": "VSwitchRandom",
+            "k8s.aliyun.com/eci-fail-strategy": "fail-fast",
+        },
+    }
 
 
 def workflow(pods: int, parallelism: int) -> dict[str, Any]:
+    """The seed's ``parallelism-limit1`` fan-out of ``pods`` no-op pods."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
@@ -36,70 +65,182 @@ def workflow(pods: int, parallelism: int) -> dict[str, Any]:
             "entrypoint": "parallelism-limit1",
             "parallelism": parallelism,
             "podSpecPatch": '{"schedulerName": "eci-scheduler"}',
-            "podMetadata": {
-                "labels": {"alibabacloud.com/eci": "true"},
-                "annotations": {
-                    "k8s.aliyun.com/eci-use-specs": "ecs.c6.large,ecs.c5.large,2-4Gi",
-                    "k8s.aliyun.com/eci-schedule-strategy": "VSwitchRandom",
-                    "k8s.aliyun.com/eci-fail-strategy": "fail-fast",
-                },
-            },
+            "podMetadata": _metadata(),
             "templates": [
                 {"name": "parallelism-limit1",
                  "steps": [[{"name": "sleep", "template": "sleep",
                              "withSequence": {"start": "1", "end": str(pods)}}]]},
                 {"name": "sleep", "retryStrategy": {"limit": "3", "retryPolicy": "Always"},
-                 "container": {"image": "alpine:latest", "command": COMMAND,
-                               "resources": {"requests": {"cpu": "100m"}}}},
+                 "container": CONTAINER},
             ],
         },
     }
 
 
-def run_workflow(cluster: LocalCluster, pods: int, parallelism: int, timeout: float) -> tuple[float, dict[str, Any]]:
+def dag_workflow(width: int, parallelism: int) -> dict[str, Any]:
+    """A DAG ``root -> width tasks -> join`` (``width + 2`` pods, one layer ``width`` wide)."""
+    layer = [{"name": f"w{i}", "template": "noop", "dependencies": ["root"]} for i in range(width)]
+    tasks = [{"name": "root", "template": "noop"}, *layer,
+             {"name": "join", "template": "noop", "dependencies": [t["name"] for t in layer]}]
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "wide-dag-"},
+        "spec": {
+            "entrypoint": "main",
+            "parallelism": parallelism,
+            "podMetadata": _metadata(),
+            "templates": [{"name": "main", "dag": {"tasks": tasks}},
+                          {"name": "noop", "container": CONTAINER}],
+        },
+    }
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+class Watchers:
+    """``count`` pod WATCH streams in a subprocess, with the commit time of every pod event."""
+
+    def __init__(self, cluster: LocalCluster, count: int, out: Path) -> None:
+        self.committed: dict[int, float] = {}
+        self.out = out
+        assert cluster.store is not None
+        cluster.store.add_listener(self._on_change)
+        rv = str(cluster.store.resource_version)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "watchers.py"), "--port", str(cluster.port), "--token", cluster.token,
+             "--ca", str(cluster.paths.tls_cert), "--count", str(count), "--rv", rv, "--out", str(out)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline().strip()
+        if first != "ready":
+            raise RuntimeError(f"watchers did not start (exit {self.proc.poll()}): {first!r}")
+
+    def _on_change(self, event_type: str, rt: Any, obj: dict[str, Any]) -> None:
+        if rt.plural == "pods":
+            self.committed[int(obj["metadata"]["resourceVersion"])] = time.monotonic()
+
+    def finish(self) -> dict[str, Any]:
+        """Stop the watchers; latency percentiles in ms and counts."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=120)
+        result = json.loads(self.out.read_text())
+        latencies = sorted(arrived - self.committed[rv]
+                           for per in result["arrivals"] for rv, arrived in per if rv in self.committed)
+        expected = len(self.committed) * len(result["arrivals"])
+
+        def pct(p: float) -> float:
+            return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else float("nan")
+
+        return {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0) if latencies else float("nan"),
+                "received": len(latencies), "expected": expected, "errors": result["errors"],
+                "error_samples": result["error_samples"]}
+
+
+def run_workflow(cluster: LocalCluster, body: dict[str, Any], timeout: float) -> tuple[float, dict[str, Any], int]:
+    """(wall seconds, the finished workflow, bytes of its JSON as served)."""
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
     objects = client.CustomObjectsApi(api)
+    done = threading.Event()
+    names: set[str] = set()
+
+    def on_change(event_type: str, rt: Any, obj: dict[str, Any]) -> None:
+        if rt.plural == "workflows" and obj["metadata"].get("name") in names:
+            if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
+                done.set()
+
+    assert cluster.store is not None
+    cluster.store.add_listener(on_change)
     started = time.perf_counter()
-    created = objects.create_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", "argo", "workflows", workflow(pods, parallelism))
+    created = objects.create_namespaced_custom_object("argoproj.io", "v1alpha1", "argo", "workflows", body)
     name = created["metadata"]["name"]
-    while True:
+    names.add(name)
+    while not done.wait(0.5):
         wf = objects.get_namespaced_custom_object("argoproj.io", "v1alpha1", "argo", "workflows", name)
-        phase = (wf.get("status") or {}).get("phase")
-        if phase in ("Succeeded", "Failed", "Error"):
-            return time.perf_counter() - started, wf
+        if (wf.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
+            break
         if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"workflow {name} still {phase} after {timeout}s")
-        time.sleep(0.05)
+            raise TimeoutError(f"workflow {name} still running after {timeout}s")
+    wall = time.perf_counter() - started
+    raw = objects.get_namespaced_custom_object("argoproj.io", "v1alpha1", "argo", "workflows", name,
+                                               _preload_content=False).data
+    return wall, json.loads(raw), len(raw)
 
 
 def run_plain(pods: int, parallelism: int) -> float:
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=parallelism) as pool:
+    with ThreadPoolExecutor(max_workers=min(parallelism, 200)) as pool:
         codes = list(pool.map(lambda _: subprocess.run(COMMAND, capture_output=True).returncode, range(pods)))
     assert all(code == 0 for code in codes)
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pods", type=int, default=100)
-    parser.add_argument("--parallelism", type=int, default=100)
-    parser.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "none"])
-    parser.add_argument("--timeout", type=float, default=600)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as state, \
-            LocalCluster(state, capacity_vcpu=args.parallelism * 0.1 + 1, sandbox=args.sandbox) as cluster:
-        wall, wf = run_workflow(cluster, args.pods, args.parallelism, args.timeout)
+def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespace) -> None:
+    """Run one workflow on a fresh cluster and print its figures."""
+    parallelism = body["spec"]["parallelism"]
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as state:
+        rss_before = _rss_kib("VmRSS")
+        peak_reset = _reset_peak_rss()
+        with LocalCluster(state, capacity_vcpu=parallelism * 0.1 + 1, sandbox=args.sandbox) as cluster:
+            watchers = Watchers(cluster, args.watchers, Path(state) / "arrivals.json") if args.watchers else None
+            wall, wf, size = run_workflow(cluster, body, args.timeout)
+            latency = watchers.finish() if watchers else None
+            rss_after = _rss_kib("VmRSS")
+            rss_peak = _rss_kib("VmHWM")
     status = wf["status"]
-    pod_nodes = [n for n in status["nodes"].values() if n.get("type") == "Pod"]
-    plain = run_plain(args.pods, args.parallelism)
-    print(f"fan-out of {args.pods} pods, parallelism {args.parallelism}, sandbox={args.sandbox}")
-    print(f"  workflow phase            : {status['phase']} ({len(pod_nodes)} pod nodes)")
-    print(f"  local cluster wall time   : {wall:8.2f} s  ({wall / args.pods * 1000:7.1f} ms per pod)")
-    print(f"  plain subprocesses        : {plain:8.2f} s  ({plain / args.pods * 1000:7.1f} ms per pod)")
-    print(f"  per-pod overhead          : {(wall - plain) / args.pods * 1000:8.1f} ms")
+    pod_nodes = [n for n in workflow_nodes(status).values() if n.get("type") == "Pod"]
+    plain = run_plain(pods, parallelism)
+    print(f"{label}: {pods} pods, parallelism {parallelism}, sandbox={args.sandbox}"
+          + (f", {args.watchers} watchers" if args.watchers else ""))
+    print(f"  workflow phase            : {status['phase']} ({len(pod_nodes)} pod nodes)"
+          + (f": {status.get('message')}" if status["phase"] != "Succeeded" else ""))
+    print(f"  local cluster wall time   : {wall:8.2f} s  ({wall / pods * 1000:7.1f} ms per pod)")
+    print(f"  plain subprocesses        : {plain:8.2f} s  ({plain / pods * 1000:7.1f} ms per pod)")
+    print(f"  per-pod overhead          : {(wall - plain) / pods * 1000:8.1f} ms")
     print(f"  ratio local/plain         : {wall / plain:8.1f}x")
+    print(f"  process RSS               : {rss_before / 1024:.0f} MiB -> {rss_after / 1024:.0f} MiB "
+          f"(+{(rss_after - rss_before) / 1024:.0f} MiB; peak {rss_peak / 1024:.0f} MiB"
+          f"{'' if peak_reset else ', peak since process start'})")
+    print(f"  workflow object as served : {size / 1024:8.1f} KiB, "
+          + ("status.compressedNodes" if status.get("compressedNodes") else "status.nodes (not compressed)"))
+    if latency:
+        print(f"  watch event latency       : p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, "
+              f"p99 {latency['p99']:.1f} ms, max {latency['max']:.1f} ms "
+              f"({latency['received']} of {latency['expected']} events received, {latency['errors']} errors)")
+        for sample in latency["error_samples"]:
+            print(f"    watcher error: {sample}")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", type=int, nargs="*", default=[100], help="withSequence fan-out sizes to run")
+    parser.add_argument("--dag-width", type=int, default=0, help="also run a DAG with a layer this wide")
+    parser.add_argument("--parallelism", type=int, default=0, help="default: the fan-out's width")
+    parser.add_argument("--watchers", type=int, default=0, help="concurrent pod WATCH streams during each run")
+    parser.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "none"])
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
+    for pods in args.pods:
+        measure("withSequence fan-out", workflow(pods, args.parallelism or pods), pods, args)
+    if args.dag_width:
+        width = args.dag_width
+        measure("DAG root -> layer -> join", dag_workflow(width, args.parallelism or width), width + 2, args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from airflow_argo_eci.crc64 import crc64_combine
-from airflow_argo_eci.hooks.oss_download import fetch_range, head
+from airflow_argo_eci.hooks.oss_download import READ_CHUNK, fetch_range, head
 from airflow_argo_eci.hooks.oss_errors import OSSConfigError, OSSIntegrityError
 from airflow_argo_eci.hooks.oss_progress import TransferProgress
 
@@ -17,16 +17,26 @@ if TYPE_CHECKING:
     import oss2
 
 
+def memory_bound(chunk_size: int, parallelism: int) -> int:
+    """Most bytes an :class:`OSSObjectReader` holds at once, for :meth:`~OSSObjectReader.iter_chunks` callers:
+    ``(parallelism + 2) x chunk_size + 2 x parallelism x READ_CHUNK``.
+
+    ``parallelism`` ranges being filled, the range handed to the consumer and the one before it
+    (still held by the consumer while it asks for the next), and per connection one socket read of
+    ``READ_CHUNK`` bytes plus the HTTP layer's copy of it. ``read``/``readinto`` callers stay a chunk
+    below (they never hold a previous range).
+    """
+    return (parallelism + 2) * chunk_size + 2 * parallelism * READ_CHUNK
+
+
 class OSSObjectReader(io.RawIOBase):
     """A read-only, non-seekable file over an OSS object that never touches disk.
 
     ``parallelism`` ranged GETs of ``chunk_size`` bytes run ahead of the consumer, so memory stays
-    below ``(parallelism + 1) x chunk_size`` for ``read``/``readinto`` callers (the ranges ahead plus
-    the one being consumed), and ``(parallelism + 2) x chunk_size`` for :meth:`iter_chunks` callers
-    (who still hold the previous chunk while asking for the next), plus about 1 MiB of socket
-    buffers per connection. Reads are pinned to the object's ETag (a concurrent
-    overwrite fails the read), and the CRC-64 of everything read is checked against the server's at
-    EOF: a mismatch raises :class:`OSSIntegrityError` from the read that reaches EOF.
+    below :func:`memory_bound` ``= (parallelism + 2) x chunk_size + 2 x parallelism x READ_CHUNK``
+    for :meth:`iter_chunks` callers, a chunk less for ``read``/``readinto`` callers. Reads are pinned
+    to the object's ETag (a concurrent overwrite fails the read), and the CRC-64 of everything read is
+    checked against the server's at EOF: a mismatch raises :class:`OSSIntegrityError` from the read that reaches EOF.
     """
 
     def __init__(self, bucket: oss2.Bucket, key: str, *, chunk_size: int, parallelism: int, retries: int,

@@ -23,7 +23,14 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from airflow_argo_eci.links.argo import TI_VIEW_ROUTE
-from airflow_argo_eci.plugins.pages import ListedWorkflow, TIKey, list_page, no_workflow_page, ti_page
+from airflow_argo_eci.plugins.pages import (
+    ListedWorkflow,
+    TIKey,
+    list_page,
+    no_workflow_page,
+    offloaded_page,
+    ti_page,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +151,13 @@ def ti_view(user: GetUserDep, dag_id: str = "", run_id: str = "", task_id: str =
         raise _api_error(exc) from exc
     if not found:
         return HTMLResponse(no_workflow_page(key))
-    return HTMLResponse(ti_page(key, found[0], can_edit=may_access_dag(user, key.dag_id, "PUT"), tries=len(found)))
+    from airflow_argo_eci.workflows import OffloadedNodesError
+
+    try:
+        return HTMLResponse(ti_page(key, found[0], can_edit=may_access_dag(user, key.dag_id, "PUT"),
+                                    tries=len(found)))
+    except OffloadedNodesError as exc:
+        return HTMLResponse(offloaded_page(key, found[0], str(exc)))
 
 
 @app.get("/ti/log", response_class=PlainTextResponse)

@@ -63,6 +63,15 @@ def no_workflow_page(key: TIKey) -> str:
                 "has not created an Argo workflow (yet).</p>")
 
 
+def offloaded_page(key: TIKey, workflow: Mapping[str, Any], reason: str) -> str:
+    """The task-instance page of a workflow whose nodes Argo offloaded to its database: the
+    Kubernetes object does not hold them, so there is no graph to draw; says where to read them."""
+    name = (workflow.get("metadata") or {}).get("name", "")
+    return page("Argo Workflow", f"<p class=\"empty\">Workflow {_e(name)} of task {_e(key.task_id)}: "
+                f"{_e(reason)}</p>"
+                f'<p class="back"><a target="_top" href="../{_e(key.ui_path())}">Task instance in Airflow</a></p>')
+
+
 def ti_page(key: TIKey, workflow: Mapping[str, Any], *, can_edit: bool, tries: int = 1) -> str:
     """The task-instance view: summary, actions, graph, node tree with logs, outputs and artifacts."""
     from airflow_argo_eci.hooks.oss import workflow_artifacts

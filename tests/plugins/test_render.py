@@ -113,3 +113,19 @@ def test_summary_and_empty_workflow() -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(None, ""), (0, "0s"), (59, "59s"), (61, "1m1s"), (7260, "2h1m")])
 def test_durations(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_offloaded_nodes_get_a_page_saying_where_to_read_them() -> None:
+    """Argo offloaded the nodes (``status.offloadNodeStatusVersion``, no nodes in the object): the view
+    cannot draw the graph and says so, instead of failing the page."""
+    from airflow_argo_eci.plugins.pages import TIKey, offloaded_page, ti_page
+    from airflow_argo_eci.workflows import OffloadedNodesError
+
+    key = TIKey("big_dag", "manual__1", "fanout", -1)
+    workflow = {"metadata": {"name": "big-abc12", "namespace": "argo"},
+                "status": {"phase": "Succeeded", "offloadNodeStatusVersion": "fnv:123"}}
+    with pytest.raises(OffloadedNodesError) as raised:
+        ti_page(key, workflow, can_edit=False)
+    text = offloaded_page(key, workflow, str(raised.value))
+    assert "Workflow big-abc12 of task fanout" in text
+    assert "offloadNodeStatusVersion=fnv:123" in text and "argo_server" in text

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +41,7 @@ from airflow_argo_eci.local.api.selectors import (
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.api.tables import build_table, check_include_object, wants_table
 from airflow_argo_eci.local.api.watch import DEFAULT_MAX_BYTES, WatchCache, event_line, gone_line
+from airflow_argo_eci.local.api.watch_signal import ChangeSignal
 from airflow_argo_eci.local.paths import StatePaths
 
 #: watches without ``timeoutSeconds`` end after this long, like the API server's default range
@@ -291,6 +291,27 @@ async def _chunks(line: bytes, pacer: SendPacer) -> AsyncIterator[bytes | memory
         yield piece
 
 
+async def _batched(lines: list[bytes], pacer: SendPacer) -> AsyncIterator[bytes | memoryview]:
+    """Watch lines as few sends: small lines joined (up to a slice), large ones paced in slices."""
+    batch: list[bytes] = []
+    size = 0
+    for line in lines:
+        if len(line) > _WATCH_SLICE:
+            if batch:
+                yield b"".join(batch)
+                batch, size = [], 0
+            async for chunk in _chunks(line, pacer):
+                yield chunk
+            continue
+        if size + len(line) > _WATCH_SLICE and batch:
+            yield b"".join(batch)
+            batch, size = [], 0
+        batch.append(line)
+        size += len(line)
+    if batch:
+        yield b"".join(batch)
+
+
 class ResourceHandler:
     """Serves the requests :class:`ResourceRoute` matched."""
 
@@ -301,8 +322,8 @@ class ResourceHandler:
         self.bookmark_interval = bookmark_interval
         self.watch_cache = WatchCache(store, max_bytes=watch_cache_bytes)
         self.pacer = SendPacer()
-        # watch waits park threads; give them their own pool so they never starve normal requests
-        self._watch_limiter = anyio.CapacityLimiter(1000)
+        # waiting watchers park on the event loop, woken together once the cache holds the change
+        self.change_signal = ChangeSignal(store, self.watch_cache)
 
     async def handle(self, request: Request) -> Response:
         """Dispatch one matched request by verb and target."""
@@ -472,18 +493,20 @@ class ResourceHandler:
             last = start_rv
         catching_up = True
         while not store.closed:
+            cached = None if catching_up else self.watch_cache.cached_after(t.rt, t.namespace, last, *selectors)
             try:
-                lines, reached = await run_in_threadpool(
-                    self.watch_cache.events_after, t.rt, t.namespace, last, *selectors, catching_up=catching_up
-                )
+                if cached is None:
+                    cached = await run_in_threadpool(
+                        self.watch_cache.events_after, t.rt, t.namespace, last, *selectors, catching_up=catching_up
+                    )
             except ApiError as exc:
                 yield gone_line(exc)
                 return
+            lines, reached = cached
             if catching_up and reached >= self.watch_cache.floor:
                 catching_up = False
-            for line in lines:
-                async for chunk in _chunks(line, self.pacer):
-                    yield chunk
+            async for chunk in _batched(lines, self.pacer):
+                yield chunk
             del lines
             last = max(last, reached)
             now = time.monotonic()
@@ -497,7 +520,7 @@ class ResourceHandler:
             wait = min(deadline - now, _MAX_WAIT)
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.0))
-            await anyio.to_thread.run_sync(store.wait_for_change, last, wait, limiter=self._watch_limiter)
+            await self.change_signal.wait((t.rt.group, t.rt.plural), last, wait)
 
 
 async def _as_tables(

@@ -109,6 +109,11 @@ class ObjectDatabase:
 
     # ------------------------------------------------------------------ basics
 
+
+    @property
+    def event_window(self) -> int:
+        """How many change events are kept for WATCH (older resourceVersions get 410 Gone)."""
+        return self._event_window
     def close(self) -> None:
         """Close the database; further calls fail."""
         with self._lock:
@@ -127,6 +132,12 @@ class ObjectDatabase:
         """The current (latest) global resourceVersion."""
         with self._lock:
             return self._rv
+
+    @property
+    def latest_resource_version(self) -> int:
+        """:attr:`resource_version` read without the lock (never waits for a writer; a commit in
+        progress may not show yet): for wake-up checks on an event loop."""
+        return self._rv
 
     @property
     def compacted_resource_version(self) -> int:

@@ -34,6 +34,8 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_EVENTS = 10_000
 #: events read from the store per call when a watch catches up from before the cache
 CATCH_UP_BATCH = 256
+#: :meth:`WatchCache.cached_after` (on the event loop) parses objects up to this size for selectors
+INLINE_PARSE_BYTES = 64 * 1024
 
 
 def event_line(event_type: str, body: str | bytes | memoryview) -> bytes:
@@ -91,6 +93,11 @@ class SharedEvent:
         """The object's JSON text inside ``line`` (no copy)."""
         return memoryview(self.line)[self.body_start:len(self.line) - _LINE_END]
 
+    @property
+    def costly_to_select(self) -> bool:
+        """Whether selecting it for a watcher with selectors still means parsing a large object."""
+        return "now" not in self._views and len(self.line) > INLINE_PARSE_BYTES
+
     def _ensure_views(self) -> None:
         with self._lock:
             if "now" not in self._views:
@@ -141,9 +148,14 @@ class WatchCache:
                  max_events: int = DEFAULT_MAX_EVENTS) -> None:
         self.store = store
         self.max_bytes = max_bytes
-        self.max_events = max_events
-        self._lock = threading.Lock()
+        # never more than the store keeps: a watch from a resourceVersion the store no longer holds
+        # gets 410 Gone whether or not the cache read the event before the store dropped it
+        self.max_events = min(max_events, store.event_window)
+        self._lock = threading.Lock()  # the cached events (held briefly, also on the event loop)
+        self._sync_lock = threading.Lock()  # one reader of the store's new events at a time
         self._events: deque[SharedEvent] = deque()
+        #: the newest cached resourceVersion per (group, plural)
+        self._latest: dict[tuple[str, str], int] = {}
         self._bytes = 0
         # every event newer than _floor and not newer than _loaded is in _events
         self._loaded = store.resource_version
@@ -161,30 +173,90 @@ class WatchCache:
         with self._lock:
             return self._bytes
 
-    def _sync(self) -> None:
-        """Read the store's new events once, for everyone (lock held)."""
-        while self.store.resource_version > self._loaded:
-            try:
-                rows = self.store.raw_events_since(None, None, self._loaded, limit=CATCH_UP_BATCH)
-            except ApiError as exc:
-                if exc.code != 410:
-                    raise
-                rows = []
-            if not rows:
-                # the store pruned events the cache never read: start over from now
-                self._events.clear()
-                self._bytes = 0
-                self._loaded = self._floor = self.store.resource_version
-                return
-            for rv, event_type, key, body, prev in rows:
-                event = _shared(_kind_of(key), rv, event_type, key, body, prev)
-                self._events.append(event)
-                self._bytes += event.cost
-                self._loaded = rv
-            while self._events and (self._bytes > self.max_bytes or len(self._events) > self.max_events):
-                dropped = self._events.popleft()
-                self._bytes -= dropped.cost
-                self._floor = dropped.rv
+    @property
+    def loaded(self) -> int:
+        """The newest resourceVersion the cache has read."""
+        with self._lock:
+            return self._loaded
+
+    def latest(self, group: str, plural: str) -> int:
+        """The newest cached resourceVersion of a change to a ``group``/``plural`` object (0: none)."""
+        with self._lock:
+            return self._latest.get((group, plural), 0)
+
+    def sync(self) -> set[tuple[str, str]] | None:
+        """Read the store's new events once, for everyone; the (group, plural) of the events read,
+        or None when the cache started over (the store pruned events it never read). The store is
+        read outside the lock of the cached events, so :meth:`cached_after` never waits for it."""
+        kinds: set[tuple[str, str]] = set()
+        with self._sync_lock:
+            while self.store.resource_version > self._loaded:
+                try:
+                    rows = self.store.raw_events_since(None, None, self._loaded, limit=CATCH_UP_BATCH)
+                except ApiError as exc:
+                    if exc.code != 410:
+                        raise
+                    rows = []
+                if not rows:
+                    # the store pruned events the cache never read: start over from now
+                    with self._lock:
+                        self._events.clear()
+                        self._bytes = 0
+                        self._loaded = self._floor = self.store.resource_version
+                        self._latest = dict.fromkeys(self._latest, self._loaded)
+                    return None
+                events = [_shared(_kind_of(key), rv, event_type, key, body, prev)
+                          for rv, event_type, key, body, prev in rows]
+                with self._lock:
+                    for event in events:
+                        self._events.append(event)
+                        self._bytes += event.cost
+                        self._loaded = event.rv
+                        kind = (event.key[0], event.key[1])
+                        self._latest[kind] = event.rv
+                        kinds.add(kind)
+                    while self._events and (self._bytes > self.max_bytes or len(self._events) > self.max_events):
+                        dropped = self._events.popleft()
+                        self._bytes -= dropped.cost
+                        self._floor = dropped.rv
+        return kinds
+
+    def cached_after(
+        self, rt: ResourceType, namespace: str | None, rv: int, labels: LabelSelector, fields: FieldSelector,
+    ) -> tuple[list[bytes], int] | None:
+        """Like :meth:`events_after` from memory only (no store access, fit for the event loop):
+        ``None`` when the cache has nothing newer than ``rv``, ``rv`` is before the cache, or
+        selectors would need a large object parsed (left to a worker thread)."""
+        with self._lock:
+            if rv < self._floor or self._loaded <= rv:
+                return None
+            selected = self._newer(rv)
+            reached = self._loaded
+        if (labels.requirements or fields.requirements) and any(e.costly_to_select for e in selected):
+            return None
+        return self._lines(selected, rt, namespace, labels, fields), reached
+
+    def _newer(self, rv: int) -> list[SharedEvent]:
+        """The cached events newer than ``rv``, newest first (lock held)."""
+        selected = []
+        for event in reversed(self._events):
+            if event.rv <= rv:
+                break
+            selected.append(event)
+        return selected
+
+    @staticmethod
+    def _lines(selected: list[SharedEvent], rt: ResourceType, namespace: str | None, labels: LabelSelector,
+               fields: FieldSelector) -> list[bytes]:
+        """The watch lines of ``selected`` (newest first) for ``rt`` in ``namespace``, oldest first."""
+        key_group, key_plural = rt.group, rt.plural
+        out: list[bytes] = []
+        for event in reversed(selected):
+            group, plural, ns = event.key
+            if group != key_group or plural != key_plural or (namespace is not None and ns != namespace):
+                continue
+            out.extend(event.lines_for(labels, fields))
+        return out
 
     def events_after(
         self, rt: ResourceType, namespace: str | None, rv: int, labels: LabelSelector, fields: FieldSelector,
@@ -193,15 +265,11 @@ class WatchCache:
         """The watch lines for ``rt`` (``namespace`` or all) after ``rv`` and the resourceVersion
         they reach. ``catching_up`` (a watch that has not reached the cache yet) reads from the
         store when ``rv`` is before the cache; otherwise that is 410 (:class:`Behind`)."""
+        self.sync()
         with self._lock:
-            self._sync()
             floor = self._floor
             if rv >= floor:
-                selected = []
-                for event in reversed(self._events):
-                    if event.rv <= rv:
-                        break
-                    selected.append(event)
+                selected = self._newer(rv)
                 reached = max(rv, self._loaded)
         if rv < floor:
             if not catching_up:
@@ -212,14 +280,7 @@ class WatchCache:
                 return [], floor
             selected = [_shared(rt.kind, *row) for row in reversed(rows)]
             reached = rows[-1][0]
-        key_group, key_plural = rt.group, rt.plural
-        out: list[bytes] = []
-        for event in reversed(selected):
-            group, plural, ns = event.key
-            if group != key_group or plural != key_plural or (namespace is not None and ns != namespace):
-                continue
-            out.extend(event.lines_for(labels, fields))
-        return out, reached
+        return self._lines(selected, rt, namespace, labels, fields), reached
 
 
 def gone_line(error: ApiError) -> bytes:

@@ -37,8 +37,9 @@ MAX_PASS_EXPRESSION_STEPS = 2_000_000
 
 #: items one ``withItems`` / ``withParam`` / ``withSequence`` may expand to
 MAX_LOOP_ITEMS = 5_000
-#: nodes one workflow may have
-MAX_NODES = 10_000
+#: nodes one workflow may have (a 5,000-item fan-out with a ``retryStrategy`` has 10,002: a Retry
+#: and a Pod node per item; past ~1 MiB compressed the status packer fails the workflow anyway)
+MAX_NODES = 20_000
 #: pods one reconcile pass of one workflow creates; the rest are created by the next passes
 #: (Argo's controller has the same knob, ``resourceRateLimit``)
 MAX_POD_CREATIONS_PER_PASS = 100

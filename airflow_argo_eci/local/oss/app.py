@@ -7,6 +7,7 @@ temp file that is renamed into place; a get streams from the data file.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import email.utils
@@ -22,10 +23,10 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import anyio.to_thread
-from oss2.utils import Crc64
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
+from airflow_argo_eci.crc64 import crc64_function
 from airflow_argo_eci.local.oss.errors import OSSErrorResponse, new_request_id, no_such_key
 from airflow_argo_eci.local.oss.multipart import Multipart, Upload, check_part_number
 from airflow_argo_eci.local.oss.signature import Keyring, verify
@@ -34,6 +35,8 @@ from airflow_argo_eci.local.oss.storage import ObjectInfo, Storage, check_bucket
 logger = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+#: Request bodies are written and hashed in blocks of this size, one block in flight (see ``_receive``).
+RECEIVE_CHUNK = 4 * CHUNK
 #: Largest XML request body accepted (DeleteMultipleObjects with 1000 keys fits easily).
 MAX_XML_BODY = 2 * 1024 * 1024
 MAX_LIST_KEYS = 1000
@@ -78,13 +81,14 @@ class _Sink:
         self.path = path
         self.file = open(path, "wb")  # closed in finish() / discard()
         self.md5 = hashlib.md5(usedforsecurity=False)
-        self.crc = Crc64(0)
+        self.crc = 0
+        self._crc_of = crc64_function()
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
         self.file.write(chunk)
         self.md5.update(chunk)
-        self.crc.update(chunk)
+        self.crc = self._crc_of(chunk, self.crc)
         self.size += len(chunk)
 
     def finish(self) -> None:
@@ -95,17 +99,6 @@ class _Sink:
     def discard(self) -> None:
         self.file.close()
         self.path.unlink(missing_ok=True)
-
-
-def _read_file(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        while length > 0:
-            chunk = fh.read(min(CHUNK, length))
-            if not chunk:
-                return
-            length -= len(chunk)
-            yield chunk
 
 
 def is_uint(raw: str) -> bool:
@@ -481,20 +474,31 @@ class OSSApp:
 
     async def _receive(self, request: Request, headers: dict[str, str]) -> _Sink:
         """Stream the request body into a temp file (hashing MD5 and CRC64 on the way) and check
-        ``Content-MD5``; on any failure nothing is left behind."""
+        ``Content-MD5``; on any failure nothing is left behind.
+
+        The server hands over socket-sized pieces (16-64 KiB); they are gathered into
+        ``RECEIVE_CHUNK`` blocks, and each block is written and hashed on a worker thread (MD5 and the
+        native CRC-64 release the GIL) while the event loop already receives the next one: at most
+        one block in flight, so blocks land in order and memory stays at two blocks per upload.
+        """
         expected = self._expected_md5(headers)
         sink = _Sink(self.storage.new_temp_file())
+        loop = asyncio.get_running_loop()
+        writing: asyncio.Future[None] | None = None
         pending: list[bytes] = []
         size = 0
         try:
-            # the server hands over socket-sized pieces (16-64 KiB); hashing and writing them one worker
-            # thread hop each costs more than the hashing, so gather up to CHUNK bytes per hop
             async for chunk in request.stream():
                 pending.append(chunk)
                 size += len(chunk)
-                if size >= CHUNK:
+                if size >= RECEIVE_CHUNK:
                     data, pending, size = b"".join(pending), [], 0
-                    await anyio.to_thread.run_sync(sink.write, data)
+                    if writing is not None:
+                        await writing
+                    writing = loop.run_in_executor(None, sink.write, data)
+            if writing is not None:
+                await writing
+                writing = None
             if size:
                 await anyio.to_thread.run_sync(sink.write, b"".join(pending))
             await anyio.to_thread.run_sync(sink.finish)
@@ -502,7 +506,10 @@ class OSSApp:
                 raise OSSErrorResponse(400, "InvalidDigest", "The Content-MD5 you specified did not match what was "
                                        "received.")
         except BaseException:
-            sink.discard()
+            if writing is not None and not writing.done():
+                writing.add_done_callback(lambda _: sink.discard())  # never close the file under a running write
+            else:
+                sink.discard()
             raise
         return sink
 
@@ -518,7 +525,7 @@ class OSSApp:
             self.storage.check_absent(bucket, key)  # fail before taking the body; commit checks again
         sink = await self._receive(request, headers)
         try:
-            info = ObjectInfo(bucket, key, sink.size, sink.md5.hexdigest().upper(), sink.crc.crc,
+            info = ObjectInfo(bucket, key, sink.size, sink.md5.hexdigest().upper(), sink.crc,
                               headers.get("content-type") or "application/octet-stream",
                               self._user_meta(headers))
             stored = await anyio.to_thread.run_sync(self.storage.commit, info, sink.path, forbid)
@@ -554,7 +561,7 @@ class OSSApp:
         sink = await self._receive(request, headers)
         try:
             part = self.multipart.add_part(upload, number, sink.path, sink.size, sink.md5.hexdigest(),
-                                           sink.crc.crc)
+                                           sink.crc)
         except BaseException:
             sink.discard()
             raise
@@ -712,9 +719,8 @@ class OSSApp:
         out["content-length"] = str(length)
         if head:
             return Response(b"", headers=out)
-        path = self.storage.path_of(info)
         try:
-            chunks = _read_file(path, start, length)
+            chunks = self.storage.read_range(info, start, length)
             first = next(chunks, b"")
         except FileNotFoundError:
             raise no_such_key(key) from None  # deleted between lookup and open

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import shutil
 import sqlite3
 import threading
 import time
@@ -13,8 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from oss2.utils import Crc64
-
+from airflow_argo_eci.crc64 import crc64_combine
 from airflow_argo_eci.local.oss.errors import OSSErrorResponse
 from airflow_argo_eci.local.oss.storage import ObjectInfo, Storage
 
@@ -160,7 +158,8 @@ class Multipart:
         Errors as OSS: ``InvalidPartOrder`` (not ascending), ``InvalidPart`` (missing or ETag differs),
         ``EntityTooSmall`` (a part before the last under 100 KiB), ``FileAlreadyExists`` (the key exists
         and ``forbid_overwrite``; the upload stays open). The ETag is the MD5 of the parts'
-        binary MD5s followed by ``-<count>``; the CRC-64 is combined from the parts' CRCs.
+        binary MD5s followed by ``-<count>``; the CRC-64 is combined from the parts' CRCs. No byte is
+        copied: the object's body is a manifest over the part files (:meth:`Storage.commit_parts`).
         """
         have = {p.number: p for p in self.parts(upload.upload_id)}
         if wanted is None:
@@ -185,23 +184,15 @@ class Multipart:
                                        PartNumber=str(part.number))
         if forbid_overwrite:
             self.storage.check_absent(upload.bucket, upload.key)
-        tmp = self.storage.new_temp_file()
-        combine = Crc64(0)
         crc, size = 0, 0
         md5s = hashlib.md5(usedforsecurity=False)
-        try:
-            with open(tmp, "wb") as out:
-                for part in chosen:
-                    with open(self.parts_dir / part.data_file, "rb") as src:
-                        shutil.copyfileobj(src, out, 1024 * 1024)
-                    crc = combine.combine(crc, part.crc64, part.size) if size else part.crc64
-                    size += part.size
-                    md5s.update(bytes.fromhex(part.etag))
-            info = ObjectInfo(upload.bucket, upload.key, size, f"{md5s.hexdigest().upper()}-{len(chosen)}", crc,
-                              upload.content_type, upload.user_meta, object_type="Multipart")
-            stored = self.storage.commit(info, tmp, forbid_overwrite)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        for part in chosen:
+            crc = crc64_combine(crc, part.crc64, part.size) if size else part.crc64
+            size += part.size
+            md5s.update(bytes.fromhex(part.etag))
+        info = ObjectInfo(upload.bucket, upload.key, size, f"{md5s.hexdigest().upper()}-{len(chosen)}", crc,
+                          upload.content_type, upload.user_meta, object_type="Multipart")
+        stored = self.storage.commit_parts(info, [(self.parts_dir / p.data_file, p.size) for p in chosen],
+                                           forbid_overwrite)
         self.abort(upload)
         return stored

@@ -4,6 +4,11 @@ Layout under ``root``: ``meta.sqlite3`` (buckets and objects), ``data/`` (object
 random id), ``tmp/`` (uploads in progress). A put streams into ``tmp/``, is renamed into ``data/``
 and only then becomes visible by swapping the metadata row, so readers never see a partial object;
 an open reader keeps the old body (the file is unlinked, not truncated).
+
+A completed multipart object is not concatenated: its body is a manifest (``<id>.manifest``, JSON
+``{"parts": [[file, size], ...]}``) over hard links of its part files in ``data/``, so completion is
+O(parts) of metadata work; reads stitch ranges of the part files (:meth:`Storage.read_range`) and
+deletion removes the manifest's files with it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +30,12 @@ from airflow_argo_eci.local.oss.errors import OSSErrorResponse, no_such_bucket, 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 #: OSS's limit on an object key, in UTF-8 bytes.
 MAX_KEY_BYTES = 1023
+#: Suffix of a multipart object's body: the list of its part files.
+MANIFEST_SUFFIX = ".manifest"
+#: Reads of a manifest object open this many part files up front (kept by a reader across a delete);
+#: the parts of a range beyond them are opened as the read reaches them.
+EAGER_PART_FILES = 256
+READ_BLOCK = 1024 * 1024
 
 
 def file_exists(key: str) -> OSSErrorResponse:
@@ -169,6 +181,32 @@ class Storage:
         """
         data_name = uuid.uuid4().hex
         os.replace(temp_path, self.data_dir / data_name)
+        return self._install(info, data_name, forbid_overwrite)
+
+    def commit_parts(self, info: ObjectInfo, parts: list[tuple[Path, int]], forbid_overwrite: bool = False
+                     ) -> ObjectInfo:
+        """Make the files ``parts`` (path, size), in order, the body of ``info`` without copying a byte:
+        hard links in ``data/`` plus a manifest. The part files themselves are left in place (the
+        caller removes them; on an error, e.g. ``FileAlreadyExists``, they are untouched)."""
+        base = uuid.uuid4().hex
+        entries: list[list[object]] = []
+        manifest = f"{base}{MANIFEST_SUFFIX}"
+        try:
+            for index, (path, size) in enumerate(parts):
+                name = f"{base}.{index}"
+                os.link(path, self.data_dir / name)
+                entries.append([name, size])
+            fd = os.open(self.data_dir / manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps({"parts": entries}))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            self._remove_body(manifest, [str(name) for name, _ in entries])
+            raise
+        return self._install(info, manifest, forbid_overwrite)
+
+    def _install(self, info: ObjectInfo, data_name: str, forbid_overwrite: bool) -> ObjectInfo:
         stored = ObjectInfo(info.bucket, info.key, info.size, info.etag, info.crc64, info.content_type,
                             dict(info.user_meta), time.time(), data_name, info.object_type)
         with self._lock:
@@ -178,21 +216,74 @@ class Storage:
                 if forbid_overwrite and old is not None:
                     raise file_exists(info.key)
             except OSSErrorResponse:
-                (self.data_dir / data_name).unlink(missing_ok=True)
+                self._remove_body(data_name)
                 raise
             self._db.execute(
                 "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (stored.bucket, stored.key, stored.size, stored.etag, str(stored.crc64), stored.content_type,
                  json.dumps(stored.user_meta), stored.mtime, data_name, stored.object_type))
         if old is not None:
-            (self.data_dir / old.data_file).unlink(missing_ok=True)
+            self._remove_body(old.data_file)
         return stored
+
+    def _manifest(self, data_name: str) -> list[tuple[str, int]]:
+        with open(self.data_dir / data_name) as handle:
+            return [(str(name), int(size)) for name, size in json.load(handle)["parts"]]
+
+    def _remove_body(self, data_name: str, parts: list[str] | None = None) -> None:
+        """Delete a body: its file, or a manifest and the part files it lists."""
+        if data_name.endswith(MANIFEST_SUFFIX):
+            if parts is None:
+                try:
+                    parts = [name for name, _ in self._manifest(data_name)]
+                except (FileNotFoundError, ValueError, KeyError, TypeError):
+                    parts = []
+            for name in parts:
+                (self.data_dir / name).unlink(missing_ok=True)
+        (self.data_dir / data_name).unlink(missing_ok=True)
 
     def copy_to_temp(self, info: ObjectInfo) -> Path:
         """Copy an object's body to a new temp file (for CopyObject) and return its path."""
         tmp = self.new_temp_file()
-        shutil.copyfile(self.data_dir / info.data_file, tmp)
+        if not info.data_file.endswith(MANIFEST_SUFFIX):
+            shutil.copyfile(self.data_dir / info.data_file, tmp)
+            return tmp
+        try:
+            with open(tmp, "wb") as out:
+                for block in self.read_range(info, 0, info.size):
+                    out.write(block)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
+
+    def read_range(self, info: ObjectInfo, start: int, length: int) -> Iterator[bytes]:
+        """Blocks of up to 1 MiB of ``length`` bytes of the body from ``start``.
+
+        The files are opened before this returns (``FileNotFoundError`` if the object was deleted
+        since ``info`` was read), so a delete or overwrite after that does not cut the read short
+        (for a manifest object: up to :data:`EAGER_PART_FILES` part files).
+        """
+        if not info.data_file.endswith(MANIFEST_SUFFIX):
+            segments = [(self.data_dir / info.data_file, start, length)]
+        else:
+            segments = []
+            offset = 0
+            for name, size in self._manifest(info.data_file):
+                if offset + size > start and offset < start + length:
+                    first = max(start, offset)
+                    last = min(start + length, offset + size)
+                    segments.append((self.data_dir / name, first - offset, last - first))
+                offset += size
+        opened: list[int] = []
+        try:
+            for path, _, _ in segments[:EAGER_PART_FILES]:
+                opened.append(os.open(path, os.O_RDONLY))
+        except BaseException:
+            for fd in opened:
+                os.close(fd)
+            raise
+        return _read_segments(segments, opened)
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
         """Return an object's metadata; 404 ``NoSuchBucket`` / ``NoSuchKey``."""
@@ -204,7 +295,7 @@ class Storage:
         return info
 
     def path_of(self, info: ObjectInfo) -> Path:
-        """Return the data file of ``info``."""
+        """The file holding ``info``'s body: its data file, or for a multipart object its manifest."""
         return self.data_dir / info.data_file
 
     def delete(self, bucket: str, key: str) -> bool:
@@ -215,7 +306,7 @@ class Storage:
             if old is None:
                 return False
             self._db.execute("DELETE FROM objects WHERE bucket=? AND key=?", (bucket, key))
-        (self.data_dir / old.data_file).unlink(missing_ok=True)
+        self._remove_body(old.data_file)
         return True
 
     def list(self, bucket: str, prefix: str, delimiter: str, marker: str, max_keys: int) -> Listing:
@@ -268,3 +359,24 @@ class Storage:
         b, k, size, etag, crc, ctype, meta, mtime, data, otype = row
         return ObjectInfo(str(b), str(k), int(str(size)), str(etag), int(str(crc)), str(ctype),
                           json.loads(str(meta)), float(str(mtime)), str(data), str(otype))
+
+
+def _read_segments(segments: list[tuple[Path, int, int]], opened: list[int]) -> Iterator[bytes]:
+    """Read ``(file, offset, length)`` segments in order; ``opened`` holds the first files' descriptors."""
+    try:
+        for index, (path, offset, length) in enumerate(segments):
+            fd = opened[index] if index < len(opened) else os.open(path, os.O_RDONLY)
+            try:
+                while length > 0:
+                    block = os.pread(fd, min(READ_BLOCK, length), offset)
+                    if not block:
+                        return
+                    offset += len(block)
+                    length -= len(block)
+                    yield block
+            finally:
+                if index >= len(opened):
+                    os.close(fd)
+    finally:
+        for fd in opened:
+            os.close(fd)

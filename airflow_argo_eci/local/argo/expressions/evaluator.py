@@ -96,12 +96,28 @@ class Evaluator:
             return self.binary(node[1], node[2], node[3], pointer)
         raise ExpressionError(f"unknown expression node {op}")
 
+    def _logical(self, is_and: bool, left_node: Node, right_node: Node, pointer: Any) -> bool:
+        """Short-circuit ``&&`` (``is_and``) or ``||``. A left-nested chain of the same operator
+        (``a && b && c ...``: a DAG task with a thousand dependencies) is walked in a loop, so its
+        length needs no recursion depth."""
+        same = ("&&", "and") if is_and else ("||", "or")
+        operands = [right_node]
+        node = left_node
+        while node[0] == "bin" and node[1] in same:
+            self.budget.step()
+            operands.append(node[3])
+            node = node[2]
+        value = truthy(self.eval(node, pointer))
+        for operand in reversed(operands):
+            if value is not is_and:  # false in an && chain, true in an || chain: decided
+                break
+            value = truthy(self.eval(operand, pointer))
+        return value
+
     def binary(self, op: str, left_node: Node, right_node: Node, pointer: Any) -> Any:
         """The value of the binary operation ``op`` on the two operand trees."""
-        if op in ("&&", "and"):
-            return truthy(self.eval(left_node, pointer)) and truthy(self.eval(right_node, pointer))
-        if op in ("||", "or"):
-            return truthy(self.eval(left_node, pointer)) or truthy(self.eval(right_node, pointer))
+        if op in ("&&", "and", "||", "or"):
+            return self._logical(op in ("&&", "and"), left_node, right_node, pointer)
         if op == "??":
             try:
                 left = self.eval(left_node, pointer)
