@@ -18,7 +18,7 @@ from airflow_argo_eci.triggers.eci import CLASSPATH, EciImageCacheTrigger
 from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.triggers.cluster import InstrumentedCluster
 from tests.triggers.conftest import CONN_ID
-from tests.triggers.running import events, later
+from tests.triggers.running import events, events_during_change
 
 PATH = f"/apis/{GROUP}/{VERSION}/{IMAGE_CACHES}"
 _IC = (GROUP, VERSION, IMAGE_CACHES)
@@ -134,13 +134,7 @@ def test_failed_carries_the_last_events_message(cluster: InstrumentedCluster) ->
     player = CachePlayer(cluster)
     uid = player.create("bad")
 
-    async def scenario() -> list[dict[str, Any]]:
-        failing = asyncio.ensure_future(later(0.3, player.fail, "bad"))
-        got = await events(trigger("bad", uid))
-        await failing
-        return got
-
-    (event,) = asyncio.run(scenario())
+    (event,) = asyncio.run(events_during_change(trigger("bad", uid), 0.3, player.fail, "bad"))
     assert event["status"] == "failure" and event["phase"] == "Failed"
     assert event["message"] == "ImageCache bad Failed: image busybox:1.36 not found"
 
@@ -149,13 +143,7 @@ def test_deleted_or_replaced_before_ready_is_a_failure(cluster: InstrumentedClus
     player = CachePlayer(cluster)
     uid = player.create("gone")
 
-    async def scenario() -> list[dict[str, Any]]:
-        deleting = asyncio.ensure_future(later(0.3, player.delete, "gone"))
-        got = await events(trigger("gone", uid))
-        await deleting
-        return got
-
-    (event,) = asyncio.run(scenario())
+    (event,) = asyncio.run(events_during_change(trigger("gone", uid), 0.3, player.delete, "gone"))
     assert event["status"] == "failure"
     assert event["message"] == f"ImageCache gone (uid {uid}) was deleted while Preparing before it finished"
     player.create("gone")  # a successor with the same name

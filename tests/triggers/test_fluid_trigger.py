@@ -17,7 +17,7 @@ from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.hooks.fluid_cluster import FluidArranger
 from tests.triggers.cluster import InstrumentedCluster
 from tests.triggers.conftest import CONN_ID
-from tests.triggers.running import events, later
+from tests.triggers.running import events, events_during_change
 
 DATALOADS_PATH = "/apis/data.fluid.io/v1alpha1/namespaces/argo/dataloads"
 
@@ -85,13 +85,7 @@ def test_failed_carries_the_conditions_reason_and_message(cluster: InstrumentedC
     arranger = FluidArranger(cluster)
     uid = new_load(arranger, "load-bad")
 
-    async def scenario() -> list[dict[str, Any]]:
-        failing = asyncio.ensure_future(later(0.3, arranger.fail, "load-bad"))
-        got = await events(load_trigger("load-bad", uid))
-        await failing
-        return got
-
-    (event,) = asyncio.run(scenario())
+    (event,) = asyncio.run(events_during_change(load_trigger("load-bad", uid), 0.3, arranger.fail, "load-bad"))
     assert event["status"] == "failure" and event["phase"] == "Failed"
     assert event["message"] == "DataLoad argo/load-bad Failed: DataLoadJobFailed: bucket not found"
 
@@ -100,13 +94,8 @@ def test_deleted_or_replaced_before_it_finished_is_a_failure(cluster: Instrument
     arranger = FluidArranger(cluster)
     uid = new_load(arranger, "load-gone")
 
-    async def scenario() -> list[dict[str, Any]]:
-        deleting = asyncio.ensure_future(later(0.3, arranger.delete, "DataLoad", "load-gone"))
-        got = await events(load_trigger("load-gone", uid))
-        await deleting
-        return got
-
-    (event,) = asyncio.run(scenario())
+    (event,) = asyncio.run(events_during_change(load_trigger("load-gone", uid), 0.3, arranger.delete, "DataLoad",
+                                                "load-gone"))
     assert event["status"] == "failure"
     assert event["message"] == f"DataLoad argo/load-gone (uid {uid}) was deleted while Pending before it finished"
     new_load(arranger, "load-gone")  # a successor with the same name
