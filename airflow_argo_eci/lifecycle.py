@@ -177,8 +177,14 @@ class WorkflowLifecycle:
 
     def stream_logs(self, workflow: dict[str, Any], cursor: LogCursor, emit: Callable[[str], None]) -> int:
         """Print every new log line of every pod of ``workflow`` as ``[node] line``; returns the
-        number of lines printed. Log failures never fail the task."""
+        number of lines printed. Log failures never fail the task (nor do offloaded nodes that
+        cannot be read: :meth:`finish` reports those)."""
         printed = 0
+        try:
+            workflow = self.hook.hydrate(workflow)
+        except ArgoEciError as exc:
+            self.log.warning("cannot list the workflow's pods for their logs: %s", exc)
+            return 0
         for display, pod in self.hook.pods_of(workflow):
             try:
                 lines = self.hook.read_pod_log(pod, namespace=self.namespace, since_time=cursor.since_time(pod),
@@ -194,7 +200,9 @@ class WorkflowLifecycle:
     # ------------------------------------------------------------------ finish / clean up
 
     def finish(self, workflow: dict[str, Any]) -> dict[str, Any]:
-        """The XCom return value of a succeeded workflow; raises for a failed one."""
+        """The XCom return value of a succeeded workflow; raises for a failed one. Offloaded
+        nodes are read first (:meth:`ArgoWorkflowsHook.hydrate`)."""
+        workflow = self.hook.hydrate(workflow)
         phase = (workflow.get("status") or {}).get("phase")
         outcome = phase_outcome(phase)
         if outcome == "success":

@@ -462,8 +462,8 @@ def workflow_nodes(status: Mapping[str, Any] | None) -> dict[str, Any]:
     Raises :class:`~airflow_argo_eci.errors.ArgoEciError` when ``compressedNodes`` is not valid
     base64/gzip/JSON or inflates beyond :data:`MAX_INFLATED_NODES_BYTES`, and
     :class:`OffloadedNodesError` when Argo offloaded the nodes (``status.offloadNodeStatusVersion``
-    with neither field): read such a workflow through the Argo Server (the ``argo_server``
-    transport), which returns it with its nodes, as ``argo get`` does.
+    with neither field): read such a workflow through the Argo Server, which returns it with its
+    nodes, as ``argo get`` does (``ArgoWorkflowsHook.hydrate``).
     """
     if not isinstance(status, Mapping):
         return {}
@@ -475,8 +475,9 @@ def workflow_nodes(status: Mapping[str, Any] | None) -> dict[str, Any]:
         raise OffloadedNodesError(
             f"the workflow's node status is offloaded to the Argo Server's database (status.offloadNodeStatusVersion="
             f"{offloaded}, Argo's nodeStatusOffLoad for workflows over 1 MB): the Kubernetes API does not hold the "
-            "nodes. Read the workflow through the Argo Server, which hydrates them: set the connection's extra "
-            '"transport": "argo_server" and its host to the Argo Server\'s URL, or run `argo get`.')
+            "nodes. Read the workflow through the Argo Server, which hydrates them: ArgoWorkflowsHook.hydrate() with "
+            "the connection's extra \"argo_server_url\" (kubernetes transport) set to the Argo Server's URL, or the "
+            '"transport": "argo_server" connection extra, or run `argo get`.')
     if not packed:
         return plain
     try:

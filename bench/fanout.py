@@ -197,7 +197,9 @@ def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespac
         peak_reset = _reset_peak_rss()
         with LocalCluster(state, capacity_vcpu=parallelism * 0.1 + 1, sandbox=args.sandbox) as cluster:
             watchers = Watchers(cluster, args.watchers, Path(state) / "arrivals.json") if args.watchers else None
+            cpu_before = os.times()
             wall, wf, size = run_workflow(cluster, body, args.timeout)
+            cpu_after = os.times()
             latency = watchers.finish() if watchers else None
             rss_after = _rss_kib("VmRSS")
             rss_peak = _rss_kib("VmHWM")
@@ -212,6 +214,13 @@ def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespac
     print(f"  plain subprocesses        : {plain:8.2f} s  ({plain / pods * 1000:7.1f} ms per pod)")
     print(f"  per-pod overhead          : {(wall - plain) / pods * 1000:8.1f} ms")
     print(f"  ratio local/plain         : {wall / plain:8.1f}x")
+    own_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    child_cpu = ((cpu_after.children_user - cpu_before.children_user)
+                 + (cpu_after.children_system - cpu_before.children_system))
+    print(f"  CPU per pod               : {own_cpu / pods * 1000:8.1f} ms in this process "
+          f"(user {(cpu_after.user - cpu_before.user) / pods * 1000:.1f}, "
+          f"system {(cpu_after.system - cpu_before.system) / pods * 1000:.1f}), "
+          f"{child_cpu / pods * 1000:.1f} ms in the pods' processes (sandbox and command)")
     print(f"  process RSS               : {rss_before / 1024:.0f} MiB -> {rss_after / 1024:.0f} MiB "
           f"(+{(rss_after - rss_before) / 1024:.0f} MiB; peak {rss_peak / 1024:.0f} MiB"
           f"{'' if peak_reset else ', peak since process start'})")

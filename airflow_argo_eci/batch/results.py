@@ -1,4 +1,5 @@
-"""Per-job results of a finished batch workflow: :func:`job_results` reads ``status.nodes``."""
+"""Per-job results of a finished batch workflow: :func:`job_results` reads its nodes (``status.nodes``, or
+``status.compressedNodes`` inflated)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from airflow_argo_eci.batch.graph import JobGraph
 from airflow_argo_eci.batch.render import locate_job_nodes
 from airflow_argo_eci.conventions import NODE_COMPLETED_PHASES
+from airflow_argo_eci.workflows import workflow_nodes
 
 __all__ = ["job_results"]
 
@@ -67,7 +69,7 @@ def job_results(workflow: Mapping[str, Any], graph: JobGraph) -> dict[str, Any]:
     some were cancelled, ``Succeeded`` if all succeeded.
     """
     status = workflow.get("status") or {}
-    nodes: Mapping[str, Mapping[str, Any]] = status.get("nodes") or {}
+    nodes: Mapping[str, Mapping[str, Any]] = workflow_nodes(status)  # also compressed ones
     name = str((workflow.get("metadata") or {}).get("name", ""))
     located = locate_job_nodes(name, graph.units(), nodes)
     results: dict[str, Any] = {}

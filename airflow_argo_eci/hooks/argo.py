@@ -7,7 +7,9 @@ One interface over two transports, chosen by the connection's ``transport`` extr
     ``kubernetes`` (sync) and ``kubernetes_asyncio`` (async) clients. Extras: ``kube_config_path``,
     ``kube_config`` (inline YAML/JSON, masked), ``in_cluster``, ``context``, ``namespace``,
     ``verify_ssl``, ``ssl_ca_cert``/``ca_cert_path``, ``request_timeout``, ``ui_url``,
-    ``max_retries``, ``retry_backoff``.
+    ``max_retries``, ``retry_backoff``, and ``argo_server_url`` / ``argo_server_token`` (masked):
+    the Argo Server that serves the node status Argo offloads to its database (TLS verified with
+    the connection's CA settings).
 ``argo_server``
     The Argo Server REST API over httpx. Connection ``host`` (an https URL; ``schema`` and
     ``port`` are honoured), ``password`` = bearer token (masked). Extras: ``namespace``,
@@ -27,6 +29,11 @@ twin run the same operation to the same result (``list_workflows`` and ``alist_w
 return a :class:`~airflow_argo_eci.hooks.argo_requests.WorkflowList`: the objects, plus the list's
 ``resource_version``).
 
+Workflows read over the Kubernetes API may have their nodes offloaded (``nodeStatusOffLoad``):
+:meth:`ArgoWorkflowsHook.hydrate` / :meth:`~ArgoWorkflowsHook.ahydrate` return them with their
+nodes, read from the Argo Server as Argo's clients do (:mod:`~airflow_argo_eci.hooks.argo_offload`);
+every reader of nodes (results, failure messages, pod logs, artifacts, the Argo view) goes through it.
+
 Example connection (environment variable)::
 
     AIRFLOW_CONN_ARGO_DEFAULT='{"conn_type": "argo_workflows",
@@ -44,6 +51,7 @@ from airflow.sdk import BaseHook
 
 from airflow_argo_eci.errors import ArgoEciError, WorkflowSpecError
 from airflow_argo_eci.hooks.argo_connection import ArgoConnectionMixin, ArgoConnectionSettings
+from airflow_argo_eci.hooks.argo_offload import hydrate_workflow, offload_version
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name, check_template_body
 from airflow_argo_eci.hooks.argo_transport import WorkflowTransport
 from airflow_argo_eci.hooks.connection_form import UI_FIELD_BEHAVIOUR
@@ -254,6 +262,25 @@ class ArgoWorkflowsHook(ArgoConnectionMixin, BaseHook):
             check_name("pod", pod_name), self._ns(namespace), container=container, since_time=since_time,
             workflow=workflow,
         ))
+
+    def hydrate(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """``workflow`` (as a get, list or watch returned it) with its nodes: when Argo offloaded
+        them (``status.offloadNodeStatusVersion``), a copy holding the nodes the Argo Server serves
+        (the connection's ``argo_server_url`` on the kubernetes transport), checked to be of the
+        same workflow (uid) and version; otherwise ``workflow`` itself, without a request.
+        Raises :class:`~airflow_argo_eci.workflows.OffloadedNodesError` naming the extra to set
+        when the connection cannot reach an Argo Server."""
+        if not offload_version(workflow):
+            return workflow
+        t = self.get_conn()
+        return t.run(hydrate_workflow(workflow, t.operations.get_workflow))
+
+    async def ahydrate(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """Async :meth:`hydrate`."""
+        if not offload_version(workflow):
+            return workflow
+        t = await self._atransport()
+        return await t.arun(hydrate_workflow(workflow, t.operations.get_workflow))
 
     @staticmethod
     def pods_of(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:

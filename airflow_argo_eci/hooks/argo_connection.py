@@ -26,7 +26,8 @@ _COMMON_EXTRAS = ("transport", "namespace", "verify_ssl", "ca_cert_path", "reque
                   "max_retries", "retry_backoff")
 #: connection extras each transport accepts
 ALLOWED_EXTRAS: dict[str, tuple[str, ...]] = {
-    "kubernetes": (*_COMMON_EXTRAS, "kube_config_path", "kube_config", "in_cluster", "context", "ssl_ca_cert"),
+    "kubernetes": (*_COMMON_EXTRAS, "kube_config_path", "kube_config", "in_cluster", "context", "ssl_ca_cert",
+                   "argo_server_url", "argo_server_token"),
     "argo_server": _COMMON_EXTRAS,
 }
 _FORM_PREFIX = "extra__argo_workflows__"
@@ -53,6 +54,10 @@ class ArgoConnectionSettings:
     #: Argo Server base URL (``https://host:port``)
     host: str | None = None
     token: str | None = field(default=None, repr=False)
+    #: kubernetes transport: the Argo Server that serves offloaded node status (``argo_server_url``)
+    argo_server_url: str | None = None
+    #: kubernetes transport: its bearer token (``argo_server_token``, masked)
+    argo_server_token: str | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         """Where this connection points, for messages (never includes secrets)."""
@@ -127,6 +132,31 @@ def _server_url(conn_id: str, host: str | None, schema: str | None, port: int | 
     if port and parts.port is None:
         text = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
     return text
+
+
+def _bearer(value: Any) -> str:
+    """A bearer token without a leading ``Bearer `` (as pasted from a header)."""
+    token = str(value or "").strip()
+    return token[7:].strip() if token.lower().startswith("bearer ") else token
+
+
+def _offload_server(conn_id: str, values: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``(argo_server_url, argo_server_token)`` of a kubernetes-transport connection, validated."""
+    url, token = values.get("argo_server_url"), _bearer(values.get("argo_server_token"))
+    mask(token)
+    if url is None:
+        if token:
+            raise WorkflowSpecError(
+                f"connection {conn_id!r}: extra 'argo_server_token' is set without 'argo_server_url'; set "
+                "'argo_server_url' to the Argo Server's URL (e.g. https://argo-server.argo:2746), which serves the "
+                "node status Argo offloads, or remove the token")
+        return None, None
+    parts = urlsplit(url.strip()) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise WorkflowSpecError(
+            f"connection {conn_id!r}: extra 'argo_server_url' must be the Argo Server's http(s) URL, "
+            f"e.g. https://argo-server.argo:2746, got {url!r}")
+    return url.strip().rstrip("/"), token or None
 
 
 def parse_connection(
@@ -209,10 +239,10 @@ def parse_connection(
             in_cluster=in_cluster,
             context=str(values["context"]) if "context" in values else None,
         )
+        argo_server_url, argo_server_token = _offload_server(conn_id, values)
+        settings.update(argo_server_url=argo_server_url, argo_server_token=argo_server_token)
     else:
-        token = (password or "").strip()
-        if token.lower().startswith("bearer "):
-            token = token[7:].strip()
+        token = _bearer(password)
         mask(token)
         settings.update(host=_server_url(conn_id, host, schema, port), token=token or None)
     result = ArgoConnectionSettings(**settings)
@@ -223,6 +253,9 @@ def parse_connection(
         )
     elif result.host and result.host.startswith("http://") and result.token:
         log.warning("Connection %r: the Argo Server token is sent over plain http to %s", conn_id, result.host)
+    elif result.argo_server_url and result.argo_server_url.startswith("http://") and result.argo_server_token:
+        log.warning("Connection %r: the Argo Server token (argo_server_token) is sent over plain http to %s",
+                    conn_id, result.argo_server_url)
     return result
 
 

@@ -21,6 +21,7 @@ from airflow_argo_eci.conventions import (
     WORKFLOWS,
 )
 from airflow_argo_eci.errors import InvalidError, NotFoundError, WorkflowSpecError
+from airflow_argo_eci.hooks.argo_offload import hydrate_workflow, offload_version
 from airflow_argo_eci.hooks.argo_requests import (
     LIST_PAGE_SIZE,
     MERGE_PATCH,
@@ -39,6 +40,7 @@ from airflow_argo_eci.hooks.argo_requests import (
 from airflow_argo_eci.hooks.pod_log_lines import parse_log_lines, since_seconds
 from airflow_argo_eci.retry import RetryError, formulate_resubmit, formulate_retry, update_suspend_nodes
 from airflow_argo_eci.retry import node_field_selector as parse_node_field_selector
+from airflow_argo_eci.workflows import workflow_nodes
 
 _ARGO = f"/apis/{GROUP}/{VERSION}"
 
@@ -179,12 +181,21 @@ class KubernetesOperations:
 
     def _suspend_node_changes(
         self, context: str, name: str, namespace: str, phase: str, *, message: str = "", selector: str = ""
-    ) -> Operation[dict[str, dict[str, Any]]]:
+    ) -> Operation[dict[str, Any]]:
+        """The status merge patch that moves the Suspend nodes to ``phase``: ``{"nodes": changed}``.
+        Offloaded nodes are read from the Argo Server and all written back, hydrated (Argo's
+        controller would replace changed nodes of a still offloaded status with its stored ones)."""
         wf = yield get_request(name, namespace)
+        offloaded = bool(offload_version(wf))
+        if offloaded:
+            wf = yield from hydrate_workflow(wf, self.get_workflow)
         try:
-            return update_suspend_nodes(wf, phase, message=message, selector=selector)
+            changed = update_suspend_nodes(wf, phase, message=message, selector=selector)
         except RetryError as exc:
             raise InvalidError(f"{context}: {exc}", reason="BadRequest") from exc
+        if offloaded and changed:
+            return {"nodes": {**workflow_nodes(wf["status"]), **changed}, "offloadNodeStatusVersion": None}
+        return {"nodes": changed}
 
     def _set_suspend_nodes(
         self, name: str, namespace: str, phase: str, message: str, selector: str, verb: str
@@ -194,9 +205,9 @@ class KubernetesOperations:
         except RetryError as exc:
             raise WorkflowSpecError(str(exc)) from None
         context = f"{verb} workflow {namespace}/{name}"
-        changed = yield from self._suspend_node_changes(context, name, namespace, phase, message=message,
-                                                        selector=selector)
-        return (yield from self._write_status(context, name, namespace, {"nodes": changed}))
+        patch = yield from self._suspend_node_changes(context, name, namespace, phase, message=message,
+                                                      selector=selector)
+        return (yield from self._write_status(context, name, namespace, patch))
 
     def stop_workflow(
         self, name: str, namespace: str, message: str | None, node_field_selector: str, uid: str
@@ -220,9 +231,9 @@ class KubernetesOperations:
                                                         "resume")
             return result
         context = f"resume workflow {namespace}/{name}"
-        changed = yield from self._suspend_node_changes(context, name, namespace, "Succeeded")
-        if changed:
-            yield from self._write_status(context, name, namespace, {"nodes": changed})
+        patch = yield from self._suspend_node_changes(context, name, namespace, "Succeeded")
+        if patch["nodes"]:
+            yield from self._write_status(context, name, namespace, patch)
         resumed: dict[str, Any] = yield patch_request(context, name, namespace, {"spec": {"suspend": None}})
         return resumed
 
@@ -232,6 +243,8 @@ class KubernetesOperations:
     ) -> Operation[dict[str, Any]]:
         context = f"retry workflow {namespace}/{name}"
         wf = yield get_request(name, namespace)
+        # offloaded nodes: read from the connection's Argo Server; written back with the retry
+        wf = yield from hydrate_workflow(wf, self.get_workflow)
         try:
             new, deleted = formulate_retry(
                 wf, restart_successful=restart_successful, node_field_selector_text=node_field_selector,

@@ -4,7 +4,9 @@ The requests :class:`~airflow_argo_eci.hooks.argo_kubernetes_requests.Kubernetes
 describes are sent with ``ApiClient.call_api`` of the official ``kubernetes`` client (sync) and
 of ``kubernetes_asyncio`` (async); both load the same configuration (kubeconfig file, inline
 kubeconfig, or in-cluster service account), which brings its auth, TLS settings and timeouts.
-The clients are imported lazily.
+The clients are imported lazily. Requests only the Argo Server answers (reading offloaded nodes,
+:class:`~airflow_argo_eci.hooks.argo_offload.ArgoServerRequest`) go to the connection's
+``argo_server_url``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from airflow_argo_eci.hooks.api_clients import CachedClients
 from airflow_argo_eci.hooks.api_retry import Retrying, backoff_delay
 from airflow_argo_eci.hooks.argo_connection import ArgoConnectionSettings
 from airflow_argo_eci.hooks.argo_kubernetes_requests import KubernetesOperations, watch_request
+from airflow_argo_eci.hooks.argo_offload import ArgoServerRequest, argo_server_transport
 from airflow_argo_eci.hooks.argo_requests import (
     ApiRequest,
     RequestRunner,
@@ -55,6 +58,7 @@ class KubernetesTransport(CachedClients, RequestRunner):
         self.retrying = Retrying(settings)
         self._namespace: str | None = settings.namespace
         self._operations = KubernetesOperations()
+        self._argo_server: Any = None
 
     @property
     def operations(self) -> KubernetesOperations:
@@ -173,6 +177,24 @@ class KubernetesTransport(CachedClients, RequestRunner):
 
     # ------------------------------------------------------------------ sending requests
 
+    def _server(self, request: ApiRequest) -> Any:
+        """The ``argo_server`` transport to ``argo_server_url`` (made once) for ``request``."""
+        if self._argo_server is None:
+            self._argo_server = argo_server_transport(self.settings, request.context)
+        return self._argo_server
+
+    def close(self) -> None:
+        """Close the sync clients (also the Argo Server's)."""
+        super().close()
+        if self._argo_server is not None:
+            self._argo_server.close()
+
+    async def aclose(self) -> None:
+        """Close the async clients (also the Argo Server's)."""
+        await super().aclose()
+        if self._argo_server is not None:
+            await self._argo_server.aclose()
+
     def _call_args(self, request: ApiRequest) -> dict[str, Any]:
         """``call_api`` keyword arguments for ``request``, as the generated API methods pass them."""
         headers = {"Accept": "application/json"}
@@ -188,6 +210,8 @@ class KubernetesTransport(CachedClients, RequestRunner):
 
     def send(self, request: ApiRequest) -> Any:
         """Send ``request`` with the sync client; retries and typed errors per :class:`Retrying`."""
+        if isinstance(request, ArgoServerRequest):
+            return self._server(request).send(request)
         api = self._api()
 
         def attempt() -> Any:
@@ -204,6 +228,8 @@ class KubernetesTransport(CachedClients, RequestRunner):
 
     async def asend(self, request: ApiRequest) -> Any:
         """Async :meth:`send` with the running loop's ``kubernetes_asyncio`` client."""
+        if isinstance(request, ArgoServerRequest):
+            return await self._server(request).asend(request)
         api = await self._aapi()
 
         async def attempt() -> Any:

@@ -32,6 +32,16 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "ca_cert_path": {"label": "CA certificate path", "schema": _STR},
     "request_timeout": {"label": "Request timeout (seconds)", "schema": {"type": ["integer", "null"], "default": 60}},
     "max_retries": {"label": "Retries of transient errors", "schema": {"type": ["integer", "null"], "default": 4}},
+    "argo_server_url": {
+        "label": "Argo Server URL for offloaded nodes", "schema": _STR,
+        "description": "kubernetes transport: the Argo Server that serves the node status Argo offloads to its "
+        "database (persistence.nodeStatusOffLoad); TLS verified with the CA settings above",
+    },
+    "argo_server_token": {
+        "label": "Argo Server token for offloaded nodes",
+        "schema": {"type": ["string", "null"], "format": "password"},
+        "description": "kubernetes transport: bearer token for argo_server_url; stored as a secret",
+    },
     "ui_url": {
         "label": "Argo UI URL", "schema": _STR, "description": "links to workflows: <ui_url>/workflows/<ns>/<name>"
     },
@@ -49,5 +59,6 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "kube_config_path": "~/.kube/config",
         "ui_url": "https://argo.example.com",
         "ca_cert_path": "/etc/ssl/argo-ca.pem",
+        "argo_server_url": "https://argo-server.argo:2746",
     },
 }

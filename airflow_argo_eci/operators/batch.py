@@ -110,6 +110,7 @@ class EciBatchOperator(ArgoWorkflowOperator):
     def _complete(self, context: Context, lifecycle: WorkflowLifecycle, ref: WorkflowRef, workflow: dict[str, Any],
                   cursor: LogCursor | None = None) -> Any:
         """Finish as the Argo operator does (logs, failure, finish action), returning the job results."""
+        workflow = self.hook.hydrate(workflow)  # offloaded nodes: read from the Argo Server
         results = job_results(workflow, self.graph)
         try:
             super()._complete(context, lifecycle, ref, workflow, cursor)

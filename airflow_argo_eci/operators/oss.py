@@ -150,7 +150,7 @@ class _WorkflowArtifacts(ArgoHookMixin):
         from airflow_argo_eci.hooks.oss_artifacts import workflow_artifacts
 
         try:
-            body = self.hook.get_workflow(name, namespace=namespace)
+            body = self.hook.hydrate(self.hook.get_workflow(name, namespace=namespace))
         except NotFoundError as exc:
             raise WorkflowSpecError(
                 f"task {self.task_id}: workflow {namespace}/{name} does not exist; fix workflow= (or namespace=), "

@@ -114,17 +114,21 @@ def _workflows_of(hook: Any, key: TIKey) -> list[dict[str, Any]]:
 
 
 def _newest_workflow(hook: Any, key: TIKey) -> dict[str, Any]:
+    """The newest workflow of the task instance, with its nodes (offloaded ones read by ``hook.hydrate``)."""
     found = _workflows_of(hook, key)
     if not found:
         raise HTTPException(404, f"task {key.task_id} of run {key.run_id} has not created an Argo workflow")
-    return found[0]
+    return dict(hook.hydrate(found[0]))
 
 
 def _api_error(exc: Exception) -> HTTPException:
     from airflow_argo_eci.errors import ConflictError, InvalidError, NotFoundError
+    from airflow_argo_eci.workflows import OffloadedNodesError
 
     if isinstance(exc, NotFoundError):
         return HTTPException(404, str(exc))
+    if isinstance(exc, OffloadedNodesError):
+        return HTTPException(409, str(exc))
     if isinstance(exc, (InvalidError, ConflictError)):
         return HTTPException(409, str(exc))
     return HTTPException(502, f"the Argo cluster did not answer: {exc}")
@@ -154,10 +158,15 @@ def ti_view(user: GetUserDep, dag_id: str = "", run_id: str = "", task_id: str =
     from airflow_argo_eci.workflows import OffloadedNodesError
 
     try:
-        return HTMLResponse(ti_page(key, found[0], can_edit=may_access_dag(user, key.dag_id, "PUT"),
-                                    tries=len(found)))
+        newest = hook.hydrate(found[0])  # offloaded nodes: read from the Argo Server
     except OffloadedNodesError as exc:
         return HTMLResponse(offloaded_page(key, found[0], str(exc)))
+    except Exception as exc:
+        raise _api_error(exc) from exc
+    try:
+        return HTMLResponse(ti_page(key, newest, can_edit=may_access_dag(user, key.dag_id, "PUT"), tries=len(found)))
+    except OffloadedNodesError as exc:
+        return HTMLResponse(offloaded_page(key, newest, str(exc)))
 
 
 @app.get("/ti/log", response_class=PlainTextResponse)

@@ -79,6 +79,7 @@ class ArgoWorkflowSensor(ArgoHookMixin, ExplainedTemplatesMixin, BaseSensorOpera
     def _result(self, workflow: dict[str, Any]) -> Any:
         from airflow_argo_eci.workflows import failed_nodes, failure_message, workflow_result
 
+        workflow = self.hook.hydrate(workflow)  # offloaded nodes: read from the Argo Server
         phase = (workflow.get("status") or {}).get("phase") or ""
         if phase in self.fail_on:
             raise WorkflowFailedError(failure_message(workflow), phase=phase, failed_nodes=failed_nodes(workflow))

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from airflow_argo_eci.errors import ArgoApiError, ArgoEciError, GoneError, NotFoundError
+from airflow_argo_eci.hooks.argo_offload import offload_version
 from airflow_argo_eci.hooks.argo_requests import WorkflowList
 from airflow_argo_eci.triggers.pod_logs import (
     DEFAULT_LOG_BURST,
@@ -66,7 +67,7 @@ from airflow_argo_eci.triggers.pod_logs import (
     LogReader,
     pod_states,
 )
-from airflow_argo_eci.workflows import failure_message, phase_outcome
+from airflow_argo_eci.workflows import OffloadedNodesError, failure_message, phase_outcome
 
 log = logging.getLogger(__name__)
 
@@ -224,12 +225,20 @@ class Subscription:
         self.pods: dict[str, tuple[str, str]] = {}
         self.pending: dict[str, str] = {}
         self.changed = asyncio.Event()
+        #: an offloaded object waiting for its nodes, the read in flight, and whether reads fail for good
+        self._offloaded: Mapping[str, Any] | None = None
+        self._hydrating: asyncio.Task[None] | None = None
+        self._hydrate_refused = False
 
     def offer(self, obj: Mapping[str, Any]) -> None:
-        """A fresh object of our workflow: queue the pods that appeared, started or finished."""
+        """A fresh object of our workflow: queue the pods that appeared, started or finished. An
+        object whose nodes Argo offloaded is first hydrated (:meth:`_hydrate`)."""
         if not self.logs or self.done:
             return
         if self.uid and str((obj.get("metadata") or {}).get("uid") or "") != self.uid:
+            return
+        if offload_version(obj):
+            self._hydrate(obj)
             return
         current = pod_states(obj)
         for pod, (display, phase) in current.items():
@@ -238,6 +247,34 @@ class Subscription:
         self.pods = current
         if self.pending:
             self.changed.set()
+
+    def _hydrate(self, obj: Mapping[str, Any]) -> None:
+        """Read the offloaded nodes of ``obj`` with the channel's client (``ahydrate``) and offer the
+        result: one read in flight, then the newest object that arrived meanwhile. A connection that
+        cannot read them (no Argo Server) is told once in the log; the resumed task reads them."""
+        self._offloaded = obj
+        if self._hydrate_refused or (self._hydrating is not None and not self._hydrating.done()):
+            return
+        channel = self._channel
+        hydrate = getattr(channel.source if channel is not None else None, "ahydrate", None)
+        if hydrate is not None:
+            self._hydrating = asyncio.ensure_future(self._hydrate_pending(hydrate))
+
+    async def _hydrate_pending(self, hydrate: Callable[[dict[str, Any]], Any]) -> None:
+        while self._offloaded is not None and not self.done:
+            obj, self._offloaded = self._offloaded, None
+            try:
+                full = await hydrate(dict(obj))
+            except OffloadedNodesError as exc:
+                log.warning("Not following the pod logs of workflow %s while its nodes are offloaded: %s",
+                            self.name, exc)
+                self._hydrate_refused = True
+                return
+            except Exception as exc:  # logs never fail the wait: the next object tries again
+                log.debug("Cannot read the offloaded nodes of workflow %s: %s", self.name, exc)
+                continue
+            if not offload_version(full):
+                self.offer(full)
 
     def take_pods(self) -> dict[str, str]:
         """The pods queued for a log read (``{pod: display}``), in node order; clears the queue."""
@@ -285,6 +322,8 @@ class Subscription:
         """Leave the channel; the channel's task stops when its last subscriber leaves."""
         if self._lookup is not None and not self._lookup.done():
             self._lookup.cancel()
+        if self._hydrating is not None and not self._hydrating.done():
+            self._hydrating.cancel()
         if not self.future.done():
             self.future.cancel()
         channel, self._channel = self._channel, None

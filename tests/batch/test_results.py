@@ -57,6 +57,17 @@ def test_results_of_single_jobs_retries_and_omitted_dependents() -> None:
     }
 
 
+def test_results_read_compressed_nodes_as_argo_packs_a_large_status() -> None:
+    from airflow_argo_eci.local.argo.packing import encode_nodes
+
+    a = Job(WORK, "a")
+    graph = JobGraph("g", [a])
+    plain = _workflow("g-z", _node("g-z"), _node("g-z.a", outputs={"exitCode": "0"}))
+    packed = {"metadata": plain["metadata"], "status": {"compressedNodes": encode_nodes(plain["status"]["nodes"])}}
+    assert job_results(packed, graph) == job_results(plain, graph) == {
+        "a": {"phase": "Succeeded", "exit_code": 0, "outputs": {}, "message": ""}}
+
+
 def test_results_of_arrays_chains_and_fanouts() -> None:
     arr = ArrayJob(WORK, "arr", size=2, start=1)
     a = ArrayJob(WORK, "a", size=2)

@@ -42,10 +42,12 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response, Str
 from airflow_argo_eci.crc64 import crc64_function
 from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api.argo_server_base import call
+from airflow_argo_eci.local.api.argo_workflow_routes import hydrate_workflow
 from airflow_argo_eci.local.api.errors import ApiError
 from airflow_argo_eci.local.api.resources import WORKFLOWS
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.argo.artifacts import ArtifactError, Location, OSSClients, location_of
+from airflow_argo_eci.local.argo.offload import OffloadRepository
 from airflow_argo_eci.workflows import workflow_nodes
 
 if TYPE_CHECKING:
@@ -253,12 +255,14 @@ def directory_listing(keys: list[str], key: str) -> bytes:
 
 
 def add_artifact_routes(router: APIRouter, store: Store, clients: OSSClients,
-                        credentials: tuple[str, str] | None) -> None:
+                        credentials: tuple[str, str] | None, offloads: OffloadRepository | None = None) -> None:
     """Add the artifact download routes to ``router``; objects are read with ``clients`` and, for
-    repositories that name no Secret, ``credentials`` (``(access key id, secret)``)."""
+    repositories that name no Secret, ``credentials`` (``(access key id, secret)``); offloaded
+    nodes are read from ``offloads``, as Argo's artifact server hydrates the workflow."""
     source = ArtifactSource(store, clients, credentials)
 
     def locate(wf: dict[str, Any], node_id: str, name: str, direction: str, file_path: str = "") -> Location:
+        wf = hydrate_workflow(offloads, wf)
         return source.location(wf, source.artifact(wf, node_id, name, direction), file_path)
 
     async def serve(loc: Location) -> Response:

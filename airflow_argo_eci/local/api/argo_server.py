@@ -10,10 +10,11 @@ Routes (as in Argo Server's ``workflow``, ``workflowtemplate``, ``clusterworkflo
 
 * :mod:`.argo_workflow_routes`: ``/api/v1/workflows/{ns}``: POST create (``{"workflow": ...,
   "serverDryRun": bool}``), GET list (``listOptions.labelSelector|fieldSelector|limit|continue``;
-  ``fields`` is ignored and whole objects are returned); ``/lint`` POST; ``/submit`` POST (from a
-  WorkflowTemplate, ClusterWorkflowTemplate or CronWorkflow); ``/api/v1/workflows/{ns}/{name}``:
-  GET, DELETE (also deletes the workflow's pods, as the Kubernetes garbage collector does for their
-  owner references); PUT ``/stop``, ``/terminate``, ``/suspend``, ``/resume``, ``/retry``,
+  ``fields`` is ignored and whole objects are returned, offloaded nodes hydrated); ``/lint`` POST;
+  ``/submit`` POST (from a WorkflowTemplate, ClusterWorkflowTemplate or CronWorkflow);
+  ``/api/v1/workflows/{ns}/{name}``: GET (hydrated), DELETE (also deletes the workflow's pods, as
+  the Kubernetes garbage collector does for their owner references); PUT ``/stop``, ``/terminate``,
+  ``/suspend``, ``/resume``, ``/retry``,
   ``/resubmit``
 * :mod:`.argo_log_routes`: ``/api/v1/workflows/{ns}/{name}/log`` and
   ``/api/v1/workflows/{ns}/{name}/{podName}/log``
@@ -42,6 +43,7 @@ from airflow_argo_eci.local.api.argo_template_routes import add_template_routes
 from airflow_argo_eci.local.api.argo_workflow_routes import add_workflow_routes
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.argo.artifacts import OSSClients
+from airflow_argo_eci.local.argo.offload import OffloadRepository
 from airflow_argo_eci.local.paths import StatePaths
 
 
@@ -65,9 +67,10 @@ def build_argo_server_router(store: Store, paths: StatePaths, *, oss_clients: OS
     async def info() -> dict[str, Any]:
         return {"managedNamespace": "", "links": [], "columns": [], "modals": {}, "navColor": ""}
 
-    add_workflow_routes(router, store)
+    offloads = OffloadRepository(paths.db)  # nodes the controller offloaded, served hydrated
+    add_workflow_routes(router, store, offloads)
     add_log_routes(router, store, paths)
     add_template_routes(router, store)
     add_artifact_routes(router, store, oss_clients if oss_clients is not None else OSSClients(paths.tls_cert),
-                        artifact_credentials)
+                        artifact_credentials, offloads)
     return router

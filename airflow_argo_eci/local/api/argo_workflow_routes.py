@@ -1,7 +1,9 @@
 """The Argo Server's workflow service routes (``/api/v1/workflows/...``): create, lint, list, submit
 (from a WorkflowTemplate, ClusterWorkflowTemplate or CronWorkflow), get, delete, and the stop /
 terminate / suspend / resume / retry / resubmit actions, which only edit the Workflow object (the
-controller reacts), as the real Argo Server does."""
+controller reacts), as the real Argo Server does. Workflows whose nodes the controller offloaded
+(``status.offloadNodeStatusVersion``) are served hydrated by get and list, and hydrated before an
+action that reads their nodes, as Argo's ``workflowServer`` does with its hydrator."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from airflow_argo_eci.conventions import (
     LABEL_WORKFLOW_TEMPLATE,
     now_rfc3339,
 )
+from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.argo_server_base import (
     call,
@@ -42,6 +45,7 @@ from airflow_argo_eci.local.api.resources import (
     WORKFLOWS,
 )
 from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.argo.offload import OffloadRepository
 from airflow_argo_eci.retry import (
     RetryError,
     apply_parameters,
@@ -161,8 +165,37 @@ def apply_submit_options(wf: dict[str, Any], options: dict[str, Any]) -> None:
         apply_parameters(spec, parse_parameters(options.get("parameters"), "submitOptions.parameters"))
 
 
-def add_workflow_routes(router: APIRouter, store: Store) -> None:
-    """Add the workflow service routes over ``store`` to ``router``."""
+def hydrate_workflow(offloads: OffloadRepository | None, wf: dict[str, Any],
+                     listed: dict[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``wf`` (modified in place) with its offloaded nodes from ``offloads`` (or from ``listed``, a
+    :meth:`OffloadRepository.list_offloads` result) and ``offloadNodeStatusVersion`` cleared, as Argo's
+    hydrator does; a workflow that is not offloaded is returned as it is. Nodes that cannot be
+    found are a 500 (gRPC Internal), as on the Argo Server, except in a list page."""
+    status = wf.get("status")
+    version = status.get("offloadNodeStatusVersion") if isinstance(status, dict) else None
+    if not version:
+        return wf
+    assert isinstance(status, dict)
+    uid = str((wf.get("metadata") or {}).get("uid") or "")
+    if listed is not None:  # a list page: nodes that are missing leave that item as stored (as Argo's)
+        if (uid, str(version)) in listed:
+            status["nodes"] = listed[(uid, str(version))]
+            status.pop("offloadNodeStatusVersion", None)
+        return wf
+    if offloads is None:
+        raise ApiError(500, "InternalError", "Workflow has offloaded nodes, but offloading has been disabled")
+    try:
+        return offloads.hydrate(wf)
+    except ArgoEciError as exc:
+        raise ApiError(500, "InternalError", str(exc)) from exc
+
+
+def add_workflow_routes(router: APIRouter, store: Store, offloads: OffloadRepository | None = None) -> None:
+    """Add the workflow service routes over ``store`` to ``router``; offloaded nodes are read
+    from ``offloads`` (the cluster's offload repository)."""
+
+    def hydrated(wf: dict[str, Any]) -> dict[str, Any]:
+        return hydrate_workflow(offloads, wf)
 
     def create_workflow(namespace: str, wf: dict[str, Any], dry_run: bool) -> dict[str, Any]:
         wf = copy.deepcopy(wf)
@@ -209,6 +242,10 @@ def add_workflow_routes(router: APIRouter, store: Store) -> None:
         # like Argo's Workflows sort: unfinished first, then the newest first
         items.sort(key=lambda w: w["metadata"].get("creationTimestamp", ""), reverse=True)
         items.sort(key=lambda w: 1 if is_completed(w) else 0)
+        if offloads is not None and any((w.get("status") or {}).get("offloadNodeStatusVersion") for w in items):
+            listed = offloads.list_offloads(namespace or None)  # one read for the page, as Argo's ListWorkflows
+            for wf in items:
+                hydrate_workflow(offloads, wf, listed)
         return list_response(WORKFLOWS, items, rv, token)
 
     @router.get("/api/v1/workflows/{namespace}")
@@ -239,7 +276,7 @@ def add_workflow_routes(router: APIRouter, store: Store) -> None:
 
     @router.get("/api/v1/workflows/{namespace}/{name}")
     async def workflow_get(namespace: str, name: str) -> Response:
-        return await respond(store.get, WORKFLOWS, namespace, name)
+        return await respond(lambda: hydrated(store.get(WORKFLOWS, namespace, name)))
 
     def delete_pods(namespace: str, name: str, only_nodes: set[str] | None = None) -> None:
         pods, _, _ = store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
@@ -280,7 +317,7 @@ def add_workflow_routes(router: APIRouter, store: Store) -> None:
 
         def change(wf: dict[str, Any]) -> None:
             if strategy == "Stop" and selector:
-                _set_suspend_nodes(wf, selector, "Failed", message)
+                _set_suspend_nodes(hydrated(wf), selector, "Failed", message)
                 return
             if is_completed(wf):
                 raise errors.bad_request(f"cannot shutdown a completed workflow: {name} is "
@@ -319,6 +356,7 @@ def add_workflow_routes(router: APIRouter, store: Store) -> None:
             raise errors.bad_request("nodeFieldSelector must be a string")
 
         def change(wf: dict[str, Any]) -> None:
+            hydrated(wf)
             if selector:
                 _set_suspend_nodes(wf, selector, "Succeeded", "")
                 return
@@ -342,8 +380,8 @@ def add_workflow_routes(router: APIRouter, store: Store) -> None:
             restart = bool(body.get("restartSuccessful"))
             with _as_bad_request():
                 new, gone = formulate_retry(
-                    wf, restart_successful=restart, node_field_selector_text=selector, field="nodeFieldSelector"
-                )
+                    hydrated(wf), restart_successful=restart, node_field_selector_text=selector,
+                    field="nodeFieldSelector")
                 # parameters last, so a workflow that cannot be retried is reported first
                 apply_parameters(new["spec"], parse_parameters(body.get("parameters"), "parameters"))
             deleted.update(gone)
@@ -366,7 +404,7 @@ def add_workflow_routes(router: APIRouter, store: Store) -> None:
         return await respond(retry, namespace, name, body)
 
     def resubmit(namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        old = store.get(WORKFLOWS, namespace, name)
+        old = hydrated(store.get(WORKFLOWS, namespace, name))
         with _as_bad_request():
             wf = formulate_resubmit(old, parse_parameters(body.get("parameters"), "parameters"))
         return create_workflow(namespace, wf, False)

@@ -212,7 +212,7 @@ class ObjectDatabase:
         )
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (rv,))
         self._rv = rv
-        pending.append((event_type, rt, copy.deepcopy(obj)))
+        pending.append((event_type, rt, json.loads(body)))  # the listeners' copy: cheaper than a deepcopy
         return obj
 
     def _transaction(

@@ -464,9 +464,12 @@ class Store(ObjectDeletion):
             old = self._get_row(rt, ns, name)
             draft = copy.deepcopy(old)
             result = mutate(draft)
-            new = draft if result is None else result
-            if not isinstance(new, dict) or not isinstance(new.get("metadata", {}), dict):
+            if result is not None and not isinstance(result, dict):
                 raise TypeError(f"update() mutate for {rt.plural}/{name} must produce a dict object")
-            return self._write_update(rt, ns, name, old, copy.deepcopy(new), pending)
+            # the draft is this call's own; an object ``mutate`` returned may be shared with its caller
+            new = draft if result is None else copy.deepcopy(result)
+            if not isinstance(new.get("metadata", {}), dict):
+                raise TypeError(f"update() mutate for {rt.plural}/{name} must produce a dict object")
+            return self._write_update(rt, ns, name, old, new, pending)
 
         return self._transaction(work)

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from airflow_argo_eci.conventions import ANNOTATION_OUTPUTS, LABEL_COMPLETED, LABEL_PHASE, LABEL_WORKFLOW, now_rfc3339
+from airflow_argo_eci.eci_conventions import ARGO_NAMESPACE, CONTROLLER_CONFIGMAP
 from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS, ResourceType
+from airflow_argo_eci.local.api.resources import CONFIGMAPS, PODS, WORKFLOWS, ResourceType
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.argo.artifacts import (
     ArtifactError,
@@ -33,6 +34,7 @@ from airflow_argo_eci.local.argo.artifacts import (
 from airflow_argo_eci.local.argo.budget import MAX_WORKFLOW_SIZE
 from airflow_argo_eci.local.argo.gc_finalizer import ArtifactGCFinalizer, deletion_gc_done
 from airflow_argo_eci.local.argo.isolation import FailureTracker, describe
+from airflow_argo_eci.local.argo.offload import NodeStatusOffloading
 from airflow_argo_eci.local.argo.packing import pack_status
 from airflow_argo_eci.local.argo.podgc import selector_matches
 from airflow_argo_eci.local.argo.podstatus import finished_containers, mark_ready, running_status
@@ -99,6 +101,9 @@ class Controller:
         #: the largest workflow the controller writes (Argo's MAX_WORKFLOW_SIZE): larger ones get
         #: their nodes compressed, and fail if that is not enough
         self.max_workflow_size = MAX_WORKFLOW_SIZE
+        #: Argo's node status offloading (``persistence.nodeStatusOffLoad`` of the controller
+        #: ConfigMap, read at start and on each change of it; ``ALWAYS_OFFLOAD_NODE_STATUS``)
+        self.offloading = NodeStatusOffloading(paths.db)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,6 +113,7 @@ class Controller:
             self.store.add_listener(self._on_change)
             self._listening = True
         self._stop.clear()
+        self._configure_offloading()
         self.recover_lost_pods()
         self.gc_finalizer.resume()
         self._thread = threading.Thread(target=self._loop, name="argo-controller", daemon=True)
@@ -120,12 +126,28 @@ class Controller:
             self._thread.join(timeout=10)
             self._thread = None
 
+    def _configure_offloading(self) -> None:
+        """Read node status offloading from the controller ConfigMap; when on, delete the old
+        offloads of workflows that are gone."""
+        self.offloading.configure(self.store.find(CONFIGMAPS, ARGO_NAMESPACE, CONTROLLER_CONFIGMAP))
+        if self.offloading.enabled:
+            items, _, _ = self.store.list(WORKFLOWS, None)
+            self.offloading.sweep({str(wf["metadata"].get("uid")) for wf in items})
+
     def _on_change(self, event: str, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Garbage collection, as the Kubernetes GC and kubelet do it: a deleted Workflow takes its
-        Pods with it; a deleted Pod's process is killed and its scratch space and logs removed, and
-        its name may be used again (``argo retry`` recreates failed pods under the same names)."""
+        Pods (and offloaded nodes) with it; a deleted Pod's process is killed and its scratch space
+        and logs removed, and its name may be used again (``argo retry`` recreates failed pods under
+        the same names). A change of the controller ConfigMap reconfigures node status offloading."""
+        if rt is CONFIGMAPS:
+            meta = obj.get("metadata") or {}
+            if meta.get("name") == CONTROLLER_CONFIGMAP and meta.get("namespace") == ARGO_NAMESPACE:
+                self.offloading.configure(None if event == "DELETED" else obj)
+            return
         if rt is WORKFLOWS:
-            self.gc_finalizer.observe(event, obj)
+            # a workflow being deleted is collected with its offloaded nodes (read only then)
+            deleting = (obj.get("metadata") or {}).get("deletionTimestamp")
+            self.gc_finalizer.observe(event, self._hydrated(obj) if deleting else obj)
         elif rt is PODS and event == "MODIFIED" and (obj.get("metadata") or {}).get("deletionTimestamp"):
             # a pod held by finalizers: its processes stop when the deletion starts, as kubelet does
             pod_meta = obj["metadata"]
@@ -137,7 +159,8 @@ class Controller:
         namespace, name = meta.get("namespace", "default"), meta.get("name", "")
         if rt is WORKFLOWS:
             if not deletion_gc_done(obj):  # else the artifact-GC finalizer collected already
-                self._collect_on_deletion(namespace, obj)
+                self._collect_on_deletion(namespace, self._hydrated(obj))
+            self.offloading.forget(obj)
             pods, _, _ = self.store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
             for pod in pods:
                 try:
@@ -358,8 +381,23 @@ class Controller:
             if (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
                 self.kill_pod(namespace, pod["metadata"]["name"], message)
 
+    def _hydrated(self, wf: dict[str, Any]) -> dict[str, Any]:
+        """``wf`` (not modified) with its offloaded nodes put back, when it has offloaded nodes that
+        still exist."""
+        status = wf.get("status") or {}
+        if not status.get("offloadNodeStatusVersion"):
+            return wf
+        try:
+            return self.offloading.repository.hydrate({**wf, "status": dict(status)})
+        except ArgoEciError as exc:
+            log.warning("workflow %s: %s", (wf.get("metadata") or {}).get("name"), exc)
+            return wf
+
     def reconcile(self, wf: dict[str, Any]) -> None:
-        """Run one reconcile pass on ``wf`` (a copy from the store) and write the result back."""
+        """Run one reconcile pass on ``wf`` (a copy from the store) and write the result back; an
+        offloaded status is hydrated first (Argo's operator does) and offloaded again on write."""
+        if (wf.get("status") or {}).get("offloadNodeStatusVersion"):
+            self.offloading.repository.hydrate(wf)
         op = WorkflowReconciler(self, wf)
         op.run()
         meta = wf["metadata"]
@@ -369,7 +407,9 @@ class Controller:
         if not op.changed:
             return
         expected_rv = meta.get("resourceVersion")
-        status, too_large = pack_status(wf, op.status, self.max_workflow_size)
+        status, too_large = pack_status(
+            wf, op.status, self.max_workflow_size, always=self.offloading.always,
+            offload=self.offloading.offloader(str(meta.get("uid", "")), key[0]))
         if too_large:
             # as Argo's persistWorkflowSizeLimitErr: the stored workflow ends in Error, pods go
             self.fail_workflow(key[0], key[1], str(meta.get("uid", "")), too_large)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from airflow_argo_eci.conventions import now_rfc3339, rfc3339
 from airflow_argo_eci.local.paths import StatePaths
@@ -49,7 +49,9 @@ from airflow_argo_eci.local.runtime.containers import (
 )
 from airflow_argo_eci.local.runtime.images import ImageError, ImageTable
 from airflow_argo_eci.local.runtime.isolation import make_sandbox
+from airflow_argo_eci.local.runtime.launcher import ThreadLauncher
 from airflow_argo_eci.local.runtime.limits import DEFAULT_PIDS_LIMIT, LimitError, PodLimiter, PodLimits
+from airflow_argo_eci.local.runtime.pipe_pump import PipePump
 from airflow_argo_eci.local.runtime.podfiles import (
     MAX_PARAMETER_BYTES,
     PodFileError,
@@ -126,6 +128,9 @@ class _Pod:
     security: PodSecurity = field(default_factory=PodSecurity)
     process: subprocess.Popen[bytes] | None = None
     kill_message: str | None = None
+    #: guards ``kill_message`` and ``process`` (taken after the runtime's lock, never before it), so a
+    #: kill is never lost while the process starts and pods start without waiting for each other
+    lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
     reported: bool = False
     thread: threading.Thread | None = None
@@ -175,6 +180,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._pods: dict[PodKey, _Pod] = {}
         self._threads: set[threading.Thread] = set()
+        #: starts pod threads so that submitting a pod never waits for its thread (launcher.py)
+        self._launcher = ThreadLauncher("pod-launcher")
         self._closed = False
         #: network namespaces shared by pods (podnetwork.py)
         self.networks = PodNetworks()
@@ -210,9 +217,10 @@ class Runtime:
             pod = self._pods.get((namespace, pod_name))
             if pod is None or pod.reported:
                 return False
-            if pod.kill_message is None:
-                pod.kill_message = message
-            process = pod.process
+            with pod.lock:
+                if pod.kill_message is None:
+                    pod.kill_message = message
+                process = pod.process
         if self._queue.remove(pod.key):
             self._report_async(pod, self._not_started(pod, pod.kill_message or message, phase="Failed"))
             return True
@@ -242,6 +250,7 @@ class Runtime:
             keys = list(self._pods)
         for namespace, name in keys:
             self.kill(namespace, name, SHUTDOWN_MESSAGE)
+        self._launcher.close()  # every queued pod thread started: each can be joined below
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -320,7 +329,7 @@ class Runtime:
             pod.started = True
             pod.thread = thread
             self._threads.add(thread)
-        thread.start()
+        self._launcher.start(thread)
 
     def _run(self, pod: _Pod) -> None:
         started = time.time()
@@ -429,7 +438,7 @@ class Runtime:
         ready_stop = threading.Event()
         prober: threading.Thread | None = None
         try:
-            with self._lock:
+            with pod.lock:
                 if pod.kill_message is not None:
                     if pipes is not None:
                         pipes.close_all()
@@ -452,37 +461,30 @@ class Runtime:
             guard.watch(process.pid)
             captured = bytearray()
             truncated = [False]
+            pump = PipePump(MAX_RESULT_BYTES)  # every pipe read in this thread (pipe_pump.py)
             main_out = process.stdout
-            readers = [threading.Thread(target=_pump, args=(process.stderr, logs, None, truncated), daemon=True)]
+            pump.add(process.stderr, logs)
             if pipes is not None and spec is not None:
                 pipes.close_child_ends()
                 pipes.send_spec(spec)
-                readers.append(threading.Thread(target=_pump, args=(process.stdout, logs, None, truncated),
-                                                daemon=True))
+                pump.add(process.stdout, logs)
                 main_out = os.fdopen(pipes.out[main_name][0], "rb")
-                readers.append(threading.Thread(target=_pump, args=(os.fdopen(pipes.err[main_name][0], "rb"), logs,
-                                                                    None, truncated), daemon=True))
+                pump.add(os.fdopen(pipes.err[main_name][0], "rb"), logs)
                 for name, writer in extra_logs.items():
                     for fds in (pipes.out[name], pipes.err[name]):
-                        readers.append(threading.Thread(target=_pump, args=(os.fdopen(fds[0], "rb"), writer, None,
-                                                                            [False]), daemon=True))
-            readers.append(threading.Thread(target=_pump, args=(main_out, logs, captured, truncated), daemon=True))
-            for reader in readers:
-                reader.start()
+                        pump.add(os.fdopen(fds[0], "rb"), writer)
+            pump.add(main_out, logs, captured, truncated)
             prober = self._start_prober(pod, netns, ready_stop)
             timeout = None if req.deadline_seconds is None else max(0.0, float(req.deadline_seconds))
-            try:
-                code = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with self._lock:
+
+            def past_deadline() -> None:
+                with pod.lock:
                     if pod.kill_message is None:
                         pod.kill_message = DEADLINE_MESSAGE
                 _kill_group(process)
-                code = process.wait()
+
             # like a container: once the main process ends, whatever it left behind dies too
-            _kill_group(process)
-            for reader in readers:
-                reader.join(5.0)
+            code = pump.run(process, timeout, on_timeout=past_deadline, on_exit=lambda: _kill_group(process))
             if pipes is not None:
                 codes = pipes.read_status()
             verdict = guard.verdict()  # limits.py: OOMKilled / Evicted, else None
@@ -507,7 +509,7 @@ class Runtime:
         stdout = captured.decode("utf-8", errors="replace")
         if stdout.endswith("\n"):
             stdout = stdout[:-1]
-        with self._lock:
+        with pod.lock:
             kill_message = pod.kill_message
         if kill_message is not None:
             phase, message = "Failed", kill_message
@@ -657,22 +659,6 @@ class Runtime:
             pod.on_done(result)
         except Exception:
             log.exception("on_done of pod %s/%s raised", *pod.key)
-
-
-def _pump(
-    stream: IO[bytes] | None, logs: _LogWriter, captured: bytearray | None, truncated: list[bool]
-) -> None:
-    """Copy a pipe into the log line by line; keep stdout (up to MAX_RESULT_BYTES) in ``captured``."""
-    if stream is None:
-        return
-    with stream:
-        for raw in iter(stream.readline, b""):
-            logs.line(raw)
-            if captured is not None:
-                room = MAX_RESULT_BYTES - len(captured)
-                if len(raw) > room:
-                    truncated[0] = True
-                captured.extend(raw[: max(0, room)])
 
 
 #: pod paths whose host counterpart is never an artifact (the pod's own /tmp is per pod)
