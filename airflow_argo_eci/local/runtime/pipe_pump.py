@@ -8,10 +8,11 @@ process at once (``select`` over the pipes and a ``pidfd``, Linux 5.3+). Where `
 missing it falls back to a reader thread per pipe, with the same lines in the same logs.
 
 The rules are a kubelet's: each pipe is copied line by line (a last line without a newline still
-counts); stdout is also kept, up to a byte limit, as the container's result; once the main process
-has ended, ``on_exit`` runs (the runtime kills whatever the process left behind) and the pipes are
-drained for at most ``drain_seconds`` more; past the ``timeout``, ``on_timeout`` runs once (the
-runtime kills the pod) and the wait goes on until the process is gone.
+counts; a line over :data:`MAX_LINE_BYTES` is split); stdout is also kept, up to a byte limit, as
+the container's result; once the main process has ended, ``on_exit`` runs (the runtime kills
+whatever the process left behind) and the pipes are drained for at most ``drain_seconds`` more;
+past the ``timeout``, ``on_timeout`` runs once (the runtime kills the pod) and the wait goes on
+until the process is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from typing import IO, Protocol
 
 #: bytes read from a pipe at a time
 READ_SIZE = 64 * 1024
+#: the longest line kept whole; a longer one reaches the log in pieces (a kubelet splits at 16 KiB),
+#: so a pod printing without newlines never makes the runtime hold more than this per pipe
+MAX_LINE_BYTES = 1024 * 1024
 
 
 class LineSink(Protocol):
@@ -47,25 +51,32 @@ class _Source:
         self.captured = captured
         self.limit = limit
         self.truncated = truncated
-        self._partial = b""
+        self._partial = bytearray()
 
     def feed(self, chunk: bytes) -> None:
-        """Hand every complete line of ``self._partial + chunk`` to the sink; keep the rest."""
-        data = self._partial + chunk if self._partial else chunk
+        """Hand every complete line of what was read to the sink; keep the rest (at most
+        :data:`MAX_LINE_BYTES`: a longer line reaches the log in pieces of that size)."""
+        buf = self._partial
+        scan = len(buf)  # the kept part holds no newline: search only what is new
+        buf += chunk
         start = 0
         while True:
-            end = data.find(b"\n", start)
+            end = buf.find(b"\n", scan)
             if end < 0:
                 break
-            self._emit(data[start:end + 1])
-            start = end + 1
-        self._partial = data[start:]
+            self._emit(bytes(buf[start:end + 1]))
+            start = scan = end + 1
+        if start:
+            del buf[:start]
+        while len(buf) >= MAX_LINE_BYTES:
+            self._emit(bytes(buf[:MAX_LINE_BYTES]))
+            del buf[:MAX_LINE_BYTES]
 
     def finish(self) -> None:
         """End of the pipe: its last line, if it had no newline, then close the stream."""
         if self._partial:
-            self._emit(self._partial)
-            self._partial = b""
+            self._emit(bytes(self._partial))
+            self._partial.clear()
         with contextlib.suppress(OSError):
             self.stream.close()
 

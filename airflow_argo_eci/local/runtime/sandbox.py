@@ -50,6 +50,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,23 +405,23 @@ class BwrapSandbox(Sandbox):
             if not os.path.isdir(directory) or os.path.islink(directory):
                 continue
             try:
-                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+                entries = host_entries(directory)
             except OSError as exc:
                 log.debug("cannot list %s for pod %s: %s", directory, fs.pod_dir, exc)
                 continue
-            for entry in entries:
-                full = posixpath.join(directory, entry.name)
+            for name, link_target in entries:
+                full = posixpath.join(directory, name)
                 if full in spliced_set or full in fs.files or full in fs.mounts:
                     continue
-                if directory == "/" and entry.name in _ROOT_SPECIAL:
+                if directory == "/" and name in _ROOT_SPECIAL:
                     continue
                 if full in self.masked:
-                    (inside / entry.name).mkdir(exist_ok=True)  # an empty directory in its place
+                    (inside / name).mkdir(exist_ok=True)  # an empty directory in its place
                     continue
-                if entry.is_symlink():
-                    link = inside / entry.name
+                if link_target is not None:
+                    link = inside / name
                     if not os.path.lexists(link):
-                        os.symlink(os.readlink(full), link)
+                        os.symlink(link_target, link)
                     continue
                 args += ["--ro-bind-try", full, full]
         args += ["--dev", "/dev", "--proc", "/proc", "--bind", str(fs.tmp_dir), POD_TMP]
@@ -438,7 +439,7 @@ class BwrapSandbox(Sandbox):
             args += ["--tmpfs", masked]
         resolv = os.path.realpath("/etc/resolv.conf")  # often a link into /run (systemd-resolved)
         extra = {resolv} if security.host_network and self._is_masked(resolv) else set()
-        bound = _outermost({*interpreter_paths(), *runtime_paths(), *extra})
+        bound = _outermost(frozenset({*interpreter_paths(), *runtime_paths(), *extra}))
         made: set[str] = set()
         for path in bound:
             for ancestor in _ancestors(path):  # bubblewrap would make missing parents mode 0700
@@ -503,10 +504,40 @@ def hand_over(fs: PodFilesystem, uid: int, gid: int) -> None:
                 os.lchown(os.path.join(current, name), uid, gid)
 
 
-def _outermost(paths: set[str]) -> list[str]:
-    """The existing, resolved ``paths`` that lie under no other of them (one bind each)."""
+#: a directory changed less than this long ago is listed again for every pod: a filesystem's
+#: timestamps can be coarser than the time between two changes
+_SETTLED_NS = 2_000_000_000
+_listings: dict[str, tuple[tuple[int, int, int], tuple[tuple[str, str | None], ...]]] = {}
+_listings_lock = threading.Lock()
+
+
+def host_entries(directory: str) -> tuple[tuple[str, str | None], ...]:
+    """The entries of the host directory ``directory`` by name: ``(name, link target)`` (None for
+    anything not a symlink). A listing is kept while the directory's inode and mtime stay the same
+    and reused by the next pods (a pod's root splices the same host directories each time); one
+    changed in the last two seconds is read again each time."""
+    before = os.stat(directory)
+    key = (before.st_dev, before.st_ino, before.st_mtime_ns)
+    with _listings_lock:
+        cached = _listings.get(directory)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    entries = tuple(
+        (entry.name, os.readlink(entry.path) if entry.is_symlink() else None)
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name)
+    )
+    if time.time_ns() - before.st_mtime_ns > _SETTLED_NS:
+        with _listings_lock:
+            _listings[directory] = (key, entries)
+    return entries
+
+
+@functools.lru_cache(maxsize=8)
+def _outermost(paths: frozenset[str]) -> tuple[str, ...]:
+    """The existing, resolved ``paths`` that lie under no other of them (one bind each); the
+    interpreter's and runtime's paths, the same for every pod, are resolved once."""
     real = {p for p in paths if os.path.exists(p) and os.path.realpath(p) == p}
-    return sorted(p for p in real if not any(a in real for a in _ancestors(p)))
+    return tuple(sorted(p for p in real if not any(a in real for a in _ancestors(p))))
 
 
 def _ancestors(path: str) -> list[str]:

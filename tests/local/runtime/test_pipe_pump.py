@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from airflow_argo_eci.local.runtime.pipe_pump import PipePump
+from airflow_argo_eci.local.runtime.pipe_pump import MAX_LINE_BYTES, PipePump
 
 
 class Lines:
@@ -132,3 +132,15 @@ def test_killing_the_group_on_exit_closes_the_pipe_at_once(use_pidfd: bool) -> N
     assert code == 0
     assert sink.lines == [b"main done\n"]
     assert time.monotonic() - started < 10  # the pipe closed when the child died, not after 30 s
+
+
+def test_a_line_without_newlines_is_split_at_the_limit_and_kept_whole_as_stdout(use_pidfd: bool) -> None:
+    size = 3 * MAX_LINE_BYTES + 10
+    process = spawn(f"import sys\nsys.stdout.write('z' * {size})\nsys.stdout.flush()\n")
+    sink = Lines()
+    captured = bytearray()
+    pump = PipePump(size + 1, use_pidfd=use_pidfd)
+    pump.add(process.stdout, sink, captured)
+    assert pump.run(process, None, on_timeout=lambda: None, on_exit=lambda: None) == 0
+    assert [len(line) for line in sink.lines] == [MAX_LINE_BYTES] * 3 + [10]
+    assert captured == b"z" * size
