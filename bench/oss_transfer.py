@@ -7,7 +7,8 @@ Printed side by side in one run, for the same file and the same store:
 - ``oss2.resumable_upload`` / ``oss2.resumable_download`` with oss2's default settings
   (``enable_crc`` on, 10 MiB parts, 1 upload thread, 4 download threads),
 - the transport limit (``bench/raw_transport.py``): the same bytes over the same server stack,
-  certificate and loopback, split the same way (16 MiB x 4), with no checksum work on either side,
+  certificate and loopback, split the same way (16 MiB x 4) over kept-alive connections, with no
+  checksum work on either side,
 - ``shutil.copyfile`` of the file on local disk (the floor no network transfer can beat),
 
 as MiB/s and as ratios of the transport limit and of oss2; then the streaming reader
@@ -16,9 +17,17 @@ Python allocations, and the RSS growth sampled every 20 ms) against its document
 (``oss_reader.memory_bound``: ``(parallelism + 2) x chunk_size + 2 x parallelism x 1 MiB``), asserted.
 
 The machine is shared, so each transfer runs ``--rounds`` times, the six transfers interleaved in
-every round, and the fastest time of each is printed (the ratios compare like with like).
+every round, and the fastest time of each is printed (the ratios compare like with like). The order
+rotates from round to round (raw, hook, oss2; then hook, oss2, raw; ...): a transfer right after
+another one of the same direction is measurably slower whichever it is (a second raw GET run in the
+hook's slot took as long as the hook's download), so with three rounds or more each gets every slot.
 
-    .venv/bin/python bench/oss_transfer.py [--size 2GiB] [--quick] [--rounds N]   (--quick: 256 MiB, 3 rounds)
+The store and the raw server run in a child process (``bench/transfer_servers.py``), apart from
+the clients, as the local cluster runs its store; ``--in-process`` serves them from this process
+instead, where clients and servers share one GIL (the layout of earlier runs).
+
+    .venv/bin/python bench/oss_transfer.py [--size 2GiB] [--quick] [--rounds N] [--in-process]
+    (--quick: 256 MiB, 3 rounds)
 """
 
 from __future__ import annotations
@@ -38,11 +47,11 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 import oss2
-from raw_transport import RawTransport
+import transfer_servers
+from raw_transport import RawClient
 
 from airflow_argo_eci.hooks.oss import OSSArtifactHook
 from airflow_argo_eci.hooks.oss_reader import memory_bound
-from airflow_argo_eci.local.oss.server import OSSServer
 from airflow_argo_eci.local.tls import ensure_certificate
 
 MiB = 1024 * 1024
@@ -110,6 +119,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="256 MiB instead of --size")
     parser.add_argument("--rounds", type=int, default=0, help="rounds of every transfer (default 3 with --quick, "
                         "else 1); the fastest is reported")
+    parser.add_argument("--in-process", action="store_true", help="serve the store and the raw server from the "
+                        "benchmark's own process (one GIL for clients and servers) instead of a child process")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 1)
     size = 256 * MiB if args.quick else parse_size(args.size)
@@ -119,33 +130,45 @@ def main() -> None:
         tls = ensure_certificate(tmp / "tls.crt", tmp / "tls.key")
         source = tmp / "source.bin"
         make_file(source, size)
-        with OSSServer(tmp / "store", {KEY_ID: SECRET}, tls=tls, region=REGION) as store:
+        servers = transfer_servers.start(tmp, tls, {KEY_ID: SECRET}, REGION, in_process=args.in_process)
+        try:
             os.environ["AIRFLOW_CONN_BENCH_OSS"] = json.dumps({
                 "conn_type": "oss", "schema": "bench",
                 "extra": {"access_key_id": KEY_ID, "access_key_secret": SECRET, "region": REGION,
-                          "endpoint": store.endpoint, "ca_bundle": str(tls[0])}})
+                          "endpoint": servers.endpoint, "ca_bundle": str(tls[0])}})
             hook = OSSArtifactHook("bench_oss", checkpoint_dir=tmp / "hook-checkpoints", progress_interval=3600)
-            bucket = oss2.Bucket(oss2.Auth(KEY_ID, SECRET), store.endpoint, "bench", session=store.session())
+            session = oss2.Session()
+            session.session.verify = str(tls[0])  # trust the store's certificate, as OSSServer.session() does
+            session.session.trust_env = False
+            bucket = oss2.Bucket(oss2.Auth(KEY_ID, SECRET), servers.endpoint, "bench", session=session)
             bucket.create_bucket()
 
             copy_s = timed(lambda: shutil.copyfile(source, tmp / "copy.bin"))
             (tmp / "copy.bin").unlink()
-            raw = RawTransport(tmp / "raw", tls, hook.part_size or 16 * MiB, hook.parallelism)
+            raw = RawClient(servers.raw_port, tls[0], hook.part_size or 16 * MiB, hook.parallelism)
             times: dict[str, list[float]] = {}
 
             def run(name: str, action: Callable[[], object]) -> None:
                 times.setdefault(name, []).append(timed(action))
 
-            for _ in range(rounds):
-                run("raw_up", lambda: raw.upload(source, "raw.bin"))
-                run("hook_up", lambda: hook.upload_file(source, "hook.bin", progress=False))
-                run("oss2_up", lambda: oss2.resumable_upload(
-                    bucket, "oss2.bin", str(source), store=oss2.ResumableStore(root=str(tmp / "oss2-up"))))
-                run("raw_down", lambda: raw.download("raw.bin", size, tmp / "raw-down.bin"))
-                run("hook_down", lambda: hook.download_file("hook.bin", tmp / "hook-down.bin", progress=False))
-                run("oss2_down", lambda: oss2.resumable_download(
+            uploads: list[tuple[str, Callable[[], object]]] = [
+                ("raw_up", lambda: raw.upload(source, "raw.bin")),
+                ("hook_up", lambda: hook.upload_file(source, "hook.bin", progress=False)),
+                ("oss2_up", lambda: oss2.resumable_upload(
+                    bucket, "oss2.bin", str(source), store=oss2.ResumableStore(root=str(tmp / "oss2-up"))))]
+            downloads: list[tuple[str, Callable[[], object]]] = [
+                ("raw_down", lambda: raw.download("raw.bin", size, tmp / "raw-down.bin")),
+                ("hook_down", lambda: hook.download_file("hook.bin", tmp / "hook-down.bin", progress=False)),
+                ("oss2_down", lambda: oss2.resumable_download(
                     bucket, "oss2.bin", str(tmp / "oss2-down.bin"),
-                    store=oss2.ResumableDownloadStore(root=str(tmp / "oss2-down"))))
+                    store=oss2.ResumableDownloadStore(root=str(tmp / "oss2-down"))))]
+            for turn in range(rounds):
+                # each round starts with the next transfer, so over three rounds each one runs first,
+                # second and third once (the slot after another transfer is slower for all of them)
+                for name, action in uploads[turn % 3:] + uploads[:turn % 3]:
+                    run(name, action)
+                for name, action in downloads[turn % 3:] + downloads[:turn % 3]:
+                    run(name, action)
                 for name in ("raw-down.bin", "hook-down.bin", "oss2-down.bin"):
                     assert (tmp / name).stat().st_size == size
                     (tmp / name).unlink()
@@ -155,14 +178,17 @@ def main() -> None:
             read_s, traced_peak, rss_growth = reader_memory(hook, "hook.bin")
             bound = memory_bound(hook.part_size or 16 * MiB, hook.parallelism)
             hook.close()
+        finally:
+            servers.close()
 
     mib = size / MiB
 
     def rate(seconds: float) -> str:
         return f"{mib / seconds:8.1f} MiB/s  ({seconds:6.2f} s)"
 
-    print(f"object: {mib:.0f} MiB on the local OSS store over HTTPS, CRC-64 checked by every client; fastest of "
-          f"{rounds} interleaved round(s); load average {os.getloadavg()[0]:.2f} at the end")
+    layout = "in the benchmark's process" if args.in_process else "in a child process"
+    print(f"object: {mib:.0f} MiB on the local OSS store over HTTPS (servers {layout}), CRC-64 checked by every "
+          f"client; fastest of {rounds} interleaved round(s); load average {os.getloadavg()[0]:.2f} at the end")
     print(f"  local file copy (shutil.copyfile)        {rate(copy_s)}")
     print(f"  upload   transport limit (raw PUT, 16x4) {rate(raw_up)}")
     print(f"  upload   hook (16 MiB x 4 parallel)      {rate(hook_up)}")

@@ -3,7 +3,8 @@
 The same server stack as the local OSS store (uvicorn with the same TLS certificate, via
 ``local.httpserve.serve_in_thread``), the same gathering of the request body into 1 MiB writes on a
 worker thread and the same 1 MiB file reads for responses, the same 16 MiB x 4 parallel split on the
-client, the same durability (each received part is fsynced before the answer, as the store does;
+client over kept-alive connections (one per worker thread, as the hook's connection pool keeps
+them), the same durability (each received part is fsynced before the answer, as the store does;
 a download is fsynced once at the end, as the hook does), but no signature, no SQLite, no MD5 and no
 CRC-64 on either side: the ceiling any checked transfer through this stack can reach on this
 machine. A separate minimal ASGI app rather than a "no-checksum" switch inside the store, so the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import http.client
 import os
 import ssl
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -70,19 +72,56 @@ class RawFileApp:
             os.close(fd)
 
 
-class RawTransport:
-    """The raw server plus a client doing ``parallelism`` parts of ``part_size`` at once."""
+class RawServer:
+    """:class:`RawFileApp` over ``root`` served on a loopback port with the certificate ``tls``."""
 
-    def __init__(self, root: Path, tls: tuple[Path, Path], part_size: int, parallelism: int) -> None:
+    def __init__(self, root: Path, tls: tuple[Path, Path]) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.server, self.thread, self.port = serve_in_thread(
             RawFileApp(root), ssl_certfile=str(tls[0]), ssl_keyfile=str(tls[1]))
-        self.context = ssl.create_default_context(cafile=str(tls[0]))
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class RawClient:
+    """A client of a :class:`RawServer` on ``port`` doing ``parallelism`` parts of ``part_size`` at once."""
+
+    def __init__(self, port: int, cafile: Path, part_size: int, parallelism: int) -> None:
+        self.port = port
+        self.context = ssl.create_default_context(cafile=str(cafile))
         self.part_size = part_size
         self.parallelism = parallelism
+        self._local = threading.local()
+        self._connections: list[http.client.HTTPSConnection] = []
+        self._pool = ThreadPoolExecutor(parallelism, thread_name_prefix="raw-part")
 
     def _connection(self) -> http.client.HTTPSConnection:
-        return http.client.HTTPSConnection(LOOPBACK, self.port, context=self.context, blocksize=BLOCK)
+        """This thread's kept-alive connection (opened on first use)."""
+        connection: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPSConnection(LOOPBACK, self.port, context=self.context, blocksize=BLOCK)
+            self._local.connection = connection
+            self._connections.append(connection)
+        return connection
+
+    def _exchange(self, method: str, path: str, body: bytes | None = None,
+                  headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        """Send a request on this thread's connection and return the response (its body unread); a
+        kept-alive connection the server closed while idle is reopened once, as a pool does."""
+        connection = self._connection()
+        reused = connection.sock is not None
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            return connection.getresponse()
+        except (http.client.HTTPException, OSError):  # the server's close shows as a reset, an EOF or an SSL EOF
+            if not reused:
+                raise
+            connection.close()
+            connection.request(method, path, body=body, headers=headers or {})
+            return connection.getresponse()
 
     def _parts(self, size: int) -> list[tuple[int, int]]:
         return [(offset, min(self.part_size, size - offset)) for offset in range(0, size, self.part_size)]
@@ -94,16 +133,12 @@ class RawTransport:
 
         def put(part: tuple[int, int]) -> None:
             data = os.pread(fd, part[1], part[0])
-            connection = self._connection()
-            connection.request("PUT", f"/{name}.{part[0]}", body=data)
-            response = connection.getresponse()
+            response = self._exchange("PUT", f"/{name}.{part[0]}", body=data)
             response.read()
-            connection.close()
             assert response.status == 200, response.status
 
         try:
-            with ThreadPoolExecutor(self.parallelism) as pool:
-                list(pool.map(put, self._parts(size)))
+            list(self._pool.map(put, self._parts(size)))
         finally:
             os.close(fd)
 
@@ -113,9 +148,7 @@ class RawTransport:
         os.ftruncate(fd, size)
 
         def get(part: tuple[int, int]) -> None:
-            connection = self._connection()
-            connection.request("GET", f"/{name}.{part[0]}", headers={"Range": f"bytes=0-{part[1] - 1}"})
-            response = connection.getresponse()
+            response = self._exchange("GET", f"/{name}.{part[0]}", headers={"Range": f"bytes=0-{part[1] - 1}"})
             buffer = bytearray(BLOCK)
             view = memoryview(buffer)
             offset = part[0]
@@ -125,17 +158,16 @@ class RawTransport:
                     break
                 os.pwrite(fd, view[:count], offset)
                 offset += count
-            connection.close()
             assert offset == part[0] + part[1], (offset, part)
 
         try:
-            with ThreadPoolExecutor(self.parallelism) as pool:
-                list(pool.map(get, self._parts(size)))
+            list(self._pool.map(get, self._parts(size)))
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def close(self) -> None:
-        """Stop the raw server."""
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        """Close the client's connections and threads."""
+        self._pool.shutdown(wait=True)
+        for connection in self._connections:
+            connection.close()

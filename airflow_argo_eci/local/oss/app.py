@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 #: Request bodies are written and hashed in blocks of this size, one block in flight (see ``_receive``).
 RECEIVE_CHUNK = 4 * CHUNK
+#: Worker threads writing and hashing received blocks: two per upload in flight, 16 uploads at once.
+BLOCK_THREADS = 32
 #: Largest XML request body accepted (DeleteMultipleObjects with 1000 keys fits easily).
 MAX_XML_BODY = 2 * 1024 * 1024
 MAX_LIST_KEYS = 1000
@@ -75,7 +78,11 @@ def _x(tag: str, value: object) -> str:
 
 
 class _Sink:
-    """Writes an upload to a temp file while hashing it (MD5 for the ETag, CRC-64 for OSS)."""
+    """Writes an upload to a temp file while hashing it (MD5 for the ETag, CRC-64 for OSS).
+
+    :meth:`store` (file write and CRC-64) and :meth:`hash` (MD5) touch disjoint state, so the two
+    halves of one block may run on two threads at once; each half must see the blocks in order.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -86,10 +93,19 @@ class _Sink:
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
+        """Store and hash ``chunk`` (both halves, on the calling thread)."""
+        self.store(chunk)
+        self.hash(chunk)
+
+    def store(self, chunk: bytes) -> None:
+        """Append ``chunk`` to the file and to the CRC-64 and the size."""
         self.file.write(chunk)
-        self.md5.update(chunk)
         self.crc = self._crc_of(chunk, self.crc)
         self.size += len(chunk)
+
+    def hash(self, chunk: bytes) -> None:
+        """Add ``chunk`` to the MD5."""
+        self.md5.update(chunk)
 
     def finish(self) -> None:
         self.file.flush()
@@ -210,6 +226,12 @@ class OSSApp:
         self.credentials = dict(credentials)
         self.region = region
         self.owner_id = owner_id
+        #: threads for the halves of received blocks (two per upload in flight; idle ones cost nothing)
+        self._blocks = ThreadPoolExecutor(max_workers=BLOCK_THREADS, thread_name_prefix="oss-store-block")
+
+    def close(self) -> None:
+        """Stop the block threads (the storage and multipart state are closed by their owner)."""
+        self._blocks.shutdown(wait=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -477,14 +499,17 @@ class OSSApp:
         ``Content-MD5``; on any failure nothing is left behind.
 
         The server hands over socket-sized pieces (16-64 KiB); they are gathered into
-        ``RECEIVE_CHUNK`` blocks, and each block is written and hashed on a worker thread (MD5 and the
-        native CRC-64 release the GIL) while the event loop already receives the next one: at most
-        one block in flight, so blocks land in order and memory stays at two blocks per upload.
+        ``RECEIVE_CHUNK`` blocks. Each block goes to two worker threads at once, one writing it and
+        adding it to the CRC-64, one adding it to the MD5 (hashlib and the native CRC-64 release the
+        GIL, so the two run in parallel and a block costs the longer of them, not their sum), while
+        the event loop already receives the next block: at most one block in flight, so blocks land
+        in order and memory stays at two blocks per upload.
         """
         expected = self._expected_md5(headers)
         sink = _Sink(self.storage.new_temp_file())
         loop = asyncio.get_running_loop()
-        writing: asyncio.Future[None] | None = None
+        writing: asyncio.Future[None] | None = None  # the block in flight: its file write and CRC-64
+        hashing: asyncio.Future[None] | None = None  # and its MD5
         pending: list[bytes] = []
         size = 0
         try:
@@ -493,11 +518,14 @@ class OSSApp:
                 size += len(chunk)
                 if size >= RECEIVE_CHUNK:
                     data, pending, size = b"".join(pending), [], 0
-                    if writing is not None:
+                    if writing is not None and hashing is not None:
                         await writing
-                    writing = loop.run_in_executor(None, sink.write, data)
-            if writing is not None:
+                        await hashing
+                    writing = loop.run_in_executor(self._blocks, sink.store, data)
+                    hashing = loop.run_in_executor(self._blocks, sink.hash, data)
+            if writing is not None and hashing is not None:
                 await writing
+                await hashing
                 writing = None
             if size:
                 await anyio.to_thread.run_sync(sink.write, b"".join(pending))

@@ -74,6 +74,7 @@ class OSSServer:
             self._thread.join(timeout=10)
             self._server = None
         if self.app is not None:
+            self.app.close()
             self.app.multipart.close()
             self.app.storage.close()
             self.app = None

@@ -49,7 +49,6 @@ from airflow_argo_eci.local.runtime.containers import (
 )
 from airflow_argo_eci.local.runtime.images import ImageError, ImageTable
 from airflow_argo_eci.local.runtime.isolation import make_sandbox
-from airflow_argo_eci.local.runtime.launcher import ThreadLauncher
 from airflow_argo_eci.local.runtime.limits import DEFAULT_PIDS_LIMIT, LimitError, PodLimiter, PodLimits
 from airflow_argo_eci.local.runtime.pipe_pump import PipePump
 from airflow_argo_eci.local.runtime.podfiles import (
@@ -128,9 +127,6 @@ class _Pod:
     security: PodSecurity = field(default_factory=PodSecurity)
     process: subprocess.Popen[bytes] | None = None
     kill_message: str | None = None
-    #: guards ``kill_message`` and ``process`` (taken after the runtime's lock, never before it), so a
-    #: kill is never lost while the process starts and pods start without waiting for each other
-    lock: threading.Lock = field(default_factory=threading.Lock)
     started: bool = False
     reported: bool = False
     thread: threading.Thread | None = None
@@ -180,8 +176,6 @@ class Runtime:
         self._lock = threading.Lock()
         self._pods: dict[PodKey, _Pod] = {}
         self._threads: set[threading.Thread] = set()
-        #: starts pod threads so that submitting a pod never waits for its thread (launcher.py)
-        self._launcher = ThreadLauncher("pod-launcher")
         self._closed = False
         #: network namespaces shared by pods (podnetwork.py)
         self.networks = PodNetworks()
@@ -217,10 +211,9 @@ class Runtime:
             pod = self._pods.get((namespace, pod_name))
             if pod is None or pod.reported:
                 return False
-            with pod.lock:
-                if pod.kill_message is None:
-                    pod.kill_message = message
-                process = pod.process
+            if pod.kill_message is None:
+                pod.kill_message = message
+            process = pod.process
         if self._queue.remove(pod.key):
             self._report_async(pod, self._not_started(pod, pod.kill_message or message, phase="Failed"))
             return True
@@ -250,7 +243,6 @@ class Runtime:
             keys = list(self._pods)
         for namespace, name in keys:
             self.kill(namespace, name, SHUTDOWN_MESSAGE)
-        self._launcher.close()  # every queued pod thread started: each can be joined below
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -329,7 +321,7 @@ class Runtime:
             pod.started = True
             pod.thread = thread
             self._threads.add(thread)
-        self._launcher.start(thread)
+        thread.start()
 
     def _run(self, pod: _Pod) -> None:
         started = time.time()
@@ -438,7 +430,7 @@ class Runtime:
         ready_stop = threading.Event()
         prober: threading.Thread | None = None
         try:
-            with pod.lock:
+            with self._lock:
                 if pod.kill_message is not None:
                     if pipes is not None:
                         pipes.close_all()
@@ -478,7 +470,7 @@ class Runtime:
             timeout = None if req.deadline_seconds is None else max(0.0, float(req.deadline_seconds))
 
             def past_deadline() -> None:
-                with pod.lock:
+                with self._lock:
                     if pod.kill_message is None:
                         pod.kill_message = DEADLINE_MESSAGE
                 _kill_group(process)
@@ -509,7 +501,7 @@ class Runtime:
         stdout = captured.decode("utf-8", errors="replace")
         if stdout.endswith("\n"):
             stdout = stdout[:-1]
-        with pod.lock:
+        with self._lock:
             kill_message = pod.kill_message
         if kill_message is not None:
             phase, message = "Failed", kill_message

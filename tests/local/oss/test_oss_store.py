@@ -14,6 +14,8 @@ from pathlib import Path
 import oss2
 import pytest
 
+from airflow_argo_eci.crc64 import crcmod_crc64_function
+from airflow_argo_eci.local.oss.app import RECEIVE_CHUNK
 from airflow_argo_eci.local.oss.errors import OSSErrorResponse
 from airflow_argo_eci.local.oss.server import OSSServer
 from airflow_argo_eci.local.oss.signature import sign, string_to_sign
@@ -119,6 +121,24 @@ def test_bad_content_md5_is_invalid_digest_and_stores_nothing(bucket: oss2.Bucke
     right = base64.b64encode(hashlib.md5(b"payload").digest()).decode()
     bucket.put_object("md5", b"payload", headers={"Content-MD5": right})
     assert bucket.get_object("md5").read() == b"payload"
+
+
+def test_multi_block_put_checks_content_md5_and_hashes_every_block(bucket: oss2.Bucket, store: OSSServer) -> None:
+    """A body of several receive blocks (each written and MD5-hashed on two threads at once) gets
+    the MD5 ETag and the CRC-64 of all its bytes, in order; a wrong Content-MD5 stores nothing."""
+    body = b"".join(hashlib.sha256(str(n).encode()).digest() for n in range(2 * RECEIVE_CHUNK // 32 + 12345))
+    assert len(body) > 2 * RECEIVE_CHUNK
+    wrong = base64.b64encode(hashlib.md5(body[:-1], usedforsecurity=False).digest()).decode()
+    with pytest.raises(oss2.exceptions.ServerError) as exc:
+        bucket.put_object("blocks", body, headers={"Content-MD5": wrong})
+    assert exc.value.status == 400 and exc.value.code == "InvalidDigest"
+    assert not bucket.object_exists("blocks")
+    assert list((store.root / "tmp").iterdir()) == []
+    digest = hashlib.md5(body, usedforsecurity=False)
+    result = bucket.put_object("blocks", body, headers={"Content-MD5": base64.b64encode(digest.digest()).decode()})
+    assert result.etag == digest.hexdigest().upper()
+    assert result.crc == crcmod_crc64_function()(body, 0)
+    assert bucket.get_object("blocks").read() == body
 
 
 def test_missing_object_and_bucket(bucket: oss2.Bucket, make_bucket: MakeBucket) -> None:
@@ -234,21 +254,23 @@ def test_unicode_and_special_keys_round_trip(bucket: oss2.Bucket) -> None:
         assert bucket.get_object(k).read() == k.encode()
 
 
+@pytest.mark.parametrize("sent", [300_000, 2 * RECEIVE_CHUNK + 300_000], ids=["in-one-block", "blocks-in-flight"])
 def test_dropped_connection_mid_put_leaves_nothing(bucket: oss2.Bucket, store: OSSServer,
-                                                   oss_keys: tuple[str, str]) -> None:
-    """A client that disconnects half-way through a PUT leaves neither an object nor a temp file."""
+                                                   oss_keys: tuple[str, str], sent: int) -> None:
+    """A client that disconnects half-way through a PUT leaves neither an object nor a temp file
+    (also when whole receive blocks were already being written and hashed)."""
     key_id, secret = oss_keys
     assert store.tls is not None
     date = email.utils.formatdate(usegmt=True)
     resource = f"/{bucket.bucket_name}/cut"
     text = string_to_sign("PUT", {"content-type": "application/octet-stream"}, date, resource)
     head = (f"PUT {resource} HTTP/1.1\r\nHost: 127.0.0.1\r\nDate: {date}\r\n"
-            f"Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {2 * sent}\r\n"
             f"Authorization: OSS {key_id}:{sign(secret, text)}\r\n\r\n")
     ctx = ssl.create_default_context(cafile=str(store.tls[0]))
     with socket.create_connection(("127.0.0.1", store.port)) as raw, \
             ctx.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
-        conn.sendall(head.encode() + b"x" * 300_000)
+        conn.sendall(head.encode() + b"x" * sent)
         deadline = time.monotonic() + 5
         while not list((store.root / "tmp").iterdir()) and time.monotonic() < deadline:
             time.sleep(0.02)
