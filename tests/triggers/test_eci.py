@@ -18,7 +18,7 @@ from airflow_argo_eci.triggers.eci import CLASSPATH, EciImageCacheTrigger
 from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.triggers.cluster import InstrumentedCluster
 from tests.triggers.conftest import CONN_ID
-from tests.triggers.running import events, events_during_change
+from tests.triggers.running import PrintedLog, events, events_during_change, events_while
 
 PATH = f"/apis/{GROUP}/{VERSION}/{IMAGE_CACHES}"
 _IC = (GROUP, VERSION, IMAGE_CACHES)
@@ -101,33 +101,19 @@ def test_ready_is_one_success_event_with_progress_in_the_log(cluster: Instrument
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     player = CachePlayer(cluster)
     uid = player.create("warm")
-    printed: list[str] = []
-
-    async def shows(text: str) -> None:
-        deadline = time.monotonic() + 15
-        while not any(text in chunk for chunk in printed):
-            assert time.monotonic() < deadline, f"never printed {text!r}: {printed}"
-            printed.append(capsys.readouterr().out)
-            await asyncio.sleep(0.05)
+    printed = PrintedLog(capsys)
 
     async def controller() -> None:
-        await shows("ImageCache warm: Preparing 0%")
+        await printed.shows("ImageCache warm: Preparing 0%")
         await asyncio.to_thread(player.status, "warm", phase="Creating", progress="40%")
-        await shows("ImageCache warm: Creating 40%")
+        await printed.shows("ImageCache warm: Creating 40%")
         await asyncio.to_thread(player.ready, "warm")
 
-    async def scenario() -> list[dict[str, Any]]:
-        playing = asyncio.ensure_future(controller())
-        got = await events(trigger("warm", uid, progress_interval=0.05))
-        await playing
-        return got
-
-    (event,) = asyncio.run(scenario())
+    (event,) = asyncio.run(events_while(trigger("warm", uid, progress_interval=0.05), controller))
     assert event == {"status": "success", "ids": {"name": "warm", "namespace": "", "uid": uid},
                      "message": "ImageCache warm Ready: imc-warm", "phase": "Ready",
                      "resource_version": event["resource_version"], "log_cursor": {}}
-    text = "".join(printed) + capsys.readouterr().out
-    assert text.count("ImageCache warm: Preparing 0%") == 1  # a line only when the progress changed
+    assert printed.text().count("ImageCache warm: Preparing 0%") == 1  # a line only when the progress changed
 
 
 def test_failed_carries_the_last_events_message(cluster: InstrumentedCluster) -> None:

@@ -17,7 +17,7 @@ from airflow_argo_eci.triggers.watch_hub import get_hub
 from tests.hooks.fluid_cluster import FluidArranger
 from tests.triggers.cluster import InstrumentedCluster
 from tests.triggers.conftest import CONN_ID
-from tests.triggers.running import events, events_during_change
+from tests.triggers.running import PrintedLog, events, events_during_change, events_while
 
 DATALOADS_PATH = "/apis/data.fluid.io/v1alpha1/namespaces/argo/dataloads"
 
@@ -48,37 +48,22 @@ def test_complete_is_one_success_event_with_progress_in_the_log(
     arranger = FluidArranger(cluster)
     uid = new_load(arranger, "load-ok")
     trigger = load_trigger("load-ok", uid, dataset="warm", progress_interval=0.05)
-    printed: list[str] = []
-
-    async def shows(text: str) -> None:
-        """Wait until the trigger's structlog output (what the triggerer routes to the task log) has ``text``."""
-        deadline = time.monotonic() + 15
-        while not any(text in chunk for chunk in printed):
-            assert time.monotonic() < deadline, f"never printed {text!r}: {printed}"
-            printed.append(capsys.readouterr().out)
-            await asyncio.sleep(0.05)
+    printed = PrintedLog(capsys)
 
     async def controller() -> None:
-        await shows("Dataset argo/warm: cached 0B of 10.00MiB (0.0%)")
+        await printed.shows("Dataset argo/warm: cached 0B of 10.00MiB (0.0%)")
         await asyncio.to_thread(arranger.set_status, "Dataset", "warm",
                                 {"cacheStates": {"cached": "5.00MiB", "cachedPercentage": "50.0%"}})
-        await shows("Dataset argo/warm: cached 5.00MiB of 10.00MiB (50.0%)")
+        await printed.shows("Dataset argo/warm: cached 5.00MiB of 10.00MiB (50.0%)")
         await asyncio.to_thread(arranger.complete, "load-ok", "warm")
 
-    async def scenario() -> list[dict[str, Any]]:
-        playing = asyncio.ensure_future(controller())
-        got = await events(trigger)
-        await playing
-        return got
-
-    got = asyncio.run(scenario())
+    got = asyncio.run(events_while(trigger, controller))
     assert len(got) == 1
     event = got[0]
     assert event["status"] == "success" and event["phase"] == "Complete"
     assert event["ids"] == {"name": "load-ok", "namespace": "argo", "uid": uid}
     assert event["message"] == "DataLoad argo/load-ok Complete in 2s" and event["log_cursor"] == {}
-    text = "".join(printed) + capsys.readouterr().out
-    assert text.count("cached 0B of 10.00MiB (0.0%)") == 1  # a line only when the progress changed
+    assert printed.text().count("cached 0B of 10.00MiB (0.0%)") == 1  # a line only when the progress changed
 
 
 def test_failed_carries_the_conditions_reason_and_message(cluster: InstrumentedCluster) -> None:
