@@ -55,6 +55,7 @@ from airflow_argo_eci.hooks.argo_offload import hydrate_workflow, offload_versio
 from airflow_argo_eci.hooks.argo_requests import WorkflowList, check_name, check_template_body
 from airflow_argo_eci.hooks.argo_transport import WorkflowTransport
 from airflow_argo_eci.hooks.connection_form import UI_FIELD_BEHAVIOUR
+from airflow_argo_eci.hooks.transports import transport_for
 from airflow_argo_eci.workflows import workflow_pods
 
 __all__ = ["ArgoConnectionSettings", "ArgoWorkflowsHook", "WorkflowList"]
@@ -96,14 +97,7 @@ class ArgoWorkflowsHook(ArgoConnectionMixin, BaseHook):
 
     def _make_transport(self, settings: ArgoConnectionSettings) -> WorkflowTransport:
         if self._transport is None:
-            if settings.transport == "argo_server":
-                from airflow_argo_eci.hooks.argo_server_transport import ArgoServerTransport
-
-                self._transport = ArgoServerTransport(settings)
-            else:
-                from airflow_argo_eci.hooks.argo_kubernetes_transport import KubernetesTransport
-
-                self._transport = KubernetesTransport(settings)
+            self._transport = transport_for(settings)
         return self._transport
 
     def get_conn(self) -> WorkflowTransport:

@@ -22,6 +22,7 @@ from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.hooks.argo_connection import ArgoConnectionMixin, ArgoConnectionSettings
 from airflow_argo_eci.hooks.argo_requests import Operation, RequestRunner
 from airflow_argo_eci.hooks.cluster_requests import ClusterOperations
+from airflow_argo_eci.hooks.transports import transport_for
 
 __all__ = ["ClusterHook", "ClusterReader"]
 
@@ -41,14 +42,7 @@ class ClusterReader:
 
     def _runner(self) -> Any:
         if self._transport is None:
-            if self.settings.transport == "argo_server":
-                from airflow_argo_eci.hooks.argo_server_transport import ArgoServerTransport
-
-                self._transport = ArgoServerTransport(self.settings)
-            else:
-                from airflow_argo_eci.hooks.argo_kubernetes_transport import KubernetesTransport
-
-                self._transport = KubernetesTransport(self.settings)
+            self._transport = transport_for(self.settings)
         return self._transport
 
     def _kube(self, operation: Operation[dict[str, Any]], what: str) -> dict[str, Any]:
