@@ -23,7 +23,6 @@ from airflow_argo_eci.conventions import (
 from airflow_argo_eci.errors import InvalidError, NotFoundError, WorkflowSpecError
 from airflow_argo_eci.hooks.argo_offload import hydrate_workflow, offload_version
 from airflow_argo_eci.hooks.argo_requests import (
-    LIST_PAGE_SIZE,
     MERGE_PATCH,
     ApiRequest,
     Operation,
@@ -33,6 +32,7 @@ from airflow_argo_eci.hooks.argo_requests import (
     call,
     check_body,
     delete_options,
+    list_page_query,
     list_pages,
     shutdown_patch,
     uid_conflict,
@@ -72,9 +72,8 @@ def get_request(name: str, namespace: str, plural: str = WORKFLOWS, kind: str = 
 
 def list_request(namespace: str, label_selector: str, field_selector: str, token: str = "") -> ApiRequest:
     """GET one page of workflows (the selectors are sent even when empty, as the client does)."""
-    query: list[tuple[str, QueryValue]] = [("continue", token)] if token else []
-    query += [("fieldSelector", field_selector), ("labelSelector", label_selector), ("limit", LIST_PAGE_SIZE)]
-    return ApiRequest("GET", resource_path(namespace, WORKFLOWS), f"list workflows in {namespace}", tuple(query))
+    return ApiRequest("GET", resource_path(namespace, WORKFLOWS), f"list workflows in {namespace}",
+                      list_page_query(label_selector, field_selector, token))
 
 
 def watch_request(

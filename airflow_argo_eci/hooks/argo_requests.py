@@ -158,6 +158,33 @@ def check_uid(workflow: Mapping[str, Any], uid: str) -> None:
             "it is a same-named successor, left alone", status=409, reason="Conflict")
 
 
+def list_page_query(label_selector: str, field_selector: str, token: str = "") -> tuple[tuple[str, QueryValue], ...]:
+    """The query of one page of a Kubernetes list: ``continue`` after the first page, both
+    selectors (sent even when empty, as the client does) and ``limit``."""
+    query: list[tuple[str, QueryValue]] = [("continue", token)] if token else []
+    query += [("fieldSelector", field_selector), ("labelSelector", label_selector), ("limit", LIST_PAGE_SIZE)]
+    return tuple(query)
+
+
+def check_custom_object(kind: str, api_version: str, body: Any) -> dict[str, Any]:
+    """A custom object body of ``kind`` as a new dict: ``apiVersion``/``kind`` defaulted and
+    checked, ``metadata.name`` or ``generateName`` required, ``status`` dropped; errors name the field."""
+    if not isinstance(body, Mapping):
+        raise WorkflowSpecError(f"{kind} body must be a mapping, got {type(body).__name__}")
+    obj = copy.deepcopy(dict(body))
+    obj.setdefault("apiVersion", api_version)
+    obj.setdefault("kind", kind)
+    if obj["kind"] != kind:
+        raise WorkflowSpecError(f"{kind} body: kind must be {kind!r}, got {obj['kind']!r}")
+    if obj["apiVersion"] != api_version:
+        raise WorkflowSpecError(f"{kind} body: apiVersion must be {api_version!r}, got {obj['apiVersion']!r}")
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping) or not (meta.get("name") or meta.get("generateName")):
+        raise WorkflowSpecError(f"{kind} body: metadata.name or metadata.generateName is required")
+    obj.pop("status", None)
+    return obj
+
+
 def check_body(body: Any) -> dict[str, Any]:
     """A Workflow body as a new dict with apiVersion/kind defaulted; errors name the field."""
     if not isinstance(body, Mapping):

@@ -9,7 +9,6 @@ send: the same paths, query parameter names and order, and ``DeleteOptions`` bod
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -17,13 +16,13 @@ from urllib.parse import quote
 from airflow_argo_eci.eci_conventions import API_VERSION, GROUP, IMAGE_CACHE_KIND, IMAGE_CACHES, VERSION
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.hooks.argo_requests import (
-    LIST_PAGE_SIZE,
     ApiRequest,
     Operation,
-    QueryValue,
     WorkflowList,
     call,
+    check_custom_object,
     delete_options,
+    list_page_query,
     list_pages,
 )
 
@@ -39,32 +38,19 @@ def image_cache_path(name: str = "") -> str:
 def check_image_cache(body: Any) -> dict[str, Any]:
     """An ImageCache body as a new dict with ``apiVersion``/``kind`` defaulted and ``status`` and
     any ``metadata.namespace`` dropped (the kind is cluster-scoped); errors name the field."""
-    if not isinstance(body, Mapping):
-        raise WorkflowSpecError(f"{IMAGE_CACHE_KIND} body must be a mapping, got {type(body).__name__}")
-    obj = copy.deepcopy(dict(body))
-    obj.setdefault("apiVersion", API_VERSION)
-    obj.setdefault("kind", IMAGE_CACHE_KIND)
-    if obj["kind"] != IMAGE_CACHE_KIND:
-        raise WorkflowSpecError(f"{IMAGE_CACHE_KIND} body: kind must be {IMAGE_CACHE_KIND!r}, got {obj['kind']!r}")
-    if obj["apiVersion"] != API_VERSION:
-        raise WorkflowSpecError(f"{IMAGE_CACHE_KIND} body: apiVersion must be {API_VERSION!r}, got "
-                                f"{obj['apiVersion']!r}")
-    meta = obj.get("metadata")
-    if not isinstance(meta, Mapping) or not (meta.get("name") or meta.get("generateName")):
-        raise WorkflowSpecError(f"{IMAGE_CACHE_KIND} body: metadata.name or metadata.generateName is required")
+    obj = check_custom_object(IMAGE_CACHE_KIND, API_VERSION, body)
+    meta = obj["metadata"]
     spec = obj.get("spec")
     if not isinstance(spec, Mapping) or not spec.get("images"):
         raise WorkflowSpecError(f"{IMAGE_CACHE_KIND} body: spec.images must list at least one image")
     obj["metadata"] = {k: v for k, v in meta.items() if k != "namespace"}
-    obj.pop("status", None)
     return obj
 
 
 def list_request(label_selector: str, field_selector: str, token: str = "") -> ApiRequest:
     """GET one page of ImageCaches."""
-    query: list[tuple[str, QueryValue]] = [("continue", token)] if token else []
-    query += [("fieldSelector", field_selector), ("labelSelector", label_selector), ("limit", LIST_PAGE_SIZE)]
-    return ApiRequest("GET", IMAGE_CACHES_PATH, f"list {IMAGE_CACHES}", tuple(query))
+    return ApiRequest("GET", IMAGE_CACHES_PATH, f"list {IMAGE_CACHES}",
+                      list_page_query(label_selector, field_selector, token))
 
 
 class EciOperations:

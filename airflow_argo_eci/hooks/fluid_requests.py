@@ -9,7 +9,6 @@ same paths, query parameter names and order, and ``DeleteOptions`` bodies.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -17,13 +16,13 @@ from urllib.parse import quote
 from airflow_argo_eci.errors import WorkflowSpecError
 from airflow_argo_eci.fluid_conventions import API_VERSION, DATASET_KIND, GROUP, KINDS, VERSION
 from airflow_argo_eci.hooks.argo_requests import (
-    LIST_PAGE_SIZE,
     ApiRequest,
     Operation,
-    QueryValue,
     WorkflowList,
     call,
+    check_custom_object,
     delete_options,
+    list_page_query,
     list_pages,
 )
 
@@ -52,29 +51,16 @@ def check_object(kind: str, body: Any) -> dict[str, Any]:
     """A Fluid object body as a new dict with ``apiVersion``/``kind`` defaulted and ``status``
     dropped; errors name the field."""
     plural_of(kind)
-    if not isinstance(body, Mapping):
-        raise WorkflowSpecError(f"{kind} body must be a mapping, got {type(body).__name__}")
-    obj = copy.deepcopy(dict(body))
-    obj.setdefault("apiVersion", API_VERSION)
-    obj.setdefault("kind", kind)
-    if obj["kind"] != kind:
-        raise WorkflowSpecError(f"{kind} body: kind must be {kind!r}, got {obj['kind']!r}")
-    if obj["apiVersion"] != API_VERSION:
-        raise WorkflowSpecError(f"{kind} body: apiVersion must be {API_VERSION!r}, got {obj['apiVersion']!r}")
-    meta = obj.get("metadata")
-    if not isinstance(meta, Mapping) or not (meta.get("name") or meta.get("generateName")):
-        raise WorkflowSpecError(f"{kind} body: metadata.name or metadata.generateName is required")
+    obj = check_custom_object(kind, API_VERSION, body)
     if not isinstance(obj.get("spec"), Mapping):
         raise WorkflowSpecError(f"{kind} body: spec must be a mapping")
-    obj.pop("status", None)
     return obj
 
 
 def list_request(kind: str, namespace: str, label_selector: str, field_selector: str, token: str = "") -> ApiRequest:
     """GET one page of a Fluid kind's objects."""
-    query: list[tuple[str, QueryValue]] = [("continue", token)] if token else []
-    query += [("fieldSelector", field_selector), ("labelSelector", label_selector), ("limit", LIST_PAGE_SIZE)]
-    return ApiRequest("GET", fluid_path(namespace, kind), f"list {plural_of(kind)} in {namespace}", tuple(query))
+    return ApiRequest("GET", fluid_path(namespace, kind), f"list {plural_of(kind)} in {namespace}",
+                      list_page_query(label_selector, field_selector, token))
 
 
 def _core_path(namespace: str, plural: str, name: str = "") -> str:
