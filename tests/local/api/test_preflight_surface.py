@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +20,9 @@ from airflow_argo_eci import eci_conventions as eci
 from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.local.api import resources
 from airflow_argo_eci.local.api.crds import crd_name
-from airflow_argo_eci.local.api.resources import CONFIGMAPS, NAMESPACES, SECRETS, WORKFLOWS
+from airflow_argo_eci.local.api.resources import CONFIGMAPS, NAMESPACES, SECRETS
 from airflow_argo_eci.local.server import ARTIFACT_BUCKET, OSS_CREDENTIALS_SECRET, LocalCluster
+from tests.local.argo import clusterwf
 
 ARGO_CRDS = {f"{plural}.{conventions.GROUP}" for plural in (
     conventions.WORKFLOWS, conventions.WORKFLOW_TEMPLATES, conventions.CRON_WORKFLOWS,
@@ -224,17 +224,9 @@ spec:
 """
 
 
-def _run(cluster: LocalCluster, namespace: str, timeout: float = 60.0) -> dict[str, Any]:
-    assert cluster.store is not None
-    doc = yaml.safe_load(WORKFLOW.format(namespace=namespace))
-    name = cluster.store.create(WORKFLOWS, namespace, doc)["metadata"]["name"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        wf = cluster.store.get(WORKFLOWS, namespace, name)
-        if (wf.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
-            return wf
-        time.sleep(0.1)
-    raise AssertionError(f"workflow {name} did not finish in {timeout}s")
+def _run(api_client: client.ApiClient, namespace: str) -> dict[str, Any]:
+    """Run :data:`WORKFLOW` in ``namespace`` to its end."""
+    return clusterwf.run(api_client, WORKFLOW.format(namespace=namespace), namespace=namespace)
 
 
 @pytest.fixture
@@ -266,10 +258,10 @@ def _set_repository(cluster: LocalCluster, value: str) -> None:
     cluster.store.update(CONFIGMAPS, eci.ARGO_NAMESPACE, eci.CONTROLLER_CONFIGMAP, edit)
 
 
-def test_the_controller_configmap_is_the_default_repository(local_cluster: LocalCluster,
-                                                             repo_namespace: str) -> None:
+def test_the_controller_configmap_is_the_default_repository(local_cluster: LocalCluster, repo_namespace: str,
+                                                             kube_api_client: client.ApiClient) -> None:
     assert local_cluster.oss is not None and local_cluster.store is not None
-    wf = _run(local_cluster, repo_namespace)
+    wf = _run(kube_api_client, repo_namespace)
     assert wf["status"]["phase"] == "Succeeded", wf["status"].get("message")
     ref = wf["status"]["artifactRepositoryRef"]
     assert ref["default"] is True
@@ -284,7 +276,7 @@ def test_the_controller_configmap_is_the_default_repository(local_cluster: Local
     other.create_bucket()
     moved = {"oss": {**seeded["oss"], "bucket": "preflight-other-bucket"}}
     _set_repository(local_cluster, yaml.safe_dump(moved))
-    wf = _run(local_cluster, repo_namespace)
+    wf = _run(kube_api_client, repo_namespace)
     assert wf["status"]["phase"] == "Succeeded", wf["status"].get("message")
     [node] = [n for n in wf["status"]["nodes"].values() if n.get("outputs")]
     [art] = node["outputs"]["artifacts"]
@@ -293,13 +285,14 @@ def test_the_controller_configmap_is_the_default_repository(local_cluster: Local
 
     # malformed: the workflow that needs the default fails, naming the ConfigMap key
     _set_repository(local_cluster, "oss: [not, a, mapping")
-    wf = _run(local_cluster, repo_namespace)
+    wf = _run(kube_api_client, repo_namespace)
     assert wf["status"]["phase"] in ("Failed", "Error")
     message = wf["status"].get("message", "")
     assert "workflow-controller-configmap" in message and "artifactRepository" in message, message
 
 
-def test_without_the_key_the_builtin_default_applies(local_cluster: LocalCluster, repo_namespace: str) -> None:
+def test_without_the_key_the_builtin_default_applies(local_cluster: LocalCluster, repo_namespace: str,
+                                                     kube_api_client: client.ApiClient) -> None:
     assert local_cluster.store is not None
 
     def drop(cm: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +300,7 @@ def test_without_the_key_the_builtin_default_applies(local_cluster: LocalCluster
         return cm
 
     local_cluster.store.update(CONFIGMAPS, eci.ARGO_NAMESPACE, eci.CONTROLLER_CONFIGMAP, drop)
-    wf = _run(local_cluster, repo_namespace)
+    wf = _run(kube_api_client, repo_namespace)
     assert wf["status"]["phase"] == "Succeeded", wf["status"].get("message")
     repo = wf["status"]["artifactRepositoryRef"]["artifactRepository"]["oss"]
     assert repo["bucket"] == ARTIFACT_BUCKET
