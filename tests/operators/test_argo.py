@@ -18,6 +18,7 @@ from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
 from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.operators.argo import XCOM_NAME, XCOM_UID, ArgoWorkflowOperator
 from airflow_argo_eci.workflows import reattach_selector, ti_labels
+from tests.triggers.running import first_event
 
 pytestmark = pytest.mark.usefixtures("argo_default")
 
@@ -135,12 +136,7 @@ def test_deferrable_defers_then_one_event_completes(argo_default: LocalCluster) 
     assert classpath == "airflow_argo_eci.triggers.argo.ArgoWorkflowTrigger"
     assert kwargs["name"] == ti.xcom[XCOM_NAME] and kwargs["uid"] == ti.xcom[XCOM_UID]
 
-    async def first_event() -> Any:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger yielded nothing")
-
-    event = asyncio.run(first_event())
+    event = asyncio.run(first_event(trigger))
     assert event["status"] == "success" and event["ids"]["name"] == ti.xcom[XCOM_NAME]
     result = op.execute_complete(context("run-deferred", ti), event)
     assert result["phase"] == "Succeeded"
@@ -270,12 +266,7 @@ def test_sync_and_deferred_over_the_argo_server_transport(local_cluster: LocalCl
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context("run-server-deferred", ti))
 
-    async def first_event() -> Any:
-        async for event in deferred.value.trigger.run():
-            return event.payload
-        raise AssertionError("the trigger yielded nothing")
-
-    event = asyncio.run(first_event())
+    event = asyncio.run(first_event(deferred.value.trigger))
     assert event["status"] == "success"
     assert op.execute_complete(context("run-server-deferred", ti), event)["phase"] == "Succeeded"
 
@@ -326,12 +317,7 @@ def test_deferred_logs_come_from_the_trigger_and_the_resumed_task_prints_no_line
     assert trigger.serialize()[1]["get_logs"] is True
     capsys.readouterr()
 
-    async def first_event() -> Any:
-        async for event in trigger.run():
-            return event.payload
-        raise AssertionError("the trigger yielded nothing")
-
-    event = asyncio.run(first_event())
+    event = asyncio.run(first_event(trigger))
     while_deferred = capsys.readouterr().out
     assert event["status"] == "success"
     assert while_deferred.count("[first] one") == 1 and while_deferred.count("[first] two") == 1

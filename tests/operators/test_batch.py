@@ -21,6 +21,7 @@ from airflow_argo_eci.operators.argo import XCOM_NAME
 from airflow_argo_eci.operators.batch import XCOM_JOB_RESULTS, EciBatchOperator
 from tests.conftest import server_connection
 from tests.operators.test_argo import RecordingTI, context
+from tests.triggers.running import first_event
 
 pytestmark = pytest.mark.usefixtures("argo_default")
 
@@ -63,12 +64,7 @@ def test_deferred_run_returns_the_same_results_from_execute_complete() -> None:
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context("run-batch-deferred", ti))
 
-    async def first_event() -> Any:
-        async for event in deferred.value.trigger.run():
-            return event.payload
-        raise AssertionError("the trigger yielded nothing")
-
-    event = asyncio.run(first_event())
+    event = asyncio.run(first_event(deferred.value.trigger))
     assert event["status"] == "success"
     # the task resumes in a fresh operator, as after the triggerer: only the DAG file's arguments
     results = make("batch_deferred", emit_graph("batch-deferred"), deferrable=True).execute_complete(

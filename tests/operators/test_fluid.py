@@ -26,6 +26,7 @@ from airflow_argo_eci.workflows import reattach_selector, ti_labels
 from tests.hooks.fluid_cluster import DataLoadPlayer, FluidArranger
 from tests.operators.test_argo import RecordingTI, context
 from tests.triggers.cluster import InstrumentedCluster, start_instrumented_cluster
+from tests.triggers.running import events
 
 CONN = "fluid_operator_test"
 
@@ -178,11 +179,8 @@ def test_deferred_run_one_event_then_complete(arranger: FluidArranger) -> None:
     assert kwargs["name"] == ti.xcom[XCOM_NAME] and kwargs["uid"] == ti.xcom[XCOM_UID]
     assert kwargs["dataset"] == "warm" and kwargs["on_kill_action"] == "delete"
 
-    async def first_event() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
     with DataLoadPlayer(arranger):
-        (event,) = asyncio.run(first_event())
+        (event,) = asyncio.run(events(trigger))
     assert event["status"] == "success" and event["phase"] == "Complete"
     result = op.execute_complete(context("run-deferred", ti), event)
     assert result["phase"] == "Complete" and result["cacheStates"]["cachedPercentage"] == "100.0%"
@@ -194,11 +192,8 @@ def test_deferred_failure_and_bad_events(arranger: FluidArranger) -> None:
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context("run-deferred-failed", ti))
 
-    async def first_event() -> list[dict[str, Any]]:
-        return [event.payload async for event in deferred.value.trigger.run()]
-
     with DataLoadPlayer(arranger):
-        (event,) = asyncio.run(first_event())
+        (event,) = asyncio.run(events(deferred.value.trigger))
     assert event["status"] == "failure"
     with pytest.raises(AirflowException, match="DataLoadJobFailed: bucket not found"):
         op.execute_complete(context("run-deferred-failed", ti), event)
@@ -342,10 +337,7 @@ def test_dataset_deferred_until_bound(arranger: FluidArranger) -> None:
     assert trigger.serialize()[0] == "airflow_argo_eci.triggers.fluid.FluidDatasetTrigger"
     binder = bind_later(arranger, "later")
 
-    async def first_event() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
-    (event,) = asyncio.run(first_event())
+    (event,) = asyncio.run(events(trigger))
     binder.join()
     assert event["status"] == "success"
     assert op.execute_complete(context("r", RecordingTI()), event)["pvc"] == "later"

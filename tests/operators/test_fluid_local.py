@@ -28,6 +28,7 @@ from airflow_argo_eci.sensors.fluid import FluidDatasetSensor
 from airflow_argo_eci.workflows import reattach_selector, ti_labels
 from tests.conftest import oss_connection
 from tests.operators.test_argo import RecordingTI, context
+from tests.triggers.running import events
 
 pytestmark = pytest.mark.usefixtures("argo_default")
 
@@ -88,10 +89,7 @@ def test_dataset_binds_and_a_dataload_warms_it(bucket: str, oss_conn: str) -> No
     with pytest.raises(TaskDeferred) as deferred:
         full.execute(context("run-local-deferred", ti))
 
-    async def first_event() -> list[dict[str, Any]]:
-        return [event.payload async for event in deferred.value.trigger.run()]
-
-    (event,) = asyncio.run(first_event())
+    (event,) = asyncio.run(events(deferred.value.trigger))
     assert event["status"] == "success" and event["phase"] == "Complete"
     done = full.execute_complete(context("run-local-deferred", ti), event)
     assert done["cacheStates"]["cachedPercentage"] == "100.0%"

@@ -16,6 +16,7 @@ from airflow_argo_eci.errors import WorkflowFailedError, WorkflowSpecError
 from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
 from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.sensors.argo import ArgoWorkflowSensor
+from tests.triggers.running import first_event
 
 pytestmark = pytest.mark.usefixtures("argo_default")
 
@@ -76,12 +77,7 @@ def test_deferred_sensor_yields_one_event(local_cluster: LocalCluster) -> None:
     with pytest.raises(TaskDeferred) as deferred:
         s.execute({})  # type: ignore[arg-type]
 
-    async def first_event() -> Any:
-        async for event in deferred.value.trigger.run():
-            return event.payload
-        raise AssertionError("the trigger yielded nothing")
-
-    event = asyncio.run(first_event())
+    event = asyncio.run(first_event(deferred.value.trigger))
     assert event["ids"]["uid"] == wf["metadata"]["uid"]
     assert s.execute_complete({}, event)["phase"] == "Succeeded"  # type: ignore[arg-type]
 

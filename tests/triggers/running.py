@@ -15,6 +15,14 @@ async def events(trigger: Any) -> list[dict[str, Any]]:
     return [event.payload async for event in trigger.run()]
 
 
+async def first_event(trigger: Any) -> dict[str, Any]:
+    """The payload of the first event ``trigger.run()`` yields (AssertionError when it yields none)."""
+    async for event in trigger.run():
+        payload: dict[str, Any] = event.payload
+        return payload
+    raise AssertionError("the trigger yielded nothing")
+
+
 async def later(delay: float, action: Any, *args: Any) -> None:
     """``action(*args)`` in a thread after ``delay`` seconds (a change the trigger sees while it waits)."""
     await asyncio.sleep(delay)
