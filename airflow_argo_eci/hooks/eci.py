@@ -135,6 +135,10 @@ class ImageCacheSource:
         """A watch of ImageCaches."""
         return self.hook.awatch_image_caches(resource_version, label_selector, field_selector, timeout_seconds)
 
+    async def ahydrate(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """``workflow`` itself: only Argo offloads node status, these objects never hold any."""
+        return workflow
+
     async def aclose(self) -> None:
         """Release the hook's async client."""
         await self.hook.aclose()

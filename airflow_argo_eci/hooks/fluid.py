@@ -197,6 +197,10 @@ class FluidObjectSource:
         return self.hook.awatch_objects(self.kind, namespace, resource_version, label_selector, field_selector,
                                         timeout_seconds)
 
+    async def ahydrate(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """``workflow`` itself: only Argo offloads node status, these objects never hold any."""
+        return workflow
+
     async def aclose(self) -> None:
         """Release the hook's async client."""
         await self.hook.aclose()

@@ -109,6 +109,11 @@ class WorkflowSource(Protocol):
         """``(event type, object)`` pairs including ``BOOKMARK``; raises ``GoneError`` on 410."""
         ...
 
+    async def ahydrate(self, workflow: dict[str, Any]) -> dict[str, Any]:
+        """``workflow`` with the nodes Argo offloaded read back (``ArgoWorkflowsHook.ahydrate``);
+        raises :class:`~airflow_argo_eci.workflows.OffloadedNodesError` when they cannot be read."""
+        ...
+
 
 SourceFactory = Callable[[], WorkflowSource]
 
@@ -256,9 +261,8 @@ class Subscription:
         if self._hydrate_refused or (self._hydrating is not None and not self._hydrating.done()):
             return
         channel = self._channel
-        hydrate = getattr(channel.source if channel is not None else None, "ahydrate", None)
-        if hydrate is not None:
-            self._hydrating = asyncio.ensure_future(self._hydrate_pending(hydrate))
+        if channel is not None and channel.source is not None:
+            self._hydrating = asyncio.ensure_future(self._hydrate_pending(channel.source.ahydrate))
 
     async def _hydrate_pending(self, hydrate: Callable[[dict[str, Any]], Any]) -> None:
         while self._offloaded is not None and not self.done:
