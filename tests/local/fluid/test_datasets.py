@@ -127,7 +127,10 @@ def test_missing_bucket_fails_the_dataset(kit: FluidKit) -> None:
     assert status["conditions"][0]["reason"] == "NoSuchBucket"
     assert f'bucket "{name}" does not exist' in status["conditions"][0]["message"]
     kit.bucket(name, {"data/late.txt": b"late"})  # created afterwards: the dataset binds
-    assert kit.bound(name)["fileNum"] == "1"
+    # the bucket exists a moment before its object: the dataset may bind with 0 files first, and
+    # its listing is refreshed (LISTING_TTL) as Fluid refreshes a bound dataset's ufsTotal/fileNum
+    status = kit.wait(fluid.DATASETS, name, lambda s: s.get("phase") == fluid.DATASET_BOUND and s.get("fileNum") == "1")
+    assert status["fileNum"] == "1" and status["ufsTotal"]
 
 
 def test_deleting_the_runtime_unbinds_and_deleting_the_dataset_releases_the_volume(kit: FluidKit) -> None:
