@@ -16,8 +16,13 @@ own cost. Printed side by side in one run, per size:
 each run and reports the event latency (commit in the store -> line read by the watcher): p50,
 p95, max over every (watcher, event).
 
+``--node-process`` runs the controllers and the pods' runtime in the local cluster's node process
+(``LocalCluster(node_process=True)``); ``--compare`` runs every size both ways, one after the
+other. With a node process, CPU, RSS and commit times are read from it too (``/proc``, and the
+file it appends the resourceVersion and time of each Pod commit to).
+
     .venv/bin/python bench/fanout.py [--pods 100 1000 5000] [--dag-width 1000] [--watchers 200]
-                                     [--parallelism N] [--sandbox auto]
+                                     [--parallelism N] [--sandbox auto] [--node-process | --compare]
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +41,8 @@ from typing import Any
 
 from kubernetes import client, config
 
+from airflow_argo_eci.conventions import LABEL_COMPLETED
+from airflow_argo_eci.local.api.resources import PODS
 from airflow_argo_eci.local.server import LocalCluster
 from airflow_argo_eci.workflows import workflow_nodes
 
@@ -111,14 +118,30 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(CPU seconds of process ``pid``, of its waited-for children) from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def _proc_rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 class Watchers:
-    """``count`` pod WATCH streams in a subprocess, with the commit time of every pod event."""
+    """``count`` pod WATCH streams in a subprocess, with the commit time of every pod event
+    (recorded by a store listener here, or read from the node process's commit-times file)."""
 
     def __init__(self, cluster: LocalCluster, count: int, out: Path) -> None:
         self.committed: dict[int, float] = {}
         self.out = out
+        self.commit_times = Path(cluster.commit_times) if cluster.commit_times else None
         assert cluster.store is not None
-        cluster.store.add_listener(self._on_change)
+        cluster.store.add_listener(self._on_change, kinds=[PODS])
         rv = str(cluster.store.resource_version)
         self.proc = subprocess.Popen(
             [sys.executable, str(BENCH / "watchers.py"), "--port", str(cluster.port), "--token", cluster.token,
@@ -139,6 +162,10 @@ class Watchers:
         self.proc.stdin.close()
         self.proc.wait(timeout=120)
         result = json.loads(self.out.read_text())
+        if self.commit_times is not None:
+            for line in self.commit_times.read_text().splitlines():
+                rv, at = line.split()
+                self.committed[int(rv)] = float(at)
         latencies = sorted(arrived - self.committed[rv]
                            for per in result["arrivals"] for rv, arrived in per if rv in self.committed)
         expected = len(self.committed) * len(result["arrivals"])
@@ -148,33 +175,32 @@ class Watchers:
 
         return {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0) if latencies else float("nan"),
                 "received": len(latencies), "expected": expected, "errors": result["errors"],
-                "error_samples": result["error_samples"]}
+                "error_samples": result["error_samples"], "cpu_seconds": result["cpu_seconds"]}
 
 
 def run_workflow(cluster: LocalCluster, body: dict[str, Any], timeout: float) -> tuple[float, dict[str, Any], int]:
-    """(wall seconds, the finished workflow, bytes of its JSON as served)."""
+    """(wall seconds, the finished workflow, bytes of its JSON as served).
+
+    The end is seen by polling the database every 20 ms with SQLite's own text search for the
+    ``completed`` label (sqlite3 releases the interpreter lock while it searches), not through the
+    API or a store listener: parsing the running workflow (hundreds of KiB) in the API server's
+    process, as either would, would delay the WATCH streams being measured."""
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
     objects = client.CustomObjectsApi(api)
-    done = threading.Event()
-    names: set[str] = set()
-
-    def on_change(event_type: str, rt: Any, obj: dict[str, Any]) -> None:
-        if rt.plural == "workflows" and obj["metadata"].get("name") in names:
-            if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
-                done.set()
-
-    assert cluster.store is not None
-    cluster.store.add_listener(on_change)
+    db = sqlite3.connect(f"file:{cluster.paths.db}?mode=ro", uri=True)
     started = time.perf_counter()
     created = objects.create_namespaced_custom_object("argoproj.io", "v1alpha1", "argo", "workflows", body)
     name = created["metadata"]["name"]
-    names.add(name)
-    while not done.wait(0.5):
-        wf = objects.get_namespaced_custom_object("argoproj.io", "v1alpha1", "argo", "workflows", name)
-        if (wf.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Error"):
-            break
-        if time.perf_counter() - started > timeout:
-            raise TimeoutError(f"workflow {name} still running after {timeout}s")
+    try:
+        while not db.execute(
+            "SELECT 1 FROM objects WHERE plural='workflows' AND namespace='argo' AND name=? AND instr(body, ?) > 0",
+            (name, f'"{LABEL_COMPLETED}":"true"'),
+        ).fetchone():
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"workflow {name} still running after {timeout}s")
+            time.sleep(0.02)
+    finally:
+        db.close()
     wall = time.perf_counter() - started
     raw = objects.get_namespaced_custom_object("argoproj.io", "v1alpha1", "argo", "workflows", name,
                                                _preload_content=False).data
@@ -189,17 +215,28 @@ def run_plain(pods: int, parallelism: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespace) -> None:
+def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespace, node_process: bool) -> None:
     """Run one workflow on a fresh cluster and print its figures."""
     parallelism = body["spec"]["parallelism"]
+    node: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as state:
         rss_before = _rss_kib("VmRSS")
         peak_reset = _reset_peak_rss()
-        with LocalCluster(state, capacity_vcpu=parallelism * 0.1 + 1, sandbox=args.sandbox) as cluster:
+        cluster = LocalCluster(state, capacity_vcpu=parallelism * 0.1 + 1, sandbox=args.sandbox,
+                               node_process=node_process)
+        if node_process:
+            cluster.commit_times = str(Path(state) / "commit-times")
+        with cluster:
+            node_pid = json.loads(cluster.paths.server_info.read_text()).get("node_pid")
             watchers = Watchers(cluster, args.watchers, Path(state) / "arrivals.json") if args.watchers else None
             cpu_before = os.times()
+            node_before = _proc_cpu(node_pid) if node_pid else (0.0, 0.0)
             wall, wf, size = run_workflow(cluster, body, args.timeout)
             cpu_after = os.times()
+            if node_pid:
+                node_after = _proc_cpu(node_pid)
+                node = {"cpu": node_after[0] - node_before[0], "pods_cpu": node_after[1] - node_before[1],
+                        "rss": _proc_rss_kib(node_pid, "VmRSS"), "peak": _proc_rss_kib(node_pid, "VmHWM")}
             latency = watchers.finish() if watchers else None
             rss_after = _rss_kib("VmRSS")
             rss_peak = _rss_kib("VmHWM")
@@ -207,7 +244,8 @@ def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespac
     pod_nodes = [n for n in workflow_nodes(status).values() if n.get("type") == "Pod"]
     plain = run_plain(pods, parallelism)
     print(f"{label}: {pods} pods, parallelism {parallelism}, sandbox={args.sandbox}"
-          + (f", {args.watchers} watchers" if args.watchers else ""))
+          + (f", {args.watchers} watchers" if args.watchers else "")
+          + (", node process" if node_process else ", one process"))
     print(f"  workflow phase            : {status['phase']} ({len(pod_nodes)} pod nodes)"
           + (f": {status.get('message')}" if status["phase"] != "Succeeded" else ""))
     print(f"  local cluster wall time   : {wall:8.2f} s  ({wall / pods * 1000:7.1f} ms per pod)")
@@ -217,19 +255,26 @@ def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespac
     own_cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     child_cpu = ((cpu_after.children_user - cpu_before.children_user)
                  + (cpu_after.children_system - cpu_before.children_system))
-    print(f"  CPU per pod               : {own_cpu / pods * 1000:8.1f} ms in this process "
-          f"(user {(cpu_after.user - cpu_before.user) / pods * 1000:.1f}, "
-          f"system {(cpu_after.system - cpu_before.system) / pods * 1000:.1f}), "
-          f"{child_cpu / pods * 1000:.1f} ms in the pods' processes (sandbox and command)")
+    if node:
+        print(f"  CPU per pod               : {own_cpu / pods * 1000:8.1f} ms in the API server's process, "
+              f"{node['cpu'] / pods * 1000:.1f} ms in the node process, "
+              f"{node['pods_cpu'] / pods * 1000:.1f} ms in the pods' processes (sandbox and command)")
+    else:
+        print(f"  CPU per pod               : {own_cpu / pods * 1000:8.1f} ms in this process "
+              f"(user {(cpu_after.user - cpu_before.user) / pods * 1000:.1f}, "
+              f"system {(cpu_after.system - cpu_before.system) / pods * 1000:.1f}), "
+              f"{child_cpu / pods * 1000:.1f} ms in the pods' processes (sandbox and command)")
     print(f"  process RSS               : {rss_before / 1024:.0f} MiB -> {rss_after / 1024:.0f} MiB "
           f"(+{(rss_after - rss_before) / 1024:.0f} MiB; peak {rss_peak / 1024:.0f} MiB"
-          f"{'' if peak_reset else ', peak since process start'})")
+          f"{'' if peak_reset else ', peak since process start'})"
+          + (f"; node process {node['rss'] / 1024:.0f} MiB (peak {node['peak'] / 1024:.0f} MiB)" if node else ""))
     print(f"  workflow object as served : {size / 1024:8.1f} KiB, "
           + ("status.compressedNodes" if status.get("compressedNodes") else "status.nodes (not compressed)"))
     if latency:
         print(f"  watch event latency       : p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, "
               f"p99 {latency['p99']:.1f} ms, max {latency['max']:.1f} ms "
-              f"({latency['received']} of {latency['expected']} events received, {latency['errors']} errors)")
+              f"({latency['received']} of {latency['expected']} events received, {latency['errors']} errors; "
+              f"the watchers' process used {latency['cpu_seconds']:.1f} s of CPU)")
         for sample in latency["error_samples"]:
             print(f"    watcher error: {sample}")
     sys.stdout.flush()
@@ -243,13 +288,21 @@ def main() -> None:
     parser.add_argument("--watchers", type=int, default=0, help="concurrent pod WATCH streams during each run")
     parser.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "none"])
     parser.add_argument("--timeout", type=float, default=1800)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--node-process", action="store_true",
+                      help="controllers and runtime in the local cluster's node process")
+    mode.add_argument("--compare", action="store_true", help="run every size in one process, then with a node process")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
+    modes = [False, True] if args.compare else [args.node_process]
     for pods in args.pods:
-        measure("withSequence fan-out", workflow(pods, args.parallelism or pods), pods, args)
+        for node_process in modes:
+            measure("withSequence fan-out", workflow(pods, args.parallelism or pods), pods, args, node_process)
     if args.dag_width:
         width = args.dag_width
-        measure("DAG root -> layer -> join", dag_workflow(width, args.parallelism or width), width + 2, args)
+        for node_process in modes:
+            measure("DAG root -> layer -> join", dag_workflow(width, args.parallelism or width), width + 2, args,
+                    node_process)
 
 
 if __name__ == "__main__":

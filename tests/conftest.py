@@ -39,7 +39,18 @@ class ClusterTarget:
 
 @pytest.fixture(scope="session")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """The session's local cluster as ``local up`` runs it: its controllers and pods in the node
+    process. Tests that look inside the controllers or the runtime take :func:`one_process_cluster`."""
     state = tmp_path_factory.mktemp("local-cluster")
+    with LocalCluster(state, capacity_vcpu=16, node_process=True) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def one_process_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local cluster with its controllers and runtime in this process (``cluster.controller``,
+    ``cluster.runtime``, ``cluster.image_caches`` are there to look at)."""
+    state = tmp_path_factory.mktemp("one-process-cluster")
     with LocalCluster(state, capacity_vcpu=16) as cluster:
         yield cluster
 

@@ -103,6 +103,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             cmd += ["--sandbox-uid", str(args.sandbox_uid)]
         if args.oss_bandwidth is not None:
             cmd += ["--oss-bandwidth", str(args.oss_bandwidth)]
+        if args.one_process:
+            cmd.append("--one-process")
         with open(paths.server_log, "ab") as logf:
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
@@ -130,7 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     logging.getLogger("airflow_argo_eci").setLevel(logging.INFO)
     cluster = LocalCluster(paths.root, port=args.port, capacity_vcpu=args.capacity, sandbox=args.sandbox,
                            pids_limit=args.pids_limit or None, sandbox_uid=args.sandbox_uid,
-                           oss_bandwidth=args.oss_bandwidth)
+                           oss_bandwidth=args.oss_bandwidth, node_process=not args.one_process)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -140,8 +142,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"local cluster did not start: {exc}", file=sys.stderr, flush=True)
         return 1
     print(f"local cluster listening on {cluster.url}; state in {paths.root}", flush=True)
-    limits = cluster.runtime.limits_method if cluster.runtime else ""
-    print("\n".join(_sandbox_lines({"sandbox": cluster.sandbox_report, "limits": limits})), flush=True)
+    print("\n".join(_sandbox_lines({"sandbox": cluster.sandbox_report, "limits": cluster.limits_method})), flush=True)
     print(f"export KUBECONFIG={shlex.quote(str(cluster.kubeconfig_path))}", flush=True)
     try:
         stop.wait()
@@ -241,6 +242,9 @@ def add_local_parser(top: Any) -> None:
     up.add_argument("--oss-bandwidth", type=_bandwidth, default=None, metavar="RATE",
                     help="cap the OSS store's bandwidth for all clients together, e.g. 200MiB (per second; "
                          "MiB = 1024^2, MB = 1000^2), to reproduce a bucket's bandwidth limit (default: no cap)")
+    up.add_argument("--one-process", action="store_true",
+                    help="run the controllers and pods in the API server's process instead of a node process "
+                         "of their own (the API then competes with a fan-out for the interpreter lock)")
     up.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a detached start")
     up.set_defaults(func=cmd_up)
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from airflow_argo_eci.local.argo.controller import Controller
     from airflow_argo_eci.local.eci.image_caches import ImageCacheController
     from airflow_argo_eci.local.fluid.controller import FluidController
+    from airflow_argo_eci.local.node_link import NodeProcess
     from airflow_argo_eci.local.oss.server import OSSServer
     from airflow_argo_eci.local.runtime.runner import Runtime
 
@@ -56,6 +57,10 @@ class LocalCluster:
     root (default 65534). :attr:`sandbox_report` says what holds. ``oss_bandwidth``: a cap (bytes
     per second) on the OSS store for all clients together (``local up --oss-bandwidth``); none by
     default. The Fluid controller (``local/fluid/``) runs with the workflow controller.
+    ``node_process``: the controllers and the pod runtime run in a process of their own
+    (``local/node_process.py``) on the same database, so that the API server's event loop does
+    not share the interpreter lock with a fan-out's work (:attr:`controller`, :attr:`runtime`,
+    :attr:`fluid` and :attr:`image_caches` are then None in this process).
 
     The server only ever binds the loopback interface, serves HTTPS with a self-signed
     certificate that the kubeconfig pins, and rejects any request without the random bearer token
@@ -74,11 +79,15 @@ class LocalCluster:
         run_controller: bool = True,
         sandbox_uid: int | None = None,
         oss_bandwidth: int | None = None,
+        node_process: bool = False,
     ) -> None:
         if capacity_vcpu <= 0:
             raise ValueError(f"capacity_vcpu must be > 0 (got {capacity_vcpu}); it bounds concurrent pods")
         if sandbox not in ("auto", "bwrap", "none"):
             raise ValueError(f"sandbox must be 'auto', 'bwrap' or 'none' (got {sandbox!r})")
+        if node_process and not run_controller:
+            raise ValueError("node_process=True runs the controllers in a process of their own: "
+                             "it needs run_controller=True")
         self.paths = StatePaths(Path(state_dir).expanduser().resolve())
         self.port = port
         self.capacity_vcpu = capacity_vcpu
@@ -91,6 +100,12 @@ class LocalCluster:
         self.run_controller = run_controller
         #: the OSS store's bandwidth cap in bytes per second for all clients together (None: none)
         self.oss_bandwidth = oss_bandwidth
+        self.node_process = node_process
+        #: the node process (``node_process=True``) and its ready answer; see :meth:`_start_node`
+        self._node: NodeProcess | None = None
+        #: a file the node process appends (resourceVersion, monotonic time) of its Pod commits to
+        #: (``bench/fanout.py``); "" for none
+        self.commit_times = ""
         self.store: Store | None = None
         self.runtime: Runtime | None = None
         self.controller: Controller | None = None
@@ -111,8 +126,17 @@ class LocalCluster:
     def sandbox_report(self) -> dict[str, Any] | None:
         """What the pods' sandbox holds and lacks (:class:`.runtime.isolation.SandboxReport` as a
         dict: mode, requested, holds, missing, notes), once started; recorded in ``server.json``."""
+        if self._node is not None:
+            return self._node.ready.get("sandbox")
         report = self.runtime.sandbox.report if self.runtime is not None else None
         return report.to_dict() if report is not None else None
+
+    @property
+    def limits_method(self) -> str:
+        """How pods' resource limits are enforced (cgroup v2, v1, rlimits), once started."""
+        if self._node is not None:
+            return str(self._node.ready.get("limits") or "")
+        return self.runtime.limits_method if self.runtime is not None else ""
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -145,8 +169,13 @@ class LocalCluster:
         #: the API's recent requests since this start (method, path, query, content type, small
         #: bodies): what clients sent, for tests; never served over HTTP
         self.request_log: RequestLog = app.state.request_log
+        oss_clients = self.controller.oss_clients if self.controller else None
+        if oss_clients is None and self._node is not None:
+            from airflow_argo_eci.local.argo.artifacts import OSSClients
+
+            oss_clients = OSSClients(self.paths.tls_cert)
         app.include_router(build_argo_server_router(
-            self.store, self.paths, oss_clients=self.controller.oss_clients if self.controller else None,
+            self.store, self.paths, oss_clients=oss_clients,
             artifact_credentials=next(iter(self.oss_credentials().items())) if self.oss is not None else None))
         return app
 
@@ -159,24 +188,31 @@ class LocalCluster:
 
         self.paths.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.paths.root, 0o700)
-        self.store = Store(self.paths.db)
-        try:  # refuses an incomplete sandbox (isolation.py) before anything listens
-            self.runtime = Runtime(self.paths, capacity_vcpu=self.capacity_vcpu, sandbox=self.sandbox,
-                                   pids_limit=self.pids_limit, sandbox_uid=self.sandbox_uid)
-        except SandboxError as exc:
-            self.stop()
-            raise LocalClusterError(str(exc)) from exc
-        except Exception:
-            self.stop()
-            raise
+        if self.node_process:
+            from airflow_argo_eci.local.node_link import NodeProcess
+
+            self._node = NodeProcess()
+        self.store = Store(self.paths.db, peer=self._node.peer if self._node is not None else None)
+        if self._node is None:
+            try:  # refuses an incomplete sandbox (isolation.py) before anything listens
+                self.runtime = Runtime(self.paths, capacity_vcpu=self.capacity_vcpu, sandbox=self.sandbox,
+                                       pids_limit=self.pids_limit, sandbox_uid=self.sandbox_uid)
+            except SandboxError as exc:
+                self.stop()
+                raise LocalClusterError(str(exc)) from exc
+            except Exception:
+                self.stop()
+                raise
         cert, key = ensure_certificate(self.paths.tls_cert, self.paths.tls_key)
         try:
             self.oss = self._start_oss(cert, key)
             self.setup_artifact_repository()
+            if self._node is not None:  # the node process refuses an incomplete sandbox likewise
+                self._start_node(timeout)
         except Exception:
             self.stop()
             raise
-        if self.run_controller:
+        if self.run_controller and self.runtime is not None:
             self.controller = Controller(self.store, self.runtime, self.paths)
             key_id, secret = next(iter(self.oss_credentials().items()))
             self.controller.artifact_repository = {"oss": self.artifact_repository_spec(default=True)}
@@ -198,10 +234,24 @@ class LocalCluster:
             json.dumps({"url": self.url, "port": self.port, "pid": os.getpid(), "started_at": time.time(),
                         "oss_endpoint": self.oss.endpoint, "oss_region": self.oss.region,
                         "oss_bandwidth": self.oss_bandwidth,
-                        "limits": self.runtime.limits_method, "sandbox": self.sandbox_report}),
+                        "limits": self.limits_method, "sandbox": self.sandbox_report,
+                        "node_pid": self._node.pid if self._node is not None else None}),
         )
         log.info("local cluster listening on %s (state in %s)", self.url, self.paths.root)
         return self
+
+    def _start_node(self, timeout: float) -> None:
+        """Start the node process (controllers and runtime) and wait for its ready answer."""
+        from airflow_argo_eci.local.node_process import NodeConfig
+
+        assert self._node is not None and self.oss is not None
+        key_id, secret = next(iter(self.oss_credentials().items()))
+        self._node.start(NodeConfig(
+            state_dir=str(self.paths.root), wake_fd=0, notify_fd=0, capacity_vcpu=self.capacity_vcpu,
+            sandbox=self.sandbox, pids_limit=self.pids_limit, sandbox_uid=self.sandbox_uid,
+            oss_endpoint=self.oss.endpoint, oss_credentials=(key_id, secret),
+            artifact_repository={"oss": self.artifact_repository_spec(default=True)},
+            commit_times=self.commit_times), timeout=timeout)
 
     def _start_fluid(self, cert: Path) -> FluidController:
         """The Fluid controller (``local/fluid/``): Datasets over this OSS store, DataLoads."""
@@ -342,6 +392,9 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop the HTTP servers, the controller and every running pod; close the stores."""
+        if self._node is not None:  # first: its controllers and pods use the OSS store and the API's
+            self._node.stop()
+            self._node = None
         if self.fluid is not None:  # first: its loads read the OSS store
             self.fluid.stop()
             self.fluid = None

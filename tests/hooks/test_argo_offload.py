@@ -186,9 +186,10 @@ def test_without_argo_server_url_the_error_names_the_extra() -> None:
 
 
 @pytest.fixture
-def offloading(local_cluster: LocalCluster) -> Iterator[LocalCluster]:
+def offloading(one_process_cluster: LocalCluster) -> Iterator[LocalCluster]:
     """The local cluster with ``persistence.nodeStatusOffLoad: true`` and always-offload (Argo's
-    ``ALWAYS_OFFLOAD_NODE_STATUS``) for this test."""
+    ``ALWAYS_OFFLOAD_NODE_STATUS``) for this test (its controller in this process, to set that)."""
+    local_cluster = one_process_cluster
     assert local_cluster.store is not None and local_cluster.controller is not None
     store, controller = local_cluster.store, local_cluster.controller
     before = dict(store.get(CONFIGMAPS, ARGO_NAMESPACE, CONTROLLER_CONFIGMAP).get("data") or {})

@@ -53,9 +53,10 @@ def _running_pods(wf: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_restart_keeps_objects_and_lost_pods_retry(tmp_path: Path) -> None:
+@pytest.mark.parametrize("node_process", [False, True], ids=["one-process", "node-process"])
+def test_restart_keeps_objects_and_lost_pods_retry(tmp_path: Path, node_process: bool) -> None:
     state = tmp_path / "state"
-    with LocalCluster(state) as cluster:
+    with LocalCluster(state, node_process=node_process) as cluster:
         objects = _objects(cluster)
         objects.create_namespaced_custom_object(*GVR, _workflow("lost-retried", retry=True))
         objects.create_namespaced_custom_object(*GVR, _workflow("lost-failed", retry=False))
@@ -64,7 +65,7 @@ def test_restart_keeps_objects_and_lost_pods_retry(tmp_path: Path) -> None:
         uid = objects.get_namespaced_custom_object(*GVR, "lost-retried")["metadata"]["uid"]
 
     # a new server on the same state: same objects, and the pods that were running are lost
-    with LocalCluster(state) as cluster:
+    with LocalCluster(state, node_process=node_process) as cluster:
         objects = _objects(cluster)
         retried = _wait(objects, "lost-retried", lambda wf: wf.get("status", {}).get("phase") == "Succeeded")
         assert retried["metadata"]["uid"] == uid
@@ -121,7 +122,8 @@ def _pods_of(cluster: LocalCluster, name: str) -> list[Any]:
     return list(core.list_namespaced_pod("argo", label_selector=f"workflows.argoproj.io/workflow={name}").items)
 
 
-def test_deleting_a_workflow_kills_and_removes_its_pods(local_cluster: LocalCluster) -> None:
+def test_deleting_a_workflow_kills_and_removes_its_pods(one_process_cluster: LocalCluster) -> None:
+    local_cluster = one_process_cluster  # asks the runtime whether the pod still runs
     objects = _objects(local_cluster)
     wf = _workflow("deleted-while-running", retry=False)
     wf["spec"]["templates"][0]["container"]["command"] = ["sh", "-c", "sleep 120"]

@@ -160,7 +160,7 @@ class ServedKinds:
         self._served: frozenset[tuple[str, str]] = frozenset()
         if not manage_crds:
             return
-        store.add_listener(self._on_change)
+        store.add_listener(self._on_change, kinds=[CUSTOM_RESOURCE_DEFINITIONS])
         items, _, _ = store.list(CUSTOM_RESOURCE_DEFINITIONS, None)
         with self._lock:
             for crd in items:

@@ -15,16 +15,18 @@ import builtins
 import copy
 import json
 import logging
+import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.limits import MAX_OBJECT_BYTES, object_too_large
 from airflow_argo_eci.local.api.object_rules import resource_name
-from airflow_argo_eci.local.api.resources import ResourceType
+from airflow_argo_eci.local.api.resources import ResourceType, lookup
 from airflow_argo_eci.local.api.selectors import (
     FieldSelector,
     LabelSelector,
@@ -39,6 +41,20 @@ log = logging.getLogger(__name__)
 Listener = Callable[[str, ResourceType, dict[str, Any]], None]
 #: the changes of one transaction, (event type, resource type, object), for the listeners
 Pending = list[tuple[str, ResourceType, dict[str, Any]]]
+#: a function called with no arguments after each transaction that committed changes
+CommitHook = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """How the stores of two processes on one database file learn of each other's commits (the
+    local cluster's API server and its node process, ``local/node_process.py``): ``wake_fd`` (the
+    read end of a pipe) becomes readable when the other process committed; a byte written to
+    ``notify_fd`` (the write end of the other pipe) tells it that this one did. SQLite's write
+    lock orders the two processes' transactions; see :meth:`ObjectDatabase.follow`."""
+
+    wake_fd: int
+    notify_fd: int
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -87,16 +103,19 @@ class ObjectDatabase:
     """The objects and change events of the store in one SQLite database, ordered by one global
     resourceVersion (see the module docstring); :class:`~.store.Store` adds the object operations."""
 
-    def __init__(self, db_path: str | Path, *, event_window: int = 10_000) -> None:
+    def __init__(self, db_path: str | Path, *, event_window: int = 10_000, peer: PeerLink | None = None) -> None:
         """Open (or create) the database. ``event_window`` change events are kept for WATCH;
-        a watch from an older resourceVersion gets 410 Gone."""
+        a watch from an older resourceVersion gets 410 Gone. ``peer``: another process writes the
+        same database (see :class:`PeerLink`); its commits reach this store's listeners."""
         if event_window < 1:
             raise ValueError(f"event_window must be >= 1, got {event_window}")
         self._event_window = event_window
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Listener, frozenset[tuple[str, str]] | None]] = []
+        self._commit_hooks: list[CommitHook] = []
         self._closed = False
+        self._peer = peer
         self._conn = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -106,6 +125,13 @@ class ObjectDatabase:
             self._rv: int = int(row[0]) if row else 0
             row = self._conn.execute("SELECT MIN(rv) FROM events").fetchone()
             self._compacted: int = (int(row[0]) - 1) if row and row[0] is not None else self._rv
+            #: with a peer: the change events up to this resourceVersion reached the listeners, and
+            #: this process's own later ones (which its writers handed to them) are in ``_own``
+            self._followed = self._rv
+            self._own: set[int] = set()
+        if peer is not None:
+            os.set_blocking(peer.notify_fd, False)
+            threading.Thread(target=self._follow_peer, name="store-follower", daemon=True).start()
 
     # ------------------------------------------------------------------ basics
 
@@ -131,6 +157,7 @@ class ObjectDatabase:
     def resource_version(self) -> int:
         """The current (latest) global resourceVersion."""
         with self._lock:
+            self._sync_rv()
             return self._rv
 
     @property
@@ -146,10 +173,17 @@ class ObjectDatabase:
         with self._lock:
             return self._compacted
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener`` after each committed change, outside the lock, in the writer's thread."""
+    def add_listener(self, listener: Listener, kinds: Collection[ResourceType] | None = None) -> None:
+        """Call ``listener`` after each committed change (of one of ``kinds``, when given),
+        outside the lock, in the writer's thread (for a peer's commits: the follower's thread)."""
         with self._lock:
-            self._listeners.append(listener)
+            self._listeners.append((listener, None if kinds is None else frozenset((k.group, k.plural) for k in kinds)))
+
+    def add_commit_hook(self, hook: CommitHook) -> None:
+        """Call ``hook()`` after each transaction that committed changes, this process's or a
+        peer's, outside the lock (cheaper than a listener: no object is parsed for it)."""
+        with self._lock:
+            self._commit_hooks.append(hook)
 
     def wait_for_change(self, after_rv: int, timeout: float) -> bool:
         """Block (threading.Condition) until resourceVersion > after_rv or timeout; True on change."""
@@ -167,12 +201,17 @@ class ObjectDatabase:
             raise errors.bad_request(f"a namespace is required for namespaced resource {rt.plural}")
         return namespace
 
-    def _row(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any] | None:
+    def _row_text(self, rt: ResourceType, ns: str, name: str) -> str | None:
+        """The stored JSON of one object, None when it does not exist."""
         row = self._conn.execute(
             'SELECT body FROM objects WHERE "group"=? AND plural=? AND namespace=? AND name=?',
             (rt.group, rt.plural, ns, name),
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return row[0] if row else None
+
+    def _row(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any] | None:
+        text = self._row_text(rt, ns, name)
+        return json.loads(text) if text is not None else None
 
     def _get_row(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
         obj = self._row(rt, ns, name)
@@ -189,8 +228,10 @@ class ObjectDatabase:
         obj: dict[str, Any],
         prev: dict[str, Any] | None,
         pending: Pending,
+        prev_body: str | None = None,
     ) -> dict[str, Any]:
-        """Write one change with a fresh resourceVersion (lock held, inside a transaction)."""
+        """Write one change with a fresh resourceVersion (lock held, inside a transaction);
+        ``prev_body``: ``prev`` as stored, when the caller has it (saves serializing it again)."""
         rv = self._rv + 1
         obj["metadata"]["resourceVersion"] = str(rv)
         body = _dumps_stored(rt, name, obj) if event_type != "DELETED" else _dumps(obj)
@@ -208,7 +249,8 @@ class ObjectDatabase:
         self._conn.execute(
             'INSERT INTO events (rv, "group", plural, namespace, name, type, body, prev) '
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (rv, rt.group, rt.plural, ns, name, event_type, body, _dumps(prev) if prev is not None else None),
+            (rv, rt.group, rt.plural, ns, name, event_type, body,
+             prev_body if prev_body is not None else _dumps(prev) if prev is not None else None),
         )
         self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (rv,))
         self._rv = rv
@@ -216,16 +258,20 @@ class ObjectDatabase:
         return obj
 
     def _transaction(
-        self, work: Callable[[Pending], dict[str, Any]]
+        self, work: Callable[[Pending], dict[str, Any]], *, owned: bool = False
     ) -> dict[str, Any]:
-        """Run ``work`` in one write transaction, then prune, notify waiters and call listeners."""
+        """Run ``work`` in one write transaction, then prune, notify waiters and call listeners.
+        The result is returned as a copy unless ``owned`` says ``work`` built it for the caller
+        alone (nothing else holds a reference to it)."""
         pending: Pending = []
         with self._lock:
             if self._closed:
                 raise RuntimeError("the store is closed")
-            start_rv = self._rv
             self._conn.execute("BEGIN IMMEDIATE")
+            start_rv = self._rv
             try:
+                self._sync_rv()  # a peer's commits: SQLite's write lock is held, so none is in flight
+                start_rv = self._rv
                 result = work(pending)
                 floor = self._rv - self._event_window
                 if floor > self._compacted:
@@ -237,14 +283,106 @@ class ObjectDatabase:
                 self._rv = start_rv
                 raise
             if pending:
+                if self._followed == start_rv:
+                    self._followed = self._rv  # no peer commit waits for the follower before these
+                else:
+                    self._own.update(range(start_rv + 1, self._rv + 1))
                 self._changed.notify_all()
+        if pending and self._peer is not None:
+            self._notify_peer()
+        self._dispatch(pending)
+        return result if owned else copy.deepcopy(result)
+
+    def _dispatch(self, pending: Pending, *, committed: bool | None = None) -> None:
+        """Hand committed changes to the listeners, then call the commit hooks (no lock held);
+        ``committed``: whether changes were committed (default: whether there are any to hand)."""
+        if not (bool(pending) if committed is None else committed):
+            return
         for event_type, rt, obj in pending:
-            for listener in list(self._listeners):
+            for listener, kinds in list(self._listeners):
+                if kinds is not None and (rt.group, rt.plural) not in kinds:
+                    continue
                 try:
                     listener(event_type, rt, obj)
                 except Exception:
                     log.exception("store listener %r failed on %s %s", listener, event_type, rt.plural)
-        return copy.deepcopy(result)
+        for hook in list(self._commit_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("store commit hook %r failed", hook)
+
+    # ------------------------------------------------------------------ a peer process
+
+    def _sync_rv(self) -> None:
+        """(lock held) Learn the resourceVersion a peer process committed up to; no-op without one."""
+        if self._peer is None:
+            return
+        row = self._conn.execute("SELECT value FROM meta WHERE key='rv'").fetchone()
+        if row and int(row[0]) > self._rv:
+            self._rv = int(row[0])
+            # the peer pruned to at most (its resourceVersion - window); assume it did
+            self._compacted = max(self._compacted, self._rv - self._event_window)
+
+    def _notify_peer(self) -> None:
+        assert self._peer is not None
+        try:
+            os.write(self._peer.notify_fd, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: the peer has a wake-up pending and reads everything then
+        except OSError:
+            pass  # the peer is gone
+
+    def _follow_peer(self) -> None:
+        """The follower thread: on each wake-up from the peer, :meth:`follow`."""
+        assert self._peer is not None
+        while not self._closed:
+            try:
+                if not os.read(self._peer.wake_fd, 4096):
+                    return  # the peer closed its end: it is gone
+            except OSError:
+                return
+            try:
+                self.follow()
+            except Exception:  # the thread must survive; the next wake-up reads again
+                log.exception("reading the peer process's changes failed")
+
+    def follow(self) -> None:
+        """Hand the change events the peer process committed since the last call to this store's
+        listeners (in resourceVersion order; its own commits went to them from its writers), and
+        wake :meth:`wait_for_change`. Called by the follower thread; no-op without a peer."""
+        if self._peer is None:
+            return
+        foreign = 0
+        bodies: list[tuple[str, ResourceType, str]] = []
+        with self._lock:
+            if self._closed:
+                return
+            self._sync_rv()
+            if self._followed < self._compacted:
+                log.warning("the peer process's changes %d..%d were pruned before this process read them",
+                            self._followed + 1, self._compacted)
+            wanted = [kinds for _, kinds in self._listeners]
+            rows = self._conn.execute(
+                'SELECT rv, type, "group", plural FROM events WHERE rv>? ORDER BY rv', (self._followed,)
+            ).fetchall()
+            for rv, event_type, group, plural in rows:
+                if rv in self._own:
+                    continue
+                foreign += 1
+                rt = lookup(group, plural)
+                # only the objects some listener wants are read (a large workflow is not read for nothing)
+                if rt is not None and any(kinds is None or (group, plural) in kinds for kinds in wanted):
+                    row = self._conn.execute("SELECT body FROM events WHERE rv=?", (rv,)).fetchone()
+                    if row is not None:
+                        bodies.append((event_type, rt, row[0]))
+            if rows:
+                self._followed = rows[-1][0]
+                self._rv = max(self._rv, self._followed)
+                self._own = {rv for rv in self._own if rv > self._followed}
+            self._changed.notify_all()
+        pending: Pending = [(event_type, rt, json.loads(body)) for event_type, rt, body in bodies]
+        self._dispatch(pending, committed=foreign > 0)
 
     # ------------------------------------------------------------------ watch support
 
@@ -289,6 +427,7 @@ class ObjectDatabase:
         if limit > 0:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
+            self._sync_rv()
             if resource_version < self._compacted:
                 raise errors.gone(f"too old resource version: {resource_version} ({self._compacted + 1})")
             rows = self._conn.execute(sql, params).fetchall()

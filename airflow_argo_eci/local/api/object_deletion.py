@@ -13,7 +13,7 @@ from typing import Any
 from airflow_argo_eci.conventions import now_rfc3339, rfc3339
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.object_db import ObjectDatabase, Pending
+from airflow_argo_eci.local.api.object_db import ObjectDatabase, PeerLink, Pending
 from airflow_argo_eci.local.api.object_rules import check_preconditions
 from airflow_argo_eci.local.api.owner_gc import (
     BACKGROUND,
@@ -43,10 +43,10 @@ def check_propagation_policy(policy: str | None) -> None:
 class ObjectDeletion(ObjectDatabase):
     """The delete operations of :class:`~.store.Store` and what they start (see the module docstring)."""
 
-    def __init__(self, db_path: str | Path, *, event_window: int = 10_000) -> None:
+    def __init__(self, db_path: str | Path, *, event_window: int = 10_000, peer: PeerLink | None = None) -> None:
         """Open the database, the ownerReference index, and resume the grace periods of pods that
         were being deleted when the store was last closed."""
-        super().__init__(db_path, event_window=event_window)
+        super().__init__(db_path, event_window=event_window, peer=peer)
         self.owners = OwnerIndex(self._conn)
         self._grace = GraceTimer(self._expire_grace)
         with self._lock:
@@ -67,16 +67,16 @@ class ObjectDeletion(ObjectDatabase):
         super().close()
 
     def _write_update(self, rt: ResourceType, ns: str, name: str, old: dict[str, Any], new: dict[str, Any],
-                      pending: Pending) -> dict[str, Any]:
+                      pending: Pending, prev_body: str | None = None) -> dict[str, Any]:
         """Store ``new`` as the successor of ``old`` (the store's rule, :meth:`.Store._write_update`)."""
         raise NotImplementedError
 
     def _commit(self, rt: ResourceType, ns: str, name: str, event_type: str, obj: dict[str, Any],
-                prev: dict[str, Any] | None, pending: Pending) -> dict[str, Any]:
+                prev: dict[str, Any] | None, pending: Pending, prev_body: str | None = None) -> dict[str, Any]:
         """Write one change (see :meth:`.ObjectDatabase._commit`), keep the ownerReference index in
         step, and collect: a removed object's dependents go (background), an owner deleted in the
         foreground that waited only for it finishes."""
-        out = super()._commit(rt, ns, name, event_type, obj, prev, pending)
+        out = super()._commit(rt, ns, name, event_type, obj, prev, pending, prev_body)
         key = (rt.group, rt.plural, ns, name)
         if event_type == "DELETED":
             self.owners.record(key, None)

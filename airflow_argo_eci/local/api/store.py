@@ -40,7 +40,7 @@ from typing import Any
 from airflow_argo_eci.conventions import now_rfc3339
 from airflow_argo_eci.local.api import errors
 from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.object_db import Listener, Pending
+from airflow_argo_eci.local.api.object_db import Listener, PeerLink, Pending
 from airflow_argo_eci.local.api.object_deletion import ObjectDeletion
 from airflow_argo_eci.local.api.object_rules import (
     check_name,
@@ -74,6 +74,7 @@ __all__ = [
     "MERGE_PATCH",
     "STRATEGIC_MERGE_PATCH",
     "Listener",
+    "PeerLink",
     "Store",
 ]
 
@@ -103,10 +104,11 @@ def _decode_continue(token: str) -> tuple[str, str]:
 class Store(ObjectDeletion):
     """Kubernetes-like object store on one SQLite database (see the module docstring)."""
 
-    def __init__(self, db_path: str | Path, *, event_window: int = 10_000) -> None:
+    def __init__(self, db_path: str | Path, *, event_window: int = 10_000, peer: PeerLink | None = None) -> None:
         """Open (or create) the database and the :data:`INITIAL_NAMESPACES`. ``event_window`` change
-        events are kept for WATCH; a watch from an older resourceVersion gets 410 Gone."""
-        super().__init__(db_path, event_window=event_window)
+        events are kept for WATCH; a watch from an older resourceVersion gets 410 Gone. ``peer``:
+        another process writes the same database (:class:`~.object_db.PeerLink`)."""
+        super().__init__(db_path, event_window=event_window, peer=peer)
         with self._lock:
             for ns in INITIAL_NAMESPACES:
                 if self._row(NAMESPACES, "", ns) is None:
@@ -120,9 +122,11 @@ class Store(ObjectDeletion):
         old: dict[str, Any],
         new: dict[str, Any],
         pending: Pending,
+        prev_body: str | None = None,
     ) -> dict[str, Any]:
-        """Store ``new`` as the successor of ``old``: identity fields are kept, generation bumped
-        on spec changes; nothing is written when nothing changed."""
+        """Store ``new`` as the successor of ``old`` (``prev_body``: ``old`` as stored, when the
+        caller read it): identity fields are kept, generation bumped on spec changes; nothing is
+        written when nothing changed."""
         old_meta = old["metadata"]
         meta = new.setdefault("metadata", {})
         for key in ("uid", "creationTimestamp", "name"):
@@ -146,14 +150,14 @@ class Store(ObjectDeletion):
             # the process of a pod in its grace period ended: the kubelet reports it, then removes it
             if meta.get("finalizers"):
                 meta["deletionGracePeriodSeconds"] = 0
-                return self._commit(rt, ns, name, "MODIFIED", new, old, pending)
-            final = copy.deepcopy(self._commit(rt, ns, name, "MODIFIED", new, old, pending))
+                return self._commit(rt, ns, name, "MODIFIED", new, old, pending, prev_body)
+            final = copy.deepcopy(self._commit(rt, ns, name, "MODIFIED", new, old, pending, prev_body))
             final["metadata"]["deletionGracePeriodSeconds"] = 0
             return self._remove(rt, ns, name, final, pending)
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not waiting(meta):
             # the last finalizer was removed from an object being deleted: the delete completes
             return self._remove(rt, ns, name, new, pending)
-        return self._commit(rt, ns, name, "MODIFIED", new, old, pending)
+        return self._commit(rt, ns, name, "MODIFIED", new, old, pending, prev_body)
 
     # ------------------------------------------------------------------ CRUD
 
@@ -325,18 +329,31 @@ class Store(ObjectDeletion):
         items: builtins.list[tuple[str, dict[str, Any] | None]] = []
         token = ""
         with self._lock:
-            list_rv = self._rv
-            last: tuple[str, str] | None = None
-            for row_ns, row_name, body in self._conn.execute(sql, params):
-                obj = json.loads(body) if selective else None
-                if obj is not None and not matches(obj, labels, fields):
-                    continue
-                if limit and len(items) >= limit:
-                    assert last is not None
-                    token = _encode_continue(last[0], last[1], list_rv)
-                    break
-                items.append((body, obj))
-                last = (row_ns, row_name)
+            # with a peer process writing too, the rows and the resourceVersion come from one snapshot
+            snapshot = self._peer is not None and not self._conn.in_transaction
+            if snapshot:
+                self._conn.execute("BEGIN")
+            cursor = None
+            try:
+                self._sync_rv()
+                list_rv = self._rv
+                last: tuple[str, str] | None = None
+                cursor = self._conn.execute(sql, params)
+                for row_ns, row_name, body in cursor:
+                    obj = json.loads(body) if selective else None
+                    if obj is not None and not matches(obj, labels, fields):
+                        continue
+                    if limit and len(items) >= limit:
+                        assert last is not None
+                        token = _encode_continue(last[0], last[1], list_rv)
+                        break
+                    items.append((body, obj))
+                    last = (row_ns, row_name)
+            finally:
+                if cursor is not None:
+                    cursor.close()
+                if snapshot:
+                    self._conn.execute("COMMIT")
         return items, str(list_rv), token
 
     def replace(
@@ -461,8 +478,11 @@ class Store(ObjectDeletion):
         assert ns is not None
 
         def work(pending: Pending) -> dict[str, Any]:
-            old = self._get_row(rt, ns, name)
-            draft = copy.deepcopy(old)
+            text = self._row_text(rt, ns, name)
+            if text is None:
+                raise errors.not_found(resource_name(rt), rt.group, name)
+            # two parses of the stored JSON are cheaper than a deep copy of one (C against Python)
+            old, draft = json.loads(text), json.loads(text)
             result = mutate(draft)
             if result is not None and not isinstance(result, dict):
                 raise TypeError(f"update() mutate for {rt.plural}/{name} must produce a dict object")
@@ -470,6 +490,7 @@ class Store(ObjectDeletion):
             new = draft if result is None else copy.deepcopy(result)
             if not isinstance(new.get("metadata", {}), dict):
                 raise TypeError(f"update() mutate for {rt.plural}/{name} must produce a dict object")
-            return self._write_update(rt, ns, name, old, new, pending)
+            return self._write_update(rt, ns, name, old, new, pending, prev_body=text)
 
-        return self._transaction(work)
+        # every object ``work`` returns was parsed or copied by it: the caller's alone
+        return self._transaction(work, owned=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -49,10 +48,11 @@ class ChangeSignal:
         self.cache = cache
         self._lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        store.add_listener(self._on_change)
+        store.add_commit_hook(self._on_commit)
 
-    def _on_change(self, event_type: str, rt: Any, obj: Any) -> None:
-        """Store listener (the writer's thread): kick every loop that has watchers."""
+    def _on_commit(self) -> None:
+        """Store commit hook (the writer's thread, or the follower's for a peer process's
+        commits): kick every loop that has watchers."""
         with self._lock:
             loops = list(self._loops)
         for loop in loops:

@@ -52,6 +52,21 @@ POD_LOST = "pod lost: the local cluster stopped while it was running"
 POD_GC_WAKE = ("", "podGC")
 
 
+#: the shortest wait after a change before the next pass, so that a burst of changes (many pods
+#: finishing) lands in one pass
+BATCH_SECONDS = 0.02
+#: the longest such wait, however long passes take
+MAX_BATCH_SECONDS = 0.5
+
+
+def batch_window(pass_cpu_seconds: float) -> float:
+    """How long the controller lets changes gather before its next pass, given the CPU time its
+    last round took: at least as long as that round, so that passes over large workflows (each
+    O(nodes)) take at most about half of the CPU and of the interpreter lock the API server's
+    threads share, however fast their pods change; :data:`BATCH_SECONDS` for small ones."""
+    return min(MAX_BATCH_SECONDS, max(BATCH_SECONDS, pass_cpu_seconds))
+
+
 class RuntimeLike(Protocol):
     """What the controller needs from the runtime."""
 
@@ -260,6 +275,7 @@ class Controller:
     def _loop(self) -> None:
         rv = 0
         while not self._stop.is_set():
+            cpu = time.thread_time()
             try:
                 rv = self.store.resource_version
                 self.reconcile_all()
@@ -268,10 +284,9 @@ class Controller:
                 self.failures.out.log(logging.ERROR, "workflow controller pass failed: %s", describe(exc))
             timeout = self.tick_seconds
             if self._wake_at:
-                timeout = max(0.02, min(timeout, min(self._wake_at.values()) - time.monotonic()))
+                timeout = max(BATCH_SECONDS, min(timeout, min(self._wake_at.values()) - time.monotonic()))
             if self.store.wait_for_change(rv, timeout):
-                # let a burst of changes (many pods finishing) land before the next pass
-                self._stop.wait(0.02)
+                self._stop.wait(batch_window(time.thread_time() - cpu))
 
     # ------------------------------------------------------------------ reconcile
 

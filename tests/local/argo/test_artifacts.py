@@ -389,7 +389,8 @@ spec:
 """
 
 
-def test_artifact_gc_on_completion_and_on_deletion(local_cluster: LocalCluster) -> None:
+def test_artifact_gc_on_completion_and_on_deletion(one_process_cluster: LocalCluster) -> None:
+    local_cluster = one_process_cluster  # waits for the controller's deletion-time GC below
     assert local_cluster.store is not None and local_cluster.controller is not None
     wf = run(local_cluster, GC)
     name = wf["metadata"]["name"]

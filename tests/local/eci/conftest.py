@@ -19,3 +19,17 @@ def kit(local_cluster: LocalCluster, kube_api_client: client.ApiClient) -> Itera
         yield eci_kit
     finally:
         eci_kit.cleanup()
+
+
+@pytest.fixture()
+def one_process_kit(one_process_cluster: LocalCluster) -> Iterator[EciKit]:
+    """:func:`kit` on the cluster whose ImageCache controller runs in this process."""
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(one_process_cluster.kubeconfig_path))
+    eci_kit = EciKit(one_process_cluster, api)
+    try:
+        yield eci_kit
+    finally:
+        eci_kit.cleanup()
+        api.close()

@@ -162,7 +162,8 @@ def test_a_status_write_keeps_the_spec_checked(kit: EciKit) -> None:
     assert info.value.status == 422
 
 
-def test_kubectl_columns_and_deletion(kit: EciKit, local_cluster: LocalCluster) -> None:
+def test_kubectl_columns_and_deletion(one_process_kit: EciKit, one_process_cluster: LocalCluster) -> None:
+    kit, local_cluster = one_process_kit, one_process_cluster  # the controller's index is looked at
     name = kit.name("ic")
     kit.create(name, {"images": ["busybox:1.36"]})
     obj = kit.final(name)
