@@ -57,6 +57,8 @@ class NodeConfig:
     #: the scheduler gives API requests and WATCH streams the CPU first when a fan-out wants it all,
     #: as a control plane on nodes of its own would have it
     nice: int = NODE_NICE
+    #: the level of the ``airflow_argo_eci`` loggers (the parent's, so ``local up`` logs INFO from both)
+    log_level: int = logging.WARNING
     #: a file to which ``resourceVersion monotonic-seconds`` lines are appended for every Pod change
     #: this process commits (``bench/fanout.py`` measures WATCH latency from them); "" for none
     commit_times: str = ""
@@ -151,6 +153,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s node %(levelname)s %(name)s: %(message)s")
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     config = NodeConfig.from_line(stdin.readline())
+    logging.getLogger("airflow_argo_eci").setLevel(config.log_level)
     os.nice(config.nice)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

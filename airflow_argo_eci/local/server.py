@@ -251,7 +251,8 @@ class LocalCluster:
             sandbox=self.sandbox, pids_limit=self.pids_limit, sandbox_uid=self.sandbox_uid,
             oss_endpoint=self.oss.endpoint, oss_credentials=(key_id, secret),
             artifact_repository={"oss": self.artifact_repository_spec(default=True)},
-            commit_times=self.commit_times), timeout=timeout)
+            commit_times=self.commit_times, log_level=logging.getLogger("airflow_argo_eci").getEffectiveLevel()),
+            timeout=timeout)
 
     def _start_fluid(self, cert: Path) -> FluidController:
         """The Fluid controller (``local/fluid/``): Datasets over this OSS store, DataLoads."""

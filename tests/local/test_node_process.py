@@ -104,5 +104,5 @@ def test_a_node_process_that_dies_is_reported_and_stop_returns(tmp_path: Path,
 
 
 def test_the_node_process_needs_the_controllers(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="node_process=True .* run_controller=True"):
+    with pytest.raises(ValueError, match=r"node_process=True .* run_controller=True"):
         LocalCluster(tmp_path, node_process=True, run_controller=False)
