@@ -90,7 +90,8 @@ class Controller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._killed: set[tuple[str, str]] = set()
-        self._submitted: set[tuple[str, str]] = set()
+        #: the pods handed to the runtime: (namespace, name) -> the uid of the Pod object created
+        self._submitted: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self._wake_at: dict[tuple[str, str], float] = {}
         #: podGC: (namespace, pod) -> (monotonic time due, labelSelector); pods already asked for
@@ -184,14 +185,21 @@ class Controller:
                     if exc.code != 404:
                         raise
         elif rt is PODS:
-            key = (namespace, name)
-            if self.runtime.is_running(namespace, name):
-                self.runtime.kill(namespace, name, "pod deleted")
             with self._lock:
-                self._submitted.discard(key)
-                self._killed.discard(key)
-            shutil.rmtree(self.paths.pod_dir(namespace, name), ignore_errors=True)
-            shutil.rmtree(self.paths.log_file(namespace, name).parent, ignore_errors=True)
+                if self._submitted.get((namespace, name), "") not in ("", meta.get("uid", "")):
+                    return  # a pod of that name made since (create_and_submit forgot this one)
+                self._forget_pod(namespace, name)
+
+    def _forget_pod(self, namespace: str, name: str) -> None:
+        """(lock held) A deleted pod: its process killed, its name free again, its scratch space
+        and logs removed."""
+        key = (namespace, name)
+        if self.runtime.is_running(namespace, name):
+            self.runtime.kill(namespace, name, "pod deleted")
+        self._submitted.pop(key, None)
+        self._killed.discard(key)
+        shutil.rmtree(self.paths.pod_dir(namespace, name), ignore_errors=True)
+        shutil.rmtree(self.paths.log_file(namespace, name).parent, ignore_errors=True)
 
     # ------------------------------------------------------------------ artifact GC
 
@@ -470,16 +478,23 @@ class Controller:
         key = (request.namespace, request.pod_name)
         with self._lock:
             if key in self._submitted:
-                return
+                if self.store.find(PODS, request.namespace, request.pod_name) is not None:
+                    return
+                if self.runtime.is_running(*key):
+                    return  # deleted while running, its kill still to come: never two processes at once
+                # deleted (``argo retry``) before the deletion reached :meth:`_on_change`, which
+                # will leave the pod made now alone (its uid differs)
+                self._forget_pod(*key)
             try:
                 created = self.store.create(PODS, request.namespace, pod)
             except ApiError as exc:
                 if exc.code == 409:
                     # created by an earlier pass whose status write lost a race: never run it twice
-                    self._submitted.add(key)
+                    existing = self.store.find(PODS, request.namespace, request.pod_name) or {}
+                    self._submitted[key] = str((existing.get("metadata") or {}).get("uid", ""))
                     return
                 raise
-            self._submitted.add(key)
+            self._submitted[key] = str(created["metadata"].get("uid", ""))
             if save_artifacts is not None:
                 self._savers[key] = save_artifacts
         if self._refused(created, request):
