@@ -77,7 +77,8 @@ def test_fan_out_recursion_ends_in_error_at_the_node_limit(harness: Harness) -> 
     wf = harness.wait("fan", timeout=30)
     assert wf["status"]["phase"] == "Error"
     assert f"more than {MAX_NODES} nodes" in wf["status"]["message"]
-    assert time.monotonic() - started < 15
+    # about 4 s alone; 15.5 s once while the whole suite ran in two processes on two cores
+    assert time.monotonic() - started < 25
     assert harness.wait("fine")["status"]["phase"] == "Succeeded"
 
 
