@@ -31,9 +31,10 @@ from airflow_argo_eci.local.paths import StatePaths
 
 log = logging.getLogger(__name__)
 
-#: see :attr:`NodeConfig.nice`; measured with ``bench/fanout.py --pods 1000 --watchers 200
-#: --node-process``: WATCH p95 42 ms at 10, 138 ms at 0
-NODE_NICE = 10
+#: see :attr:`NodeConfig.nice`. ``bench/fanout.py --pods 1000 --watchers 200 --node-process`` on the
+#: 2-core machine, WATCH p95: 133-138 ms at nice 0, 42-50 ms at 10, 37-40 ms at 15, 33-36 ms at 19
+#: (the fan-out itself gets slower only while the API server wants the CPU)
+NODE_NICE = 15
 
 
 @dataclass
