@@ -83,7 +83,8 @@ class NodeProcess:
 
     def stop(self) -> None:
         """Close the child's stdin (it stops its pods and exits), wait, kill it if it does not; close
-        the pipes."""
+        the pipe ends but :attr:`peer`'s wake-up end, which this process's store reads until it is
+        closed (:meth:`close_wake` after that)."""
         self._stopping = True
         proc = self._proc
         if proc is not None:
@@ -97,13 +98,21 @@ class NodeProcess:
                 proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
-        for fd in (*self._child_fds, self.peer.wake_fd, self.peer.notify_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        for fd in (*self._child_fds, self.peer.notify_fd):
+            _close(fd)
         self._child_fds = ()
         self._proc = None
+
+    def close_wake(self) -> None:
+        """Close :attr:`peer`'s wake-up end, once the store that followed it is closed."""
+        _close(self.peer.wake_fd)
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _read_line(stream: Any, timeout: float) -> bytes | None:

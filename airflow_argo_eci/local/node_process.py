@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -88,11 +89,12 @@ class Node:
                            peer=PeerLink(config.wake_fd, config.notify_fd))
         self.runtime: Runtime | None = None
         self.controller: Controller | None = None
-        self._stops: list[Any] = []
+        self._stops: list[Callable[[], None]] = []
         self._times: IO[str] | None = None
 
     def start(self) -> dict[str, Any]:
         """Start runtime and controllers; what the ready line reports (raises SandboxError)."""
+        from airflow_argo_eci.local.api.resources import PODS
         from airflow_argo_eci.local.argo.controller import Controller
         from airflow_argo_eci.local.eci.image_caches import ImageCacheController
         from airflow_argo_eci.local.fluid.controller import FluidController
@@ -103,7 +105,7 @@ class Node:
                                pids_limit=c.pids_limit, sandbox_uid=c.sandbox_uid)
         if c.commit_times:
             self._times = open(c.commit_times, "a", buffering=1 << 16)  # closed in stop()
-            self.store.add_listener(self._record_commit, kinds=[_pods()])
+            self.store.add_listener(self._record_commit, kinds=[PODS])
         self.controller = Controller(self.store, self.runtime, self.paths)
         self.controller.artifact_repository = c.artifact_repository
         self.controller.artifact_credentials = c.oss_credentials
@@ -134,12 +136,6 @@ class Node:
         self.store.close()
         if self._times is not None:
             self._times.close()
-
-
-def _pods() -> Any:
-    from airflow_argo_eci.local.api.resources import PODS
-
-    return PODS
 
 
 def _answer(out: IO[bytes], answer: dict[str, Any]) -> None:

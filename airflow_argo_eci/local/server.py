@@ -393,9 +393,9 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop the HTTP servers, the controller and every running pod; close the stores."""
-        if self._node is not None:  # first: its controllers and pods use the OSS store and the API's
-            self._node.stop()
-            self._node = None
+        node, self._node = self._node, None
+        if node is not None:  # first: its controllers and pods use the OSS store and the API's
+            node.stop()
         if self.fluid is not None:  # first: its loads read the OSS store
             self.fluid.stop()
             self.fluid = None
@@ -415,6 +415,8 @@ class LocalCluster:
             self.runtime.shutdown()
         if self.store is not None:
             self.store.close()
+        if node is not None:
+            node.close_wake()
         self._server = self._thread = None
         self.controller = self.runtime = None
         self.store = None

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import os
+import select
 import sqlite3
 import threading
 from collections.abc import Callable, Collection
@@ -129,9 +130,13 @@ class ObjectDatabase:
             #: this process's own later ones (which its writers handed to them) are in ``_own``
             self._followed = self._rv
             self._own: set[int] = set()
+        self._follower: threading.Thread | None = None
         if peer is not None:
             os.set_blocking(peer.notify_fd, False)
-            threading.Thread(target=self._follow_peer, name="store-follower", daemon=True).start()
+            #: :meth:`close` ends the follower through this pipe (the peer's fds stay their owner's)
+            self._interrupt = os.pipe()
+            self._follower = threading.Thread(target=self._follow_peer, name="store-follower", daemon=True)
+            self._follower.start()
 
     # ------------------------------------------------------------------ basics
 
@@ -141,12 +146,19 @@ class ObjectDatabase:
         """How many change events are kept for WATCH (older resourceVersions get 410 Gone)."""
         return self._event_window
     def close(self) -> None:
-        """Close the database; further calls fail."""
+        """Close the database; further calls fail. With a peer, the follower thread has ended when
+        this returns, so the owner of :class:`PeerLink`'s descriptors may close them."""
         with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
-                self._changed.notify_all()
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+            self._changed.notify_all()
+        if self._follower is not None:
+            os.write(self._interrupt[1], b"\0")
+            self._follower.join(timeout=10)
+            for fd in self._interrupt:
+                os.close(fd)
 
     @property
     def closed(self) -> bool:
@@ -338,8 +350,9 @@ class ObjectDatabase:
         assert self._peer is not None
         while not self._closed:
             try:
-                if not os.read(self._peer.wake_fd, 4096):
-                    return  # the peer closed its end: it is gone
+                readable, _, _ = select.select([self._peer.wake_fd, self._interrupt[0]], [], [])
+                if self._interrupt[0] in readable or not os.read(self._peer.wake_fd, 4096):
+                    return  # closed here, or the peer closed its end: it is gone
             except OSError:
                 return
             try:
