@@ -103,8 +103,9 @@ def dag_workflow(width: int, parallelism: int) -> dict[str, Any]:
     }
 
 
-def _rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _rss_kib(field: str, pid: int | str = "self") -> int:
+    """``field`` (VmRSS, VmHWM) of process ``pid`` (default: this one) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
@@ -123,13 +124,6 @@ def _proc_cpu(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-
-
-def _proc_rss_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 class Watchers:
@@ -236,7 +230,7 @@ def measure(label: str, body: dict[str, Any], pods: int, args: argparse.Namespac
             if node_pid:
                 node_after = _proc_cpu(node_pid)
                 node = {"cpu": node_after[0] - node_before[0], "pods_cpu": node_after[1] - node_before[1],
-                        "rss": _proc_rss_kib(node_pid, "VmRSS"), "peak": _proc_rss_kib(node_pid, "VmHWM")}
+                        "rss": _rss_kib("VmRSS", node_pid), "peak": _rss_kib("VmHWM", node_pid)}
             latency = watchers.finish() if watchers else None
             rss_after = _rss_kib("VmRSS")
             rss_peak = _rss_kib("VmHWM")

@@ -43,8 +43,6 @@ class NodeConfig:
     """What the node process needs from the parent (one JSON line on its stdin)."""
 
     state_dir: str
-    wake_fd: int
-    notify_fd: int
     capacity_vcpu: float
     sandbox: str
     pids_limit: int | None
@@ -64,6 +62,10 @@ class NodeConfig:
     #: a file to which ``resourceVersion monotonic-seconds`` lines are appended for every Pod change
     #: this process commits (``bench/fanout.py`` measures WATCH latency from them); "" for none
     commit_times: str = ""
+    #: the child's ends of the two pipes (:class:`~.api.object_db.PeerLink`), filled in by
+    #: :meth:`.node_link.NodeProcess.start`
+    wake_fd: int = -1
+    notify_fd: int = -1
 
     def to_line(self) -> bytes:
         return (json.dumps(asdict(self)) + "\n").encode()

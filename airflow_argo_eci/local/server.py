@@ -247,7 +247,7 @@ class LocalCluster:
         assert self._node is not None and self.oss is not None
         key_id, secret = next(iter(self.oss_credentials().items()))
         self._node.start(NodeConfig(
-            state_dir=str(self.paths.root), wake_fd=0, notify_fd=0, capacity_vcpu=self.capacity_vcpu,
+            state_dir=str(self.paths.root), capacity_vcpu=self.capacity_vcpu,
             sandbox=self.sandbox, pids_limit=self.pids_limit, sandbox_uid=self.sandbox_uid,
             oss_endpoint=self.oss.endpoint, oss_credentials=(key_id, secret),
             artifact_repository={"oss": self.artifact_repository_spec(default=True)},

@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client, config
 
 from airflow_argo_eci.local.node_process import NODE_NICE
+from airflow_argo_eci.local.processes import process_running
 from airflow_argo_eci.local.server import LocalCluster
 from tests.local.argo.clusterwf import run
 
@@ -43,20 +44,12 @@ def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
 def test_the_node_process_runs_pods_and_the_api_serves_them(local_cluster: LocalCluster,
                                                             kube_api_client: client.ApiClient) -> None:
     assert local_cluster.node_process and local_cluster.controller is None and local_cluster.runtime is None
     info = json.loads(local_cluster.paths.server_info.read_text())
     node_pid = info["node_pid"]
-    assert node_pid != os.getpid() and _alive(node_pid)
+    assert node_pid != os.getpid() and process_running(node_pid)
     assert b"airflow_argo_eci.local.node_process" in Path(f"/proc/{node_pid}/cmdline").read_bytes()
     assert _nice(node_pid) - _nice(os.getpid()) == min(NODE_NICE, 19 - _nice(os.getpid()))
     assert info["sandbox"] == local_cluster.sandbox_report and info["sandbox"]["mode"] in ("bwrap", "none")
@@ -77,9 +70,9 @@ def test_the_node_process_runs_pods_and_the_api_serves_them(local_cluster: Local
 def test_stopping_the_cluster_stops_the_node_process(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path / "state", node_process=True).start()
     node_pid = json.loads(cluster.paths.server_info.read_text())["node_pid"]
-    assert _alive(node_pid)
+    assert process_running(node_pid)
     cluster.stop()
-    assert not _alive(node_pid)
+    assert not process_running(node_pid)
     assert not cluster.paths.server_info.exists()
 
 

@@ -225,10 +225,15 @@ class ObjectDatabase:
         text = self._row_text(rt, ns, name)
         return json.loads(text) if text is not None else None
 
-    def _get_row(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
-        obj = self._row(rt, ns, name)
-        if obj is None:
+    def _get_row_text(self, rt: ResourceType, ns: str, name: str) -> str:
+        """The stored JSON of one object; 404 NotFound when it does not exist."""
+        text = self._row_text(rt, ns, name)
+        if text is None:
             raise errors.not_found(resource_name(rt), rt.group, name)
+        return text
+
+    def _get_row(self, rt: ResourceType, ns: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = json.loads(self._get_row_text(rt, ns, name))
         return obj
 
     def _commit(
@@ -300,16 +305,15 @@ class ObjectDatabase:
                 else:
                     self._own.update(range(start_rv + 1, self._rv + 1))
                 self._changed.notify_all()
-        if pending and self._peer is not None:
-            self._notify_peer()
-        self._dispatch(pending)
+        if pending:
+            if self._peer is not None:
+                self._notify_peer()
+            self._dispatch(pending)
+            self._call_hooks()
         return result if owned else copy.deepcopy(result)
 
-    def _dispatch(self, pending: Pending, *, committed: bool | None = None) -> None:
-        """Hand committed changes to the listeners, then call the commit hooks (no lock held);
-        ``committed``: whether changes were committed (default: whether there are any to hand)."""
-        if not (bool(pending) if committed is None else committed):
-            return
+    def _dispatch(self, pending: Pending) -> None:
+        """Hand committed changes to the listeners that want their kind (no lock held)."""
         for event_type, rt, obj in pending:
             for listener, kinds in list(self._listeners):
                 if kinds is not None and (rt.group, rt.plural) not in kinds:
@@ -318,6 +322,9 @@ class ObjectDatabase:
                     listener(event_type, rt, obj)
                 except Exception:
                     log.exception("store listener %r failed on %s %s", listener, event_type, rt.plural)
+
+    def _call_hooks(self) -> None:
+        """Call the commit hooks once for a transaction (or a peer's batch) that committed (no lock held)."""
         for hook in list(self._commit_hooks):
             try:
                 hook()
@@ -375,27 +382,39 @@ class ObjectDatabase:
             if self._followed < self._compacted:
                 log.warning("the peer process's changes %d..%d were pruned before this process read them",
                             self._followed + 1, self._compacted)
-            wanted = [kinds for _, kinds in self._listeners]
+            body_column, wanted = self._wanted_body()
             rows = self._conn.execute(
-                'SELECT rv, type, "group", plural FROM events WHERE rv>? ORDER BY rv', (self._followed,)
+                f'SELECT rv, type, "group", plural, {body_column} FROM events WHERE rv>? ORDER BY rv',
+                (*wanted, self._followed),
             ).fetchall()
-            for rv, event_type, group, plural in rows:
+            for rv, event_type, group, plural, body in rows:
                 if rv in self._own:
                     continue
                 foreign += 1
                 rt = lookup(group, plural)
-                # only the objects some listener wants are read (a large workflow is not read for nothing)
-                if rt is not None and any(kinds is None or (group, plural) in kinds for kinds in wanted):
-                    row = self._conn.execute("SELECT body FROM events WHERE rv=?", (rv,)).fetchone()
-                    if row is not None:
-                        bodies.append((event_type, rt, row[0]))
+                if rt is not None and body is not None:
+                    bodies.append((event_type, rt, body))
             if rows:
                 self._followed = rows[-1][0]
                 self._rv = max(self._rv, self._followed)
                 self._own = {rv for rv in self._own if rv > self._followed}
             self._changed.notify_all()
-        pending: Pending = [(event_type, rt, json.loads(body)) for event_type, rt, body in bodies]
-        self._dispatch(pending, committed=foreign > 0)
+        self._dispatch([(event_type, rt, json.loads(body)) for event_type, rt, body in bodies])
+        if foreign:
+            self._call_hooks()
+
+    def _wanted_body(self) -> tuple[str, list[str]]:
+        """(lock held) The column :meth:`follow` reads as an event's body, and its parameters: the
+        body where some listener wants the event's kind, else NULL (a large workflow is not read
+        for nothing)."""
+        kinds = [k for _, k in self._listeners]
+        if any(k is None for k in kinds):
+            return "body", []
+        wanted = sorted({f"{group}/{plural}" for k in kinds if k is not None for group, plural in k})
+        if not wanted:
+            return "NULL", []
+        marks = ", ".join("?" * len(wanted))
+        return f"""CASE WHEN ("group" || '/' || plural) IN ({marks}) THEN body END""", wanted
 
     # ------------------------------------------------------------------ watch support
 

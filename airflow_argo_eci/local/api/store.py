@@ -478,9 +478,7 @@ class Store(ObjectDeletion):
         assert ns is not None
 
         def work(pending: Pending) -> dict[str, Any]:
-            text = self._row_text(rt, ns, name)
-            if text is None:
-                raise errors.not_found(resource_name(rt), rt.group, name)
+            text = self._get_row_text(rt, ns, name)
             # two parses of the stored JSON are cheaper than a deep copy of one (C against Python)
             old, draft = json.loads(text), json.loads(text)
             result = mutate(draft)
