@@ -248,6 +248,7 @@ def test_waiting_resource_does_not_block_other_workflows(kube_api_client: client
     resource = _indent("action: get\nsuccessCondition: metadata.labels.never == set\nmanifest: |\n  apiVersion: v1\n"
                        "  kind: Namespace\n  metadata: {name: argo}", 6)
     waiting = submit(kube_api_client, _resource_wf("res-wait", resource))
+    _wait_for_node(kube_api_client, waiting, "Running")  # it waits before the other one is submitted
     done = threading.Event()
     result: dict[str, str] = {}
 
