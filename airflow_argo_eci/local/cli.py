@@ -186,6 +186,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(phases.items())) or "none"
     print(f"local cluster running at {info['url']} (pid {info['pid']}, {version.get('gitVersion')})")
     print(f"state dir: {paths.root}")
+    if info.get("node_pid"):
+        print(f"node process (controllers and pods): pid {info['node_pid']}")
+    else:
+        print("controllers and pods run in the server's process (--one-process)")
     if info.get("oss_endpoint"):
         print(f"OSS store: {info['oss_endpoint']} (credentials in {paths.oss_credentials})")
     print(f"workflows: {summary}")

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from airflow_argo_eci.hooks.oss import OSSArtifactHook
+from airflow_argo_eci.local.processes import process_running
 
 
 def cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -56,6 +57,9 @@ def test_up_status_env_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
         status = cli(state, "status")
         assert server in status.stdout and "workflows: none" in status.stdout
+        node_pid = json.loads((state / "server.json").read_text())["node_pid"]
+        assert f"node process (controllers and pods): pid {node_pid}" in status.stdout
+        assert process_running(node_pid)
         # how resource limits are enforced here is reported (cgroups as root on this kind of machine, else rlimits)
         assert re.search(r"resource limits: (cgroup v[12]|rlimits) \(", status.stdout), status.stdout
 

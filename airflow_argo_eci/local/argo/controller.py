@@ -98,7 +98,8 @@ class Controller:
         self._pod_gc: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
         self._pod_gc_asked: set[tuple[str, str]] = set()
         self._listening = False
-        self._savers: dict[tuple[str, str], ArtifactSaver] = {}
+        #: the artifact savers of pods handed to the runtime: (namespace, name) -> (pod uid, saver)
+        self._savers: dict[tuple[str, str], tuple[str, ArtifactSaver]] = {}
         self._gc_threads: list[threading.Thread] = []
         #: Argo's artifact-GC finalizer: OnWorkflowDeletion collection before a workflow goes
         self.gc_finalizer = ArtifactGCFinalizer(store, self.collect_artifact_garbage,
@@ -276,7 +277,7 @@ class Controller:
             if self.runtime.is_running(ns, name):
                 continue
             now = now_rfc3339()
-            self._record_result(PodResult(ns, name, -1, "", {}, POD_LOST, "Error", now, now))
+            self._record_result(PodResult(ns, name, -1, "", {}, POD_LOST, "Error", now, now), str(meta.get("uid", "")))
             lost += 1
         return lost
 
@@ -494,13 +495,15 @@ class Controller:
                     self._submitted[key] = str((existing.get("metadata") or {}).get("uid", ""))
                     return
                 raise
-            self._submitted[key] = str(created["metadata"].get("uid", ""))
+            uid = str(created["metadata"].get("uid", ""))
+            self._submitted[key] = uid
             if save_artifacts is not None:
-                self._savers[key] = save_artifacts
+                self._savers[key] = (uid, save_artifacts)
         if self._refused(created, request):
             return
         request.on_ready = lambda: self.mark_pod_ready(request.namespace, request.pod_name)
-        self.runtime.submit(request, self._record_result)
+        # the result is this pod's: a late one never lands on a newer pod of the same name
+        self.runtime.submit(request, lambda result: self._record_result(result, uid))
         if self.runtime.is_running(request.namespace, request.pod_name):
             self.mark_pod_running(request.namespace, request.pod_name)
 
@@ -516,7 +519,7 @@ class Controller:
         with self._lock:
             self._savers.pop((request.namespace, request.pod_name), None)
         self._record_result(PodResult(request.namespace, request.pod_name, -1, "", {}, message, "Error", now, now,
-                                      reason=reason))
+                                      reason=reason), str(pod["metadata"].get("uid", "")))
         return True
 
     def mark_pod_running(self, namespace: str, name: str) -> None:
@@ -557,10 +560,13 @@ class Controller:
             pod = self.get_pod(namespace, name)
             if pod is not None and (pod.get("status") or {}).get("phase") in ("Pending", "Running"):
                 now = now_rfc3339()
-                self._record_result(PodResult(namespace, name, -1, "", {}, message, "Error", now, now))
+                self._record_result(PodResult(namespace, name, -1, "", {}, message, "Error", now, now),
+                                    str(pod["metadata"].get("uid", "")))
 
-    def _record_result(self, result: PodResult) -> None:
-        """Runtime callback: write the pod's final status and outputs into the store.
+    def _record_result(self, result: PodResult, uid: str) -> None:
+        """Runtime callback: write the pod's final status and outputs into the store, on the Pod
+        object whose uid is ``uid`` (a result that comes after its pod was deleted and another of
+        the same name made, as ``argo retry`` does, is dropped).
 
         After :meth:`stop` results are dropped: pods killed because the cluster is shutting down
         stay Running in the store and are recovered as lost on the next start, like pods of a
@@ -569,8 +575,12 @@ class Controller:
             log.info("dropping the result of pod %s/%s: the controller is stopped", result.namespace,
                      result.pod_name)
             return
+        key = (result.namespace, result.pod_name)
         with self._lock:
-            saver = self._savers.pop((result.namespace, result.pod_name), None)
+            uid_and_saver = self._savers.get(key)
+            saver = None
+            if uid_and_saver is not None and uid_and_saver[0] == uid:
+                saver = self._savers.pop(key)[1]
         artifacts: list[dict[str, Any]] = []
         if saver is not None and result.phase in ("Succeeded", "Failed"):
             try:
@@ -595,6 +605,10 @@ class Controller:
             outputs["containers"] = result.extra["containers"]
 
         def mutate(obj: dict[str, Any]) -> None:
+            if obj["metadata"].get("uid") != uid:
+                log.info("dropping the result of pod %s/%s: the pod was replaced", result.namespace,
+                         result.pod_name)
+                return
             status = obj.setdefault("status", {})
             status["phase"] = "Succeeded" if result.phase == "Succeeded" else "Failed"
             if result.message:

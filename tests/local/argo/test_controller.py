@@ -3,12 +3,17 @@ parameters, retries, parallelism, shutdown and restart recovery."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from airflow_argo_eci.conventions import node_id, pod_name
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
-from airflow_argo_eci.local.argo.controller import POD_LOST
+from airflow_argo_eci.local.argo.controller import POD_LOST, Controller
+from airflow_argo_eci.local.runtime import PodRequest, PodResult
+from tests.local.argo.conftest import FakeRuntime, Harness
 
 
 def pod(args: list[str], name: str = "main-t", **extra: Any) -> dict[str, Any]:
@@ -188,3 +193,78 @@ def test_restart_marks_lost_pods_and_never_resubmits(harness) -> None:
     finally:
         ctl.stop()
         fresh.crash()
+
+
+class FirstResultHeld(FakeRuntime):
+    """Reports the first pod's result only once ``release`` is set, as a runtime still saving a
+    killed pod's artifacts does; ``delivered`` is set when that report has returned."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.delivered = threading.Event()
+
+    def submit(self, req: PodRequest, on_done: Callable[[PodResult], None]) -> None:
+        if self.submitted:
+            super().submit(req, on_done)
+            return
+
+        def late(result: PodResult) -> None:
+            self.release.wait(10)
+            on_done(result)
+            self.delivered.set()
+
+        super().submit(req, late)
+
+
+def _until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.02)
+
+
+def test_a_late_result_never_lands_on_a_newer_pod_of_the_same_name(tmp_path: Path) -> None:
+    """A pod force-deleted and made again under its name (``argo retry``) while the runtime still
+    reports the old one: the old result goes nowhere, and the new pod's artifact saver is its own."""
+    harness = Harness(tmp_path / "state")
+    runtime = FirstResultHeld()
+    controller = Controller(harness.store, runtime, harness.paths, tick_seconds=0.2)
+    controller.start()
+    saved: list[tuple[str, str]] = []
+
+    def saver(tag: str) -> Callable[[PodResult], tuple[list[dict[str, Any]], str]]:
+        def save(result: PodResult) -> tuple[list[dict[str, Any]], str]:
+            saved.append((tag, result.phase))
+            return [], ""
+        return save
+
+    def make(tag: str) -> None:
+        container = {"name": "main", "image": "busybox", "args": ["sleep", "30"]}
+        obj = {"metadata": {"name": "p", "labels": {"tag": tag}}, "spec": {"containers": [container]}}
+        controller.create_and_submit(obj, PodRequest("argo", "p", container), save_artifacts=saver(tag))
+
+    def pod() -> dict[str, Any]:
+        return harness.store.get(PODS, "argo", "p")
+
+    try:
+        make("old")
+        _until(lambda: pod()["status"]["phase"] == "Running")
+        harness.store.delete(PODS, "argo", "p", grace_period_seconds=0)  # the old process is killed
+        _until(lambda: not runtime.is_running("argo", "p"))
+        make("new")
+        _until(lambda: pod()["status"]["phase"] == "Running")
+        runtime.release.set()
+        assert runtime.delivered.wait(10)
+        current = pod()
+        assert current["metadata"]["labels"]["tag"] == "new"
+        assert current["status"]["phase"] == "Running"
+        assert "workflows.argoproj.io/outputs" not in current["metadata"].get("annotations", {})
+        assert saved == []  # the old pod's saver went with it; the new pod's is kept for its own result
+        controller.kill_pod("argo", "p", "done")
+        _until(lambda: pod()["status"]["phase"] == "Failed")
+        assert saved == [("new", "Failed")]
+    finally:
+        controller.stop()
+        runtime.crash()
+        harness.store.close()
