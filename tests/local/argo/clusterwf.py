@@ -45,6 +45,20 @@ def run(api_client: client.ApiClient, manifest: str | dict[str, Any], timeout: f
     return wait(api_client, submit(api_client, manifest, namespace), timeout, namespace)
 
 
+def wait_for_node(api_client: client.ApiClient, name: str, phase: str, node_type: str = "Pod",
+                  timeout: float = 30.0, namespace: str = NAMESPACE) -> None:
+    """Wait until the workflow ``name`` has a node of ``node_type`` in ``phase`` (AssertionError
+    after ``timeout`` seconds): a workflow submitted first may be reconciled after one submitted
+    later in the same pass, so a test that needs it started waits for this."""
+    deadline = time.monotonic() + timeout
+    while True:
+        nodes = (get(api_client, name, namespace).get("status") or {}).get("nodes") or {}
+        if any(n.get("type") == node_type and n.get("phase") == phase for n in nodes.values()):
+            return
+        assert time.monotonic() < deadline, f"no {phase} {node_type} node in {name} after {timeout}s"
+        time.sleep(0.1)
+
+
 def leaf(wf: dict[str, Any], template: str) -> dict[str, Any]:
     """The one node of ``wf`` that ran ``template``."""
     found = [n for n in wf["status"]["nodes"].values() if n.get("templateName") == template

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from airflow_argo_eci.local.argo.reconcile.http import HttpRequest, send
 from airflow_argo_eci.local.server import LocalCluster
-from tests.local.argo.clusterwf import NAMESPACE, get, leaf, run, submit, wait
+from tests.local.argo.clusterwf import NAMESPACE, get, leaf, run, submit, wait, wait_for_node
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,6 +84,7 @@ def test_non_2xx_and_false_condition_fail(kube_api_client: client.ApiClient, ser
 
 def test_timeout_fails_without_blocking_the_controller(kube_api_client: client.ApiClient, server: str) -> None:
     slow = submit(kube_api_client, _http_wf({"url": f"{server}/slow", "timeoutSeconds": 2}))
+    wait_for_node(kube_api_client, slow, "Running", node_type="HTTP")
     started = time.monotonic()
     # meanwhile other workflows go on: the request runs on a worker thread
     quick = run(kube_api_client, _http_wf({"url": f"{server}/quick"}))

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from airflow_argo_eci.conventions import ANNOTATION_NODE_ID
-from tests.local.argo.clusterwf import NAMESPACE, get, leaf, run, submit, wait
+from tests.local.argo.clusterwf import NAMESPACE, get, leaf, run, submit, wait, wait_for_node
 
 
 def _resource_wf(name: str, resource: str, outputs: str = "") -> str:
@@ -156,16 +156,6 @@ def test_delete_by_selector(kube_api_client: client.ApiClient) -> None:
     assert "sel-keep" in left and not {"sel-a", "sel-b"} & left
 
 
-def _wait_for_node(api_client: client.ApiClient, name: str, phase: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        nodes = (get(api_client, name).get("status") or {}).get("nodes") or {}
-        if any(n.get("type") == "Pod" and n.get("phase") == phase for n in nodes.values()):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no {phase} pod node in {name}")
-
-
 @pytest.mark.parametrize(("value", "phase", "message"), [
     ("yes", "Succeeded", None),
     ("broken", "Failed", "failure condition 'data.state==broken' evaluated true"),
@@ -184,7 +174,7 @@ manifest: |
   data: {{ready: "no", count: "1"}}
 """, 6)
     name = submit(kube_api_client, _resource_wf("res-cond", resource))
-    _wait_for_node(kube_api_client, name, "Running")
+    wait_for_node(kube_api_client, name, "Running")
     time.sleep(1.5)  # several checks: the node waits
     assert get(kube_api_client, name)["status"]["phase"] == "Running"
     patch = {"data": {"ready": "yes", "count": "3"}} if value == "yes" else {"data": {"state": "broken"}}
@@ -248,7 +238,7 @@ def test_waiting_resource_does_not_block_other_workflows(kube_api_client: client
     resource = _indent("action: get\nsuccessCondition: metadata.labels.never == set\nmanifest: |\n  apiVersion: v1\n"
                        "  kind: Namespace\n  metadata: {name: argo}", 6)
     waiting = submit(kube_api_client, _resource_wf("res-wait", resource))
-    _wait_for_node(kube_api_client, waiting, "Running")  # it waits before the other one is submitted
+    wait_for_node(kube_api_client, waiting, "Running")  # it waits before the other one is submitted
     done = threading.Event()
     result: dict[str, str] = {}
 
