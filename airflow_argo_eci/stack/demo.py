@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_argo_eci.stack.cli import summary_lines
     from airflow_argo_eci.stack.client import StackClient
     from airflow_argo_eci.stack.config import StackConfigError, StackPaths, StackSettings
+    from airflow_argo_eci.stack.ports import free_port, port_in_use
 
     root = args.state_dir.resolve() if args.state_dir else Path(tempfile.mkdtemp(prefix="argo-eci-demo-"))
     paths = StackPaths(root)
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--state-dir {root}: a stack is already running there; stop it with "
               f"`airflow-argo-eci stack down --state-dir {root}` or pass another directory", file=sys.stderr)
         return 2
-    port = args.port if not services.port_in_use(args.port) else services.free_port()
+    port = args.port if not port_in_use(args.port) else free_port()
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` cleans up like Ctrl-C
     print(f"starting the stack in {root} (local cluster + api-server, scheduler, dag-processor, triggerer; "
           f"Airflow's logs go to {paths.logs})...", flush=True)

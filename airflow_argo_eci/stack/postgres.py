@@ -17,13 +17,13 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from airflow_argo_eci.stack.config import StackPaths, write_private
+from airflow_argo_eci.stack.ports import free_port, port_in_use
 
 DB_USER = "airflow"
 DB_NAME = "airflow"
@@ -84,22 +84,6 @@ def data_dir(paths: StackPaths) -> Path:
     return ROOT_DATA_BASE / digest
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _prepare(paths: StackPaths, bindir: Path, data: Path, owner: pwd.struct_passwd | None, password: str) -> None:
     """``initdb`` a new cluster in ``data`` (owned by ``owner`` when root)."""
     data.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -138,8 +122,8 @@ def start_postgres(paths: StackPaths, *, wait: float = 60.0) -> tuple[str, int]:
     if not (data / "PG_VERSION").is_file():
         _prepare(paths, bindir, data, owner, password)
     port = int(saved.get("port") or 0)
-    if not port or not _port_free(port):
-        port = _free_port()
+    if not port or port_in_use(port):
+        port = free_port()
     write_private(settings_file, json.dumps({"password": password, "port": port, "data": str(data)}))
     paths.logs.mkdir(parents=True, exist_ok=True)
     log_path = paths.service_log("postgres")

@@ -29,27 +29,11 @@ from airflow_argo_eci.stack.config import (
     service_env,
     write_private,
 )
+from airflow_argo_eci.stack.ports import free_port, port_in_use
 
 
 class StackError(RuntimeError):
     """The stack could not start or stop; the message says which service and where its log is."""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def read_state(paths: StackPaths) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import pytest
 
 from airflow_argo_eci.stack import services
 from airflow_argo_eci.stack.config import StackPaths, StackSettings
+from airflow_argo_eci.stack.ports import free_port
 from tests.e2e.stack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def start_stack(db: str = "sqlite") -> Iterator[Stack]:
                     "`./dev setup` installs it as root")
     root = Path(tempfile.mkdtemp(prefix=f"e2e-stack-{db}-"))
     paths = StackPaths(root / "state")
-    settings = StackSettings(dags_folder=_dags_folder(root), port=services.free_port(), db=db, schedules=False)
+    settings = StackSettings(dags_folder=_dags_folder(root), port=free_port(), db=db, schedules=False)
     state = services.start(paths, settings)
     running = Stack(paths, state)
     try:

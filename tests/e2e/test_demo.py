@@ -15,6 +15,7 @@ import pytest
 
 from airflow_argo_eci.stack import services
 from airflow_argo_eci.stack.config import StackPaths
+from airflow_argo_eci.stack.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ def test_demo_once_exits_with_the_runs_outcome_and_leaves_nothing(tmp_path: Path
     state_dir = tmp_path / "demo"
     pids: dict[str, int] = {}
     proc = subprocess.Popen([sys.executable, "-m", "airflow_argo_eci.stack.demo", "--once", "--dag", "argo_failing",
-                             "--dags-folder", str(REPO / "dags"), "--port", str(services.free_port()),
+                             "--dags-folder", str(REPO / "dags"), "--port", str(free_port()),
                              "--state-dir", str(state_dir)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
