@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,16 +18,11 @@ from airflow_argo_eci.hooks.argo import ArgoWorkflowsHook
 from airflow_argo_eci.hooks.argo_connection import ALLOWED_EXTRAS
 from airflow_argo_eci.hooks.connection_form import CONN_FIELDS
 from airflow_argo_eci.local.server import LocalCluster
+from airflow_argo_eci.stack.ports import free_port
 from tests.conftest import ClusterTarget
 from tests.hooks.conftest import NS, connection_env, phase_in, wait_for, workflow
 
 MakeHook = Callable[[dict[str, Any]], ArgoWorkflowsHook]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_connection_ok(hook: ArgoWorkflowsHook) -> None:
@@ -58,7 +52,7 @@ def test_connection_bad_token(local_cluster: LocalCluster, transport: str, make_
 
 def test_connection_unreachable(local_cluster: LocalCluster, transport: str, make_hook: MakeHook,
                                 tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     if transport == "argo_server":
         conn = connection_env(local_cluster, transport, max_retries=1, retry_backoff=0.01)
         conn["host"] = f"https://127.0.0.1:{port}"

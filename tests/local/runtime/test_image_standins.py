@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 
 from airflow_argo_eci.local.runtime.images import BUNDLED_DIR, ImageTable
+from airflow_argo_eci.stack.ports import free_port
 from tests.local.argo.clusterwf import leaf, run
 
 
@@ -35,15 +36,9 @@ def _load(name: str) -> ModuleType:
 curl = _load("curl")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def nginx() -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, str(BUNDLED_DIR / "nginx.py"), "-g", "daemon off;"],
                             env={**os.environ, "NGINX_PORT": str(port)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)

@@ -20,18 +20,13 @@ import pytest
 from kubernetes import client
 
 from airflow_argo_eci.local.runtime.images import BUNDLED_DIR, ImageTable
+from airflow_argo_eci.stack.ports import free_port
 from tests.local.argo.clusterwf import leaf, run
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def influx() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, str(BUNDLED_DIR / "influxd.py"), "1.2", "run", "-config", "x.conf"],
                             env={**os.environ, "INFLUXDB_HTTP_BIND_ADDRESS": f"127.0.0.1:{port}"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
