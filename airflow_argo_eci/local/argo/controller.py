@@ -22,6 +22,7 @@ from airflow_argo_eci.conventions import ANNOTATION_OUTPUTS, LABEL_COMPLETED, LA
 from airflow_argo_eci.eci_conventions import ARGO_NAMESPACE, CONTROLLER_CONFIGMAP
 from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.owner_gc import owner_references
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, PODS, WORKFLOWS, ResourceType
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.argo.artifacts import (
@@ -153,9 +154,11 @@ class Controller:
 
     def _on_change(self, event: str, rt: ResourceType, obj: dict[str, Any]) -> None:
         """Garbage collection, as the Kubernetes GC and kubelet do it: a deleted Workflow takes its
-        Pods (and offloaded nodes) with it; a deleted Pod's process is killed and its scratch space
-        and logs removed, and its name may be used again (``argo retry`` recreates failed pods under
-        the same names). A change of the controller ConfigMap reconfigures node status offloading."""
+        Pods (those its uid owns: a successor of the same name may have made pods before the
+        deletion reached this listener) and offloaded nodes with it; a deleted Pod's process is
+        killed and its scratch space and logs removed, and its name may be used again (``argo
+        retry`` recreates failed pods under the same names). A change of the controller ConfigMap
+        reconfigures node status offloading."""
         if rt is CONFIGMAPS:
             meta = obj.get("metadata") or {}
             if meta.get("name") == CONTROLLER_CONFIGMAP and meta.get("namespace") == ARGO_NAMESPACE:
@@ -180,6 +183,8 @@ class Controller:
             self.offloading.forget(obj)
             pods, _, _ = self.store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
             for pod in pods:
+                if meta.get("uid") not in {ref["uid"] for ref in owner_references(pod)}:
+                    continue  # a successor's of the same name, made before this event came
                 try:
                     self.store.delete(PODS, namespace, pod["metadata"]["name"])
                 except ApiError as exc:

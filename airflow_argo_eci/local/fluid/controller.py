@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.owner_gc import owner_references
 from airflow_argo_eci.local.api.resources import DATALOADS, DATASETS, FLUID_RUNTIMES, PODS, SECRETS, ResourceType
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.fluid.cache import DatasetCache, cache_states, tiered_store
@@ -63,7 +64,7 @@ class FluidController:
         self._thread: threading.Thread | None = None
         self._listening = False
         self._lock = threading.Lock()
-        self._gone: list[tuple[ResourceType, str, str]] = []
+        self._gone: list[tuple[ResourceType, str, str, str]] = []
         #: runtime pods deleted gracefully: (namespace, name)
         self._stopping: list[tuple[str, str]] = []
         self._listings: dict[tuple[str, str], tuple[float, str, int, list[UfsFile]]] = {}
@@ -101,10 +102,11 @@ class FluidController:
             return
         if event == "DELETED" and rt.key in _DELETED_KINDS:
             meta = obj.get("metadata") or {}
+            namespace, name, uid = str(meta.get("namespace", "")), str(meta.get("name", "")), str(meta.get("uid", ""))
             with self._lock:
-                self._gone.append((rt, str(meta.get("namespace", "")), str(meta.get("name", ""))))
+                self._gone.append((rt, namespace, name, uid))
             if rt.key == DATALOADS.key:
-                self.loads.cancel(str(meta.get("namespace", "")), str(meta.get("name", "")))
+                self.loads.cancel(namespace, name, uid)
         self._wake.set()
 
     def _refresh(self, namespace: str, name: str) -> None:
@@ -142,24 +144,26 @@ class FluidController:
             stopping, self._stopping = self._stopping, []
         for namespace, name in stopping:
             stop_pod(self.store, namespace, name)
-        for rt, namespace, name in gone:
-            self._collect(rt, namespace, name)
+        for rt, namespace, name, uid in gone:
+            self._collect(rt, namespace, name, uid)
         for dataset in self._safe_list(DATASETS):
             self.reconcile_dataset(dataset)
         now = time.time()
         wakes = [w for dl in self._safe_list(DATALOADS) if (w := self.loads.reconcile(dl, now)) is not None]
         self._wake_at = min(wakes) if wakes else None
 
-    def _collect(self, rt: ResourceType, namespace: str, name: str) -> None:
-        """What goes with a deleted object: a dataset's volume and cache; a DataLoad's loader pods;
-        a runtime's pods, the volume and cache of its dataset (which is no longer bound)."""
+    def _collect(self, rt: ResourceType, namespace: str, name: str, uid: str) -> None:
+        """What goes with a deleted object: a dataset's volume and cache; a DataLoad's loader pods
+        (those its uid owns: a successor of the same name may have started meanwhile); a runtime's
+        pods, the volume and cache of its dataset (which is no longer bound)."""
         if rt.key == DATASETS.key:
             release_volume(self.store, namespace, name)
             DatasetCache(self.paths, namespace, name).drop()
             self._listings.pop((namespace, name), None)
         elif rt.key == DATALOADS.key:
             for pod in loader_pods(self.store, namespace, name):
-                delete_quietly(self.store, PODS, namespace, pod["metadata"]["name"])
+                if uid in {ref["uid"] for ref in owner_references(pod)}:
+                    delete_quietly(self.store, PODS, namespace, pod["metadata"]["name"])
         else:
             release_runtime_pods(self.store, namespace, name)
             release_volume(self.store, namespace, name)

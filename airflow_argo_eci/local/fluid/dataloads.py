@@ -264,11 +264,12 @@ class LoadRunner:
 
     # ------------------------------------------------------------------ the copy
 
-    def cancel(self, namespace: str, name: str) -> None:
-        """Stop the load of a deleted DataLoad (between files)."""
+    def cancel(self, namespace: str, name: str, uid: str) -> None:
+        """Stop the load of the deleted DataLoad whose uid is ``uid`` (between files); a load of a
+        successor of the same name goes on."""
         with self._lock:
             run = self._runs.get((namespace, name))
-        if run is not None:
+        if run is not None and run.uid == uid:
             run.cancel.set()
 
     def _run(self, dl: dict[str, Any], run: _Run) -> None:

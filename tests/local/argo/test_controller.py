@@ -13,6 +13,7 @@ from airflow_argo_eci.conventions import node_id, pod_name
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
 from airflow_argo_eci.local.argo.controller import POD_LOST, Controller
 from airflow_argo_eci.local.runtime import PodRequest, PodResult
+from tests.local.api.lagging_peers import lagging_peers
 from tests.local.argo.conftest import FakeRuntime, Harness
 
 
@@ -268,3 +269,39 @@ def test_a_late_result_never_lands_on_a_newer_pod_of_the_same_name(tmp_path: Pat
         controller.stop()
         runtime.crash()
         harness.store.close()
+
+
+def test_a_late_workflow_deletion_leaves_a_same_named_successors_pods_alone(tmp_path: Path) -> None:
+    """The node process learns of a workflow's deletion from its follower, possibly after a
+    successor of the same name made its pods: only the pods the deleted workflow's uid owns go."""
+    paths = Harness(tmp_path / "state").paths
+    with lagging_peers(paths.db) as (api, node):
+        runtime = FakeRuntime()
+        controller = Controller(node, runtime, paths, tick_seconds=0.1)
+        controller.start()
+
+        def workflow_pods() -> list[dict[str, Any]]:
+            return node.list(PODS, "argo", label_selector="workflows.argoproj.io/workflow=wf")[0]
+
+        try:
+            old = api.create(WORKFLOWS, "argo", {"metadata": {"name": "wf"}, "spec": {
+                "entrypoint": "s", "templates": [{"name": "s", "steps": [[{"name": "a", "template": "e"}],
+                                                                         [{"name": "b", "template": "w"}]]},
+                                                 pod(["echo", "x"], "e"), {"name": "w", "suspend": {}}]}})
+            _until(lambda: any(n.get("type") == "Suspend" for n in
+                               ((api.get(WORKFLOWS, "argo", "wf").get("status") or {}).get("nodes") or {}).values()))
+            node.follow()
+            api.delete(WORKFLOWS, "argo", "wf")  # its finished pod goes with it at once (the API's GC)
+            _until(lambda: not workflow_pods())
+            api.create(WORKFLOWS, "argo", {"metadata": {"name": "wf"}, "spec": {
+                "entrypoint": "m", "templates": [pod(["sleep", "30"], "m")]}})
+            _until(lambda: [p["status"]["phase"] for p in workflow_pods()] == ["Running"])
+            node.follow()  # the old workflow's deletion reaches the controller now
+            time.sleep(0.5)
+            pods = workflow_pods()
+            assert [p["status"]["phase"] for p in pods] == ["Running"]
+            assert pods[0]["metadata"]["ownerReferences"][0]["uid"] != old["metadata"]["uid"]
+            assert api.get(WORKFLOWS, "argo", "wf")["status"]["phase"] == "Running"
+        finally:
+            controller.stop()
+            runtime.crash()

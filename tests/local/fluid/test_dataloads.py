@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,12 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from airflow_argo_eci import fluid_conventions as fluid
+from airflow_argo_eci.local.api.resources import DATALOADS, DATASETS, FLUID_RUNTIMES, PODS
+from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.fluid.controller import FluidController
+from airflow_argo_eci.local.fluid.pods import LABEL_DATALOAD
+from airflow_argo_eci.local.paths import StatePaths
+from tests.local.api.lagging_peers import lagging_peers
 from tests.local.fluid.fluidkit import NS, FluidKit
 
 MIB = 1 << 20
@@ -206,3 +214,56 @@ def test_cron_policy_runs_again_on_schedule(kit: FluidKit) -> None:
     phases = recorder.stop()
     assert phases[:3] == ["Pending", "Executing", "Complete"]
     assert phases.count("Executing") >= 2, phases
+
+
+def test_a_late_dataload_deletion_leaves_a_same_named_successors_loader_alone(kit: FluidKit, tmp_path: Path) -> None:
+    """The node process learns of a DataLoad's deletion from its follower, possibly after a
+    successor of the same name started loading: only what the deleted one's uid owns goes."""
+    paths = StatePaths(tmp_path / "state")
+    paths.root.mkdir(parents=True)
+    assert kit.cluster.oss is not None
+    with lagging_peers(paths.db) as (api, node):
+        controller = FluidController(node, paths, kit.cluster.oss.endpoint, kit.cluster.paths.tls_cert, kit.keys,
+                                     tick_seconds=0.1)
+        controller.start()
+        try:
+            _late_deletion(kit, api, node)
+        finally:
+            controller.stop()
+
+
+def _late_deletion(kit: FluidKit, api: Store, node: Store) -> None:
+    name = kit.name("late")
+    kit.bucket(name, {"data/a.txt": b"a"})
+
+    def loaders() -> list[dict[str, Any]]:
+        return api.list(PODS, NS, label_selector=f"{LABEL_DATALOAD}={name}")[0]
+
+    def until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, "condition not met"
+            time.sleep(0.05)
+
+    def dataload() -> dict[str, Any]:
+        return api.create(DATALOADS, NS, {"metadata": {"name": name}, "spec": {"dataset": {"name": name}}})
+
+    api.create(DATASETS, NS, {"metadata": {"name": name}, "spec": {"mounts": [
+        {"mountPoint": f"oss://{name}/data/", "name": "demo"}]}})
+    level = {"mediumtype": "MEM", "path": "/local-storage", "quota": "1Mi"}
+    api.create(FLUID_RUNTIMES[fluid.JINDO_RUNTIME_KIND], NS,
+               {"metadata": {"name": name}, "spec": {"replicas": 1, "tieredstore": {"levels": [level]}}})
+    until(lambda: (api.get(DATASETS, NS, name).get("status") or {}).get("phase") == fluid.DATASET_BOUND)
+    old = dataload()
+    until(lambda: (api.get(DATALOADS, NS, name).get("status") or {}).get("phase") == "Complete")
+    until(lambda: [p["status"]["phase"] for p in loaders()] == ["Succeeded"])
+    node.follow()
+    api.delete(DATALOADS, NS, name)  # its finished loader pod goes with it at once (the API's GC)
+    until(lambda: not loaders())
+    successor = dataload()
+    until(lambda: len(loaders()) == 1)
+    node.follow()  # the old DataLoad's deletion reaches the controller now
+    until(lambda: (api.get(DATALOADS, NS, name).get("status") or {}).get("phase") == "Complete")
+    time.sleep(0.5)  # a pass or more after the deletion was read
+    (pod,) = loaders()
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == successor["metadata"]["uid"] != old["metadata"]["uid"]
