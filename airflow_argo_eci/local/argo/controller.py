@@ -171,8 +171,12 @@ class Controller:
         elif rt is PODS and event == "MODIFIED" and (obj.get("metadata") or {}).get("deletionTimestamp"):
             # a pod held by finalizers: its processes stop when the deletion starts, as kubelet does
             pod_meta = obj["metadata"]
-            if self.runtime.is_running(pod_meta.get("namespace", "default"), pod_meta.get("name", "")):
-                self.runtime.kill(pod_meta.get("namespace", "default"), pod_meta.get("name", ""), "pod deleted")
+            key = (pod_meta.get("namespace", "default"), pod_meta.get("name", ""))
+            with self._lock:
+                if self._submitted.get(key, "") not in ("", pod_meta.get("uid", "")):
+                    return  # a late event of an older pod of that name
+            if self.runtime.is_running(*key):
+                self.runtime.kill(*key, "pod deleted")
         if event != "DELETED":
             return
         meta = obj.get("metadata") or {}

@@ -305,3 +305,40 @@ def test_a_late_workflow_deletion_leaves_a_same_named_successors_pods_alone(tmp_
         finally:
             controller.stop()
             runtime.crash()
+
+
+def test_a_late_deletion_mark_of_an_older_pod_leaves_the_running_one_of_its_name_alone(tmp_path: Path) -> None:
+    """A pod held by a finalizer ends, is released and made again under its name before the node
+    process's follower reads its deletion mark: that mark must not kill the new pod's process."""
+    paths = Harness(tmp_path / "state").paths
+    with lagging_peers(paths.db) as (api, node):
+        runtime = FakeRuntime()
+        controller = Controller(node, runtime, paths, tick_seconds=0.1)
+        controller.start()
+
+        def make(seconds: str) -> None:
+            container = {"name": "main", "image": "busybox", "args": ["sleep", seconds]}
+            controller.create_and_submit({"metadata": {"name": "p"}, "spec": {"containers": [container]}},
+                                         PodRequest("argo", "p", container))
+
+        def phase() -> str:
+            found = api.find(PODS, "argo", "p")
+            return str(((found or {}).get("status") or {}).get("phase", "gone"))
+
+        try:
+            make("1")
+            _until(lambda: phase() == "Running")
+            api.update(PODS, "argo", "p", lambda o: {**o, "metadata": {**o["metadata"], "finalizers": ["x/keep"]}})
+            api.delete(PODS, "argo", "p")  # marked; the node process does not know yet
+            _until(lambda: phase() == "Succeeded")  # its process ended by itself; the finalizer holds it
+            api.update(PODS, "argo", "p", lambda o: {**o, "metadata": {**o["metadata"], "finalizers": []}})
+            _until(lambda: phase() == "gone")
+            make("30")
+            _until(lambda: phase() == "Running")
+            node.follow()  # the old pod's deletion mark and removal reach the controller now
+            time.sleep(0.3)
+            assert runtime.is_running("argo", "p")
+            assert phase() == "Running"
+        finally:
+            controller.stop()
+            runtime.crash()
