@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -82,7 +81,7 @@ class Node:
 
     def __init__(self, config: NodeConfig) -> None:
         from airflow_argo_eci.local.api.store import PeerLink, Store
-        from airflow_argo_eci.local.argo.controller import Controller
+        from airflow_argo_eci.local.controllers import Controllers
         from airflow_argo_eci.local.runtime.runner import Runtime
 
         self.config = config
@@ -90,16 +89,13 @@ class Node:
         self.store = Store(self.paths.db, event_window=config.event_window,
                            peer=PeerLink(config.wake_fd, config.notify_fd))
         self.runtime: Runtime | None = None
-        self.controller: Controller | None = None
-        self._stops: list[Callable[[], None]] = []
+        self.controllers: Controllers | None = None
         self._times: IO[str] | None = None
 
     def start(self) -> dict[str, Any]:
         """Start runtime and controllers; what the ready line reports (raises SandboxError)."""
         from airflow_argo_eci.local.api.resources import PODS
-        from airflow_argo_eci.local.argo.controller import Controller
-        from airflow_argo_eci.local.eci.image_caches import ImageCacheController
-        from airflow_argo_eci.local.fluid.controller import FluidController
+        from airflow_argo_eci.local.controllers import Controllers
         from airflow_argo_eci.local.runtime.runner import Runtime
 
         c = self.config
@@ -108,17 +104,9 @@ class Node:
         if c.commit_times:
             self._times = open(c.commit_times, "a", buffering=1 << 16)  # closed in stop()
             self.store.add_listener(self._record_commit, kinds=[PODS])
-        self.controller = Controller(self.store, self.runtime, self.paths)
-        self.controller.artifact_repository = c.artifact_repository
-        self.controller.artifact_credentials = c.oss_credentials
-        image_caches = ImageCacheController(self.store, self.runtime.images)
-        image_caches.start()
-        self._stops.append(image_caches.stop)
-        self.controller.admit_pod = image_caches.admit_pod
-        self.controller.start()
-        fluid = FluidController(self.store, self.paths, c.oss_endpoint, self.paths.tls_cert, c.oss_credentials)
-        fluid.start()
-        self._stops.insert(0, fluid.stop)
+        self.controllers = Controllers.start(self.store, self.runtime, self.paths, oss_endpoint=c.oss_endpoint,
+                                             oss_credentials=c.oss_credentials,
+                                             artifact_repository=c.artifact_repository)
         report = self.runtime.sandbox.report
         return {"ready": True, "limits": self.runtime.limits_method, "pid": os.getpid(),
                 "sandbox": report.to_dict() if report is not None else None}
@@ -129,10 +117,8 @@ class Node:
 
     def stop(self) -> None:
         """Stop the controllers, then every pod; close the store."""
-        for stop in self._stops:
-            stop()
-        if self.controller is not None:
-            self.controller.stop()
+        if self.controllers is not None:
+            self.controllers.stop()
         if self.runtime is not None:
             self.runtime.shutdown()
         self.store.close()

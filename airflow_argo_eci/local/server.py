@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_argo_eci.local.api.rbac import Tokens
     from airflow_argo_eci.local.api.store import Store
     from airflow_argo_eci.local.argo.controller import Controller
+    from airflow_argo_eci.local.controllers import Controllers
     from airflow_argo_eci.local.eci.image_caches import ImageCacheController
     from airflow_argo_eci.local.fluid.controller import FluidController
     from airflow_argo_eci.local.node_link import NodeProcess
@@ -108,12 +109,9 @@ class LocalCluster:
         self.commit_times = ""
         self.store: Store | None = None
         self.runtime: Runtime | None = None
-        self.controller: Controller | None = None
+        #: the controllers, when they run in this process (``local/controllers.py``)
+        self._controllers: Controllers | None = None
         self.oss: OSSServer | None = None
-        #: the Fluid controller (runs with the workflow controller)
-        self.fluid: FluidController | None = None
-        #: the ImageCache controller and its pod hook (``local/eci/``; runs with the workflow controller)
-        self.image_caches: ImageCacheController | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._tokens: Tokens | None = None
@@ -121,6 +119,21 @@ class LocalCluster:
     @property
     def url(self) -> str:
         return f"https://{LOOPBACK}:{self.port}"
+
+    @property
+    def controller(self) -> Controller | None:
+        """The workflow controller, when it runs in this process."""
+        return self._controllers.workflows if self._controllers is not None else None
+
+    @property
+    def fluid(self) -> FluidController | None:
+        """The Fluid controller (runs with the workflow controller)."""
+        return self._controllers.fluid if self._controllers is not None else None
+
+    @property
+    def image_caches(self) -> ImageCacheController | None:
+        """The ImageCache controller and its pod hook (``local/eci/``; runs with the workflow controller)."""
+        return self._controllers.image_caches if self._controllers is not None else None
 
     @property
     def sandbox_report(self) -> dict[str, Any] | None:
@@ -182,7 +195,7 @@ class LocalCluster:
     def start(self, *, timeout: float = 30.0) -> LocalCluster:
         """Open the store, start runtime, controller and the HTTP server; return when it listens."""
         from airflow_argo_eci.local.api.store import Store
-        from airflow_argo_eci.local.argo.controller import Controller
+        from airflow_argo_eci.local.controllers import Controllers
         from airflow_argo_eci.local.runtime.runner import Runtime
         from airflow_argo_eci.local.runtime.sandbox import SandboxError
 
@@ -213,14 +226,10 @@ class LocalCluster:
             self.stop()
             raise
         if self.run_controller and self.runtime is not None:
-            self.controller = Controller(self.store, self.runtime, self.paths)
-            key_id, secret = next(iter(self.oss_credentials().items()))
-            self.controller.artifact_repository = {"oss": self.artifact_repository_spec(default=True)}
-            self.controller.artifact_credentials = (key_id, secret)
-            self.image_caches = self._start_image_caches()
-            self.controller.admit_pod = self.image_caches.admit_pod
-            self.controller.start()
-            self.fluid = self._start_fluid(cert)
+            self._controllers = Controllers.start(
+                self.store, self.runtime, self.paths, oss_endpoint=self.oss.endpoint,
+                oss_credentials=next(iter(self.oss_credentials().items())),
+                artifact_repository={"oss": self.artifact_repository_spec(default=True)})
         try:
             self._server, self._thread, self.port = serve_in_thread(
                 self.build_app(), port=self.port, ssl_certfile=str(cert), ssl_keyfile=str(key), timeout=timeout)
@@ -253,25 +262,6 @@ class LocalCluster:
             artifact_repository={"oss": self.artifact_repository_spec(default=True)},
             commit_times=self.commit_times, log_level=logging.getLogger("airflow_argo_eci").getEffectiveLevel()),
             timeout=timeout)
-
-    def _start_fluid(self, cert: Path) -> FluidController:
-        """The Fluid controller (``local/fluid/``): Datasets over this OSS store, DataLoads."""
-        from airflow_argo_eci.local.fluid.controller import FluidController
-
-        assert self.store is not None and self.oss is not None
-        fluid = FluidController(self.store, self.paths, self.oss.endpoint, cert,
-                                next(iter(self.oss_credentials().items())))
-        fluid.start()
-        return fluid
-
-    def _start_image_caches(self) -> ImageCacheController:
-        """The ImageCache controller (``local/eci/``): images resolve through the runtime's image table."""
-        from airflow_argo_eci.local.eci.image_caches import ImageCacheController
-
-        assert self.store is not None and self.runtime is not None
-        controller = ImageCacheController(self.store, self.runtime.images)
-        controller.start()
-        return controller
 
     @property
     def _oss_port_file(self) -> Path:
@@ -396,9 +386,9 @@ class LocalCluster:
         node, self._node = self._node, None
         if node is not None:  # first: its controllers and pods use the OSS store and the API's
             node.stop()
-        if self.fluid is not None:  # first: its loads read the OSS store
-            self.fluid.stop()
-            self.fluid = None
+        controllers, self._controllers = self._controllers, None
+        if controllers is not None:  # first too: Fluid's loads and the pods' artifacts use the OSS store
+            controllers.stop()
         if self.oss is not None:
             self.oss.stop()
             self.oss = None
@@ -406,11 +396,6 @@ class LocalCluster:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self.controller is not None:
-            self.controller.stop()
-        if self.image_caches is not None:
-            self.image_caches.stop()
-            self.image_caches = None
         if self.runtime is not None:
             self.runtime.shutdown()
         if self.store is not None:
@@ -418,7 +403,7 @@ class LocalCluster:
         if node is not None:
             node.close_wake()
         self._server = self._thread = None
-        self.controller = self.runtime = None
+        self.runtime = None
         self.store = None
         try:
             self.paths.server_info.unlink()
