@@ -141,6 +141,12 @@ def owner_references(obj: dict[str, Any]) -> list[dict[str, Any]]:
     return [ref for ref in refs if isinstance(ref, dict) and isinstance(ref.get("uid"), str) and ref["uid"]]
 
 
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether ``obj``'s ownerReferences name the owner ``uid`` (an object of the same kind and name
+    made since is another owner)."""
+    return any(ref["uid"] == uid for ref in owner_references(obj))
+
+
 def type_of(api_version: Any, kind: Any) -> ResourceType | None:
     """The served resource type of an ownerReference's ``apiVersion`` and ``kind``, if any."""
     if not isinstance(api_version, str) or not isinstance(kind, str):

@@ -22,7 +22,7 @@ from airflow_argo_eci.conventions import ANNOTATION_OUTPUTS, LABEL_COMPLETED, LA
 from airflow_argo_eci.eci_conventions import ARGO_NAMESPACE, CONTROLLER_CONFIGMAP
 from airflow_argo_eci.errors import ArgoEciError
 from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.owner_gc import owner_references
+from airflow_argo_eci.local.api.owner_gc import owned_by
 from airflow_argo_eci.local.api.resources import CONFIGMAPS, PODS, WORKFLOWS, ResourceType
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.argo.artifacts import (
@@ -172,9 +172,8 @@ class Controller:
             # a pod held by finalizers: its processes stop when the deletion starts, as kubelet does
             pod_meta = obj["metadata"]
             key = (pod_meta.get("namespace", "default"), pod_meta.get("name", ""))
-            with self._lock:
-                if self._submitted.get(key, "") not in ("", pod_meta.get("uid", "")):
-                    return  # a late event of an older pod of that name
+            if self._superseded(key, pod_meta):
+                return
             if self.runtime.is_running(*key):
                 self.runtime.kill(*key, "pod deleted")
         if event != "DELETED":
@@ -187,7 +186,7 @@ class Controller:
             self.offloading.forget(obj)
             pods, _, _ = self.store.list(PODS, namespace, label_selector=f"{LABEL_WORKFLOW}={name}")
             for pod in pods:
-                if meta.get("uid") not in {ref["uid"] for ref in owner_references(pod)}:
+                if not owned_by(pod, str(meta.get("uid", ""))):
                     continue  # a successor's of the same name, made before this event came
                 try:
                     self.store.delete(PODS, namespace, pod["metadata"]["name"])
@@ -196,9 +195,14 @@ class Controller:
                         raise
         elif rt is PODS:
             with self._lock:
-                if self._submitted.get((namespace, name), "") not in ("", meta.get("uid", "")):
-                    return  # a pod of that name made since (create_and_submit forgot this one)
-                self._forget_pod(namespace, name)
+                if not self._superseded((namespace, name), meta):
+                    self._forget_pod(namespace, name)
+
+    def _superseded(self, key: tuple[str, str], pod_meta: dict[str, Any]) -> bool:
+        """Whether the pod an event is about is older than the one of its name the runtime was
+        last given (a late event: create_and_submit forgot that pod and made this one)."""
+        with self._lock:
+            return self._submitted.get(key, "") not in ("", pod_meta.get("uid", ""))
 
     def _forget_pod(self, namespace: str, name: str) -> None:
         """(lock held) A deleted pod: its process killed, its name free again, its scratch space

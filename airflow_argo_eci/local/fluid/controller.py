@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.local.api.errors import ApiError
-from airflow_argo_eci.local.api.owner_gc import owner_references
+from airflow_argo_eci.local.api.owner_gc import owned_by
 from airflow_argo_eci.local.api.resources import DATALOADS, DATASETS, FLUID_RUNTIMES, PODS, SECRETS, ResourceType
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.fluid.cache import DatasetCache, cache_states, tiered_store
@@ -162,7 +162,7 @@ class FluidController:
             self._listings.pop((namespace, name), None)
         elif rt.key == DATALOADS.key:
             for pod in loader_pods(self.store, namespace, name):
-                if uid in {ref["uid"] for ref in owner_references(pod)}:
+                if owned_by(pod, uid):
                     delete_quietly(self.store, PODS, namespace, pod["metadata"]["name"])
         else:
             release_runtime_pods(self.store, namespace, name)
