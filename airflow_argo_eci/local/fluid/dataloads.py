@@ -159,7 +159,9 @@ class LoadRunner:
         phase = status.get("phase") or ""
         if meta.get("deletionTimestamp"):
             return None
-        if phase in ("", fluid.DATALOAD_PENDING):
+        if phase == "":
+            return self._admit(dl, now)
+        if phase == fluid.DATALOAD_PENDING:
             return self._try_start(dl, now)
         if phase == fluid.DATALOAD_EXECUTING:
             with self._lock:
@@ -168,6 +170,19 @@ class LoadRunner:
                 return self._try_start(dl, now)
             return None
         return self._after_finish(dl, now)
+
+    def _admit(self, dl: dict[str, Any], now: float) -> float | None:
+        """A new DataLoad: Failed if its spec is invalid, else Pending, which the next pass (wanted at
+        once) starts. Fluid's reconcileNone does the same, so every valid load reports Pending before
+        Executing whatever the timing of the passes (a cron load already due would otherwise skip it)."""
+        try:
+            check_spec(dl)
+        except LoadFailed as exc:
+            self._finish(dl, None, exc.reason, str(exc))
+            return None
+        if not self._write(dl, lambda s: s.update(phase=fluid.DATALOAD_PENDING, duration=UNFINISHED)):
+            return None
+        return now
 
     def _try_start(self, dl: dict[str, Any], now: float) -> float | None:
         meta, spec = dl["metadata"], dl.get("spec") or {}

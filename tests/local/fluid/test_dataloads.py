@@ -41,13 +41,20 @@ class PhaseRecorder:
     def __init__(self, kit: FluidKit, name: str) -> None:
         self.phases: list[str] = []
         self._watch = watch.Watch()
-        self._thread = threading.Thread(target=self._run, args=(kit, name), daemon=True)
+        # The watch starts at the resourceVersion of a list taken now, so it sees every change made after
+        # this returns however late its thread gets going (a bare watch opened late starts at the then
+        # current phase, which is what CI once saw on a loaded machine).
+        listing = kit.objects.list_namespaced_custom_object(fluid.GROUP, fluid.VERSION, NS, fluid.DATALOADS,
+                                                            field_selector=f"metadata.name={name}")
+        assert not listing["items"], f"{name} exists before its recorder"
+        since = listing["metadata"]["resourceVersion"]
+        self._thread = threading.Thread(target=self._run, args=(kit, name, since), daemon=True)
         self._thread.start()
-        time.sleep(0.3)
 
-    def _run(self, kit: FluidKit, name: str) -> None:
+    def _run(self, kit: FluidKit, name: str, since: str) -> None:
         stream = self._watch.stream(kit.objects.list_namespaced_custom_object, fluid.GROUP, fluid.VERSION, NS,
-                                    fluid.DATALOADS, field_selector=f"metadata.name={name}", timeout_seconds=60)
+                                    fluid.DATALOADS, field_selector=f"metadata.name={name}",
+                                    resource_version=since, timeout_seconds=60)
         try:
             for event in stream:
                 phase = ((event["object"] or {}).get("status") or {}).get("phase")
@@ -56,9 +63,15 @@ class PhaseRecorder:
         except Exception:  # the cluster stopped under the watch; the test has its phases
             pass
 
-    def stop(self) -> list[str]:
+    def stop(self, last: str, executions: int = 1, timeout: float = 10.0) -> list[str]:
+        """The phases once the watch has delivered ``executions`` runs and ends in ``last`` (the test saw
+        that state by a GET, which the watch thread may still be behind), or as they are after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (self.phases and self.phases[-1] == last
+                                                   and self.phases.count("Executing") >= executions):
+            time.sleep(0.05)
         self._watch.stop()
-        return self.phases
+        return list(self.phases)
 
 
 def test_dataload_goes_pending_executing_complete_and_fills_the_cache(kit: FluidKit) -> None:
@@ -72,7 +85,7 @@ def test_dataload_goes_pending_executing_complete_and_fills_the_cache(kit: Fluid
     assert kit.phase(fluid.DATALOADS, first, fluid.DATALOAD_PENDING)["duration"] == "Unfinished"
     kit.runtime(name, quota="16Mi", replicas=1)  # the dataset binds: the load runs
     status = kit.finished(first)
-    assert recorder.stop() == ["Pending", "Executing", "Complete"]
+    assert recorder.stop("Complete") == ["Pending", "Executing", "Complete"]
     assert status["phase"] == "Complete"
     assert status["duration"].endswith("s")
     cond = status["conditions"][0]
@@ -211,7 +224,7 @@ def test_cron_policy_runs_again_on_schedule(kit: FluidKit) -> None:
     later = kit.wait(fluid.DATALOADS, name, lambda s: s.get("phase") == "Complete"
                      and s.get("lastScheduleTime") != first["lastScheduleTime"], timeout=15)
     assert later["lastSuccessfulTime"] >= first["lastSuccessfulTime"]
-    phases = recorder.stop()
+    phases = recorder.stop("Complete", executions=2)
     assert phases[:3] == ["Pending", "Executing", "Complete"]
     assert phases.count("Executing") >= 2, phases
 
@@ -267,3 +280,37 @@ def _late_deletion(kit: FluidKit, api: Store, node: Store) -> None:
     time.sleep(0.5)  # a pass or more after the deletion was read
     (pod,) = loaders()
     assert pod["metadata"]["ownerReferences"][0]["uid"] == successor["metadata"]["uid"] != old["metadata"]["uid"]
+
+
+def test_a_cron_load_already_due_when_first_seen_still_reports_pending_first(kit: FluidKit, tmp_path: Path) -> None:
+    """Fluid sets every new DataLoad Pending before it runs it: a pass that first sees a cron load
+    after its first run fell due (a loaded machine) must not jump straight to Executing."""
+    paths = StatePaths(tmp_path / "state")
+    paths.root.mkdir(parents=True)
+    assert kit.cluster.oss is not None
+    store = Store(paths.db)
+    controller = FluidController(store, paths, kit.cluster.oss.endpoint, kit.cluster.paths.tls_cert, kit.keys)
+    try:
+        name = kit.name("due")
+        kit.bucket(name, {"data/a.txt": b"a"})
+        store.create(DATASETS, NS, {"metadata": {"name": name}, "spec": {"mounts": [
+            {"mountPoint": f"oss://{name}/data/", "name": "demo"}]}})
+        level = {"mediumtype": "MEM", "path": "/local-storage", "quota": "1Mi"}
+        store.create(FLUID_RUNTIMES[fluid.JINDO_RUNTIME_KIND], NS,
+                     {"metadata": {"name": name}, "spec": {"replicas": 1, "tieredstore": {"levels": [level]}}})
+        controller.reconcile_all()
+        assert store.get(DATASETS, NS, name)["status"]["phase"] == fluid.DATASET_BOUND
+        store.create(DATALOADS, NS, {"metadata": {"name": name}, "spec": {
+            "dataset": {"name": name}, "policy": "Cron", "schedule": "@every 1s"}})
+        time.sleep(1.2)  # its first run is due before any pass has seen it
+
+        def phase() -> str:
+            return str((store.get(DATALOADS, NS, name).get("status") or {}).get("phase"))
+
+        controller.reconcile_all()
+        assert phase() == fluid.DATALOAD_PENDING
+        controller.reconcile_all()
+        assert phase() == fluid.DATALOAD_EXECUTING
+    finally:
+        controller.stop()
+        store.close()
