@@ -101,6 +101,8 @@ class Controller:
         self._listening = False
         #: the artifact savers of pods handed to the runtime: (namespace, name) -> (pod uid, saver)
         self._savers: dict[tuple[str, str], tuple[str, ArtifactSaver]] = {}
+        #: pods created while an older process of their name still ran: (namespace, name) -> (uid, request)
+        self._deferred: dict[tuple[str, str], tuple[str, PodRequest]] = {}
         self._gc_threads: list[threading.Thread] = []
         #: Argo's artifact-GC finalizer: OnWorkflowDeletion collection before a workflow goes
         self.gc_finalizer = ArtifactGCFinalizer(store, self.collect_artifact_garbage,
@@ -204,13 +206,15 @@ class Controller:
         with self._lock:
             return self._submitted.get(key, "") not in ("", pod_meta.get("uid", ""))
 
-    def _forget_pod(self, namespace: str, name: str) -> None:
+    def _forget_pod(self, namespace: str, name: str, *, keep_submitted: bool = False) -> None:
         """(lock held) A deleted pod: its process killed, its name free again, its scratch space
-        and logs removed."""
+        and logs removed (``keep_submitted``: the name is already taken by the pod made after it)."""
         key = (namespace, name)
         if self.runtime.is_running(namespace, name):
             self.runtime.kill(namespace, name, "pod deleted")
-        self._submitted.pop(key, None)
+        if not keep_submitted:
+            self._submitted.pop(key, None)
+            self._deferred.pop(key, None)
         self._killed.discard(key)
         shutil.rmtree(self.paths.pod_dir(namespace, name), ignore_errors=True)
         shutil.rmtree(self.paths.log_file(namespace, name).parent, ignore_errors=True)
@@ -488,17 +492,23 @@ class Controller:
                           save_artifacts: ArtifactSaver | None = None) -> None:
         """Create the Pod object and hand it to the runtime, exactly once per pod name;
         ``save_artifacts`` runs in the runtime's thread when the pod ends, before its result is
-        recorded (Argo's wait container)."""
+        recorded (Argo's wait container).
+
+        A process of an older pod of the same name that is still running (its Pod object deleted,
+        the deletion not yet read here, as after a force delete or ``argo retry``) is killed, and the
+        new pod is handed to the runtime when that process has ended: never two processes of one
+        name at once, and the new Pod exists meanwhile (Pending), as a kubelet would hold it."""
         key = (request.namespace, request.pod_name)
         with self._lock:
+            older_running = False
             if key in self._submitted:
                 if self.store.find(PODS, request.namespace, request.pod_name) is not None:
                     return
-                if self.runtime.is_running(*key):
-                    return  # deleted while running, its kill still to come: never two processes at once
-                # deleted (``argo retry``) before the deletion reached :meth:`_on_change`, which
-                # will leave the pod made now alone (its uid differs)
-                self._forget_pod(*key)
+                older_running = self.runtime.is_running(*key)
+                if not older_running:
+                    # deleted (``argo retry``) before the deletion reached :meth:`_on_change`, which
+                    # will leave the pod made now alone (its uid differs)
+                    self._forget_pod(*key)
             try:
                 created = self.store.create(PODS, request.namespace, pod)
             except ApiError as exc:
@@ -512,13 +522,43 @@ class Controller:
             self._submitted[key] = uid
             if save_artifacts is not None:
                 self._savers[key] = (uid, save_artifacts)
+            if older_running:
+                # the late deletion event of the older pod is superseded now: it is killed here
+                self.runtime.kill(*key, "pod deleted")
+                self._killed.discard(key)
         if self._refused(created, request):
             return
+        with self._lock:
+            if older_running and self.runtime.is_running(*key):
+                # the older process reports through _record_result, which takes this lock and then
+                # starts the new pod
+                self._deferred[key] = (uid, request)
+                return
+            if older_running:
+                self._forget_pod(*key, keep_submitted=True)
+        self._start(request, uid)
+
+    def _start(self, request: PodRequest, uid: str) -> None:
+        """Hand the created pod ``uid`` to the runtime."""
         request.on_ready = lambda: self.mark_pod_ready(request.namespace, request.pod_name)
         # the result is this pod's: a late one never lands on a newer pod of the same name
         self.runtime.submit(request, lambda result: self._record_result(result, uid))
         if self.runtime.is_running(request.namespace, request.pod_name):
             self.mark_pod_running(request.namespace, request.pod_name)
+
+    def _start_deferred(self, key: tuple[str, str]) -> None:
+        """The pod waiting for an older process of its name, once that process has ended (and its
+        Pod object was not deleted meanwhile)."""
+        with self._lock:
+            entry = self._deferred.get(key)
+            if entry is None or self.runtime.is_running(*key):
+                return
+            del self._deferred[key]
+            uid, request = entry
+            if self._submitted.get(key) != uid:
+                return  # deleted while it waited
+            self._forget_pod(*key, keep_submitted=True)
+        self._start(request, uid)
 
     def _refused(self, pod: dict[str, Any], request: PodRequest) -> bool:
         """Whether :attr:`admit_pod` refused the pod just created (it then ends Failed, never runs)."""
@@ -566,6 +606,12 @@ class Controller:
     def kill_pod(self, namespace: str, name: str, message: str) -> None:
         """Ask the runtime to kill a pod (once); a pod the runtime does not know is marked Error."""
         key = (namespace, name)
+        with self._lock:
+            deferred = self._deferred.pop(key, None)
+        if deferred is not None:  # it never started: it ends at once
+            now = now_rfc3339()
+            self._record_result(PodResult(namespace, name, -1, "", {}, message, "Error", now, now), deferred[0])
+            return
         if key in self._killed:
             return
         self._killed.add(key)
@@ -642,3 +688,4 @@ class Controller:
         except ApiError as exc:
             if exc.code != 404:
                 log.exception("recording the result of pod %s/%s failed", result.namespace, result.pod_name)
+        self._start_deferred(key)

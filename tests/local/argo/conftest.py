@@ -40,6 +40,8 @@ class FakeRuntime:
         self.peak = 0
         self.flaky_counts: dict[str, int] = {}
         self.crashed = False
+        #: when set to an Event, killed processes end only once it is set (a slow death)
+        self.hold_kills: threading.Event | None = None
 
     def crash(self) -> None:
         """Simulate the process dying: running pods vanish without reporting."""
@@ -98,7 +100,11 @@ class FakeRuntime:
             if stop is None:
                 return False
             self.kill_messages[(namespace, pod_name)] = message
-        stop.set()
+        held = self.hold_kills
+        if held is None:
+            stop.set()
+        else:
+            threading.Thread(target=lambda: held.wait(10) and stop.set(), daemon=True).start()
         return True
 
     def is_running(self, namespace: str, pod_name: str) -> bool:

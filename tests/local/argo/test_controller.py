@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from airflow_argo_eci.conventions import node_id, pod_name
 from airflow_argo_eci.local.api.resources import PODS, WORKFLOWS
 from airflow_argo_eci.local.argo.controller import POD_LOST, Controller
@@ -339,6 +341,59 @@ def test_a_late_deletion_mark_of_an_older_pod_leaves_the_running_one_of_its_name
             time.sleep(0.3)
             assert runtime.is_running("argo", "p")
             assert phase() == "Running"
+        finally:
+            controller.stop()
+            runtime.crash()
+
+
+@pytest.mark.parametrize("then", ["runs", "killed"])
+def test_a_pod_made_while_an_older_process_of_its_name_still_runs_waits_for_it(tmp_path: Path, then: str) -> None:
+    """A pod force-deleted (its deletion not yet read by the node process, whose follower lags) and
+    made again under its name: the new Pod exists at once (Pending), the old process is killed, and
+    the new pod runs once it has ended; a kill of the waiting pod ends it without running it. It
+    once came out "pod deleted" (no Pod was made while the old process ran)."""
+    paths = Harness(tmp_path / "state").paths
+    with lagging_peers(paths.db) as (api, node):
+        runtime = FakeRuntime()
+        runtime.hold_kills = threading.Event()
+        controller = Controller(node, runtime, paths, tick_seconds=0.1)
+        controller.start()
+        container = {"name": "main", "image": "busybox", "args": ["sleep", "30"]}
+
+        def make(tag: str) -> None:
+            controller.create_and_submit({"metadata": {"name": "p", "labels": {"tag": tag}},
+                                          "spec": {"containers": [container]}}, PodRequest("argo", "p", container))
+
+        def current() -> dict[str, Any]:
+            return api.find(PODS, "argo", "p") or {}
+
+        try:
+            make("old")
+            _until(lambda: (current().get("status") or {}).get("phase") == "Running")
+            api.delete(PODS, "argo", "p", grace_period_seconds=0)  # the node process does not know yet
+            make("new")
+            assert current()["metadata"]["labels"]["tag"] == "new"
+            assert current()["status"]["phase"] == "Pending"
+            assert runtime.kill_messages[("argo", "p")] == "pod deleted"  # the old one's
+            assert len(runtime.submitted) == 1  # not while the old process runs
+            if then == "killed":
+                controller.kill_pod("argo", "p", "workflow shutdown")
+                _until(lambda: current()["status"]["phase"] == "Failed")
+                assert current()["status"]["message"] == "workflow shutdown"
+                runtime.hold_kills.set()
+                runtime.wait_idle()
+                time.sleep(0.2)
+                assert len(runtime.submitted) == 1  # the new pod never ran
+                assert current()["status"]["phase"] == "Failed"
+            else:
+                runtime.hold_kills.set()
+                _until(lambda: current()["status"]["phase"] == "Running")
+                assert current()["metadata"]["labels"]["tag"] == "new"
+                assert len(runtime.submitted) == 2
+                node.follow()  # the old pod's deletion reaches the controller now
+                time.sleep(0.3)
+                assert runtime.is_running("argo", "p")
+                assert current()["status"]["phase"] == "Running"
         finally:
             controller.stop()
             runtime.crash()
