@@ -40,7 +40,7 @@ class Controllers:
         workflows.artifact_credentials = oss_credentials
         image_caches = ImageCacheController(store, runtime.images)
         image_caches.start()
-        workflows.admit_pod = image_caches.admit_pod
+        workflows.pods.admit_pod = image_caches.admit_pod
         workflows.start()
         fluid = FluidController(store, paths, oss_endpoint, paths.tls_cert, oss_credentials)
         fluid.start()
