@@ -103,7 +103,7 @@ class PodLifecycle:
                     return
                 older_running = self.runtime.is_running(*key)
                 if not older_running:
-                    # deleted (``argo retry``) before the deletion reached :meth:`_on_change`, which
+                    # deleted (``argo retry``) before the deletion reached :meth:`on_change`, which
                     # will leave the pod made now alone (its uid differs)
                     self._forget_pod(*key)
             try:
