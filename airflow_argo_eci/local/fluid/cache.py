@@ -17,6 +17,8 @@ from airflow_argo_eci.local.paths import StatePaths, safe_component
 
 #: the read counters of a dataset, beside its cache
 READS_FILE = "reads.json"
+#: the uid of the dataset the cache was filled for
+OWNER_FILE = "owner"
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,33 @@ class DatasetCache:
     def drop(self) -> None:
         """Remove the cache, the views and the counters (the dataset or its runtime is gone)."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def owner(self) -> str | None:
+        """The uid of the dataset the cache holds files for (None: not claimed yet)."""
+        try:
+            return (self.root / OWNER_FILE).read_text().strip() or None
+        except OSError:
+            return None
+
+    def claim(self, uid: str) -> None:
+        """Make the cache the dataset ``uid``'s: one left by an earlier dataset of the same name
+        (whose deletion was not handled yet) is dropped first, so none of its files is served."""
+        with self.lock:
+            current = self.owner()
+            if current == uid:
+                return
+            if current is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
+            self.root.mkdir(parents=True, exist_ok=True)
+            partial = self.root / f".{OWNER_FILE}.partial"
+            partial.write_text(uid)
+            os.replace(partial, self.root / OWNER_FILE)
+
+    def drop_for(self, uid: str) -> None:
+        """:meth:`drop`, unless the cache was claimed by another dataset (a successor of the same
+        name made before the deletion of ``uid`` was handled)."""
+        if self.owner() in (None, uid):
+            self.drop()
 
 
 def cache_states(cache: DatasetCache, store_level: TieredStore | None, ufs_total: int) -> dict[str, str]:

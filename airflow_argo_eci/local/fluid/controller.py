@@ -153,21 +153,24 @@ class FluidController:
         self._wake_at = min(wakes) if wakes else None
 
     def _collect(self, rt: ResourceType, namespace: str, name: str, uid: str) -> None:
-        """What goes with a deleted object: a dataset's volume and cache; a DataLoad's loader pods
-        (those its uid owns: a successor of the same name may have started meanwhile); a runtime's
-        pods, the volume and cache of its dataset (which is no longer bound)."""
+        """What goes with a deleted object: a dataset's volume and cache; a DataLoad's loader pods;
+        a runtime's pods, the volume and cache of its dataset (which is no longer bound). Only what
+        the deleted uid owns goes: a successor of the same name may have been made before the
+        deletion reached this process, and keeps its own (a successor runtime keeps the dataset's
+        volume and cache)."""
         if rt.key == DATASETS.key:
-            release_volume(self.store, namespace, name)
-            DatasetCache(self.paths, namespace, name).drop()
-            self._listings.pop((namespace, name), None)
+            release_volume(self.store, namespace, name, dataset_uid=uid)
+            DatasetCache(self.paths, namespace, name).drop_for(uid)
+            self._listings.pop((namespace, name), None)  # a successor's is only listed again
         elif rt.key == DATALOADS.key:
             for pod in loader_pods(self.store, namespace, name):
                 if owned_by(pod, uid):
                     delete_quietly(self.store, PODS, namespace, pod["metadata"]["name"])
         else:
-            release_runtime_pods(self.store, namespace, name)
-            release_volume(self.store, namespace, name)
-            DatasetCache(self.paths, namespace, name).drop()
+            release_runtime_pods(self.store, namespace, name, uid)
+            if find_runtime(self.store, namespace, name) is None:
+                release_volume(self.store, namespace, name)
+                DatasetCache(self.paths, namespace, name).drop()
 
     def reconcile_dataset(self, dataset: dict[str, Any]) -> None:
         """Validate and bind one dataset; write its status (and its runtime's) when it changed."""
@@ -203,7 +206,9 @@ class FluidController:
             return
         ensure_volume(self.store, dataset)
         ensure_runtime_pods(self.store, runtime)
-        states = cache_states(DatasetCache(self.paths, namespace, name), level, sum(f.size for f in files))
+        cache = DatasetCache(self.paths, namespace, name)
+        cache.claim(str(meta.get("uid", "")))
+        states = cache_states(cache, level, sum(f.size for f in files))
         created = _epoch(runtime.obj["metadata"].get("creationTimestamp"))
         self._set_status(runtime.rt, runtime.obj, runtime_status(
             runtime.obj.get("status") or {}, runtime, level, states, time.time() - created if created else 0.0))

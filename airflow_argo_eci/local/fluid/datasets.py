@@ -10,7 +10,9 @@ from typing import Any
 from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.conventions import now_rfc3339
 from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.owner_gc import owned_by
 from airflow_argo_eci.local.api.resources import (
+    DATASETS,
     FLUID_RUNTIMES,
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
@@ -155,16 +157,43 @@ def ensure_volume(store: Store, dataset: dict[str, Any]) -> None:
           "status": {"phase": "Bound"}}
     create_quietly(store, PERSISTENT_VOLUMES, None, pv)
     create_quietly(store, PERSISTENT_VOLUME_CLAIMS, namespace, pvc)
+    # a predecessor's PVC (a dataset of this name deleted, its deletion not handled yet) is the
+    # successor's from now on: the late release of the predecessor's leaves it alone
+    uid = str(meta.get("uid", ""))
+
+    def adoptable(current: dict[str, Any]) -> bool:
+        created_by = (current["metadata"].get("annotations") or {}).get(ANNOTATION_CREATED_BY)
+        return created_by == CREATED_BY_FLUID and bool(uid) and not owned_by(current, uid)
+
+    def adopt(current: dict[str, Any]) -> None:
+        if adoptable(current):
+            current["metadata"]["ownerReferences"] = owner
+
+    existing = store.find(PERSISTENT_VOLUME_CLAIMS, namespace, name)
+    if existing is not None and adoptable(existing):
+        try:
+            store.update(PERSISTENT_VOLUME_CLAIMS, namespace, name, adopt)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
 
 
-def release_volume(store: Store, namespace: str, name: str) -> None:
-    """Delete the dataset's PVC and PV (those Fluid created: the ``CreatedBy`` annotation)."""
+def release_volume(store: Store, namespace: str, name: str, dataset_uid: str | None = None) -> None:
+    """Delete the dataset's PVC and PV (those Fluid created: the ``CreatedBy`` annotation). With
+    ``dataset_uid`` (a deleted dataset's), a successor of the same name keeps its own: the PVC goes
+    only if that uid owns it, the PV (named for the dataset, owned by none) only if no dataset of
+    the name exists."""
+    successor = dataset_uid is not None and store.find(DATASETS, namespace, name) is not None
     for rt, ns, obj_name in ((PERSISTENT_VOLUME_CLAIMS, namespace, name),
                              (PERSISTENT_VOLUMES, None, dataset_id(namespace, name))):
         try:
             obj = store.get(rt, ns, obj_name)
-            if (obj["metadata"].get("annotations") or {}).get(ANNOTATION_CREATED_BY) == CREATED_BY_FLUID:
-                store.delete(rt, ns, obj_name)
+            if (obj["metadata"].get("annotations") or {}).get(ANNOTATION_CREATED_BY) != CREATED_BY_FLUID:
+                continue
+            if dataset_uid is not None and (not owned_by(obj, dataset_uid) if rt is PERSISTENT_VOLUME_CLAIMS
+                                            else successor):
+                continue
+            store.delete(rt, ns, obj_name)
         except ApiError as exc:
             if exc.code != 404:
                 raise

@@ -13,6 +13,7 @@ from airflow_argo_eci import fluid_conventions as fluid
 from airflow_argo_eci.conventions import now_rfc3339
 from airflow_argo_eci.eci import LABEL_ECI
 from airflow_argo_eci.local.api.errors import ApiError
+from airflow_argo_eci.local.api.owner_gc import owned_by
 from airflow_argo_eci.local.api.resources import PODS, ResourceType
 from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.fluid.datasets import LABEL_DATASET_ID, Runtime, create_quietly, dataset_id
@@ -110,12 +111,14 @@ def ensure_runtime_pods(store: Store, runtime: Runtime) -> None:
         delete_quietly(store, PODS, meta["namespace"], name)
 
 
-def release_runtime_pods(store: Store, namespace: str, name: str) -> None:
-    """Delete the pods of the runtime ``name``."""
+def release_runtime_pods(store: Store, namespace: str, name: str, uid: str) -> None:
+    """Delete the pods of the runtime ``name`` that its ``uid`` owns (a successor of the same name
+    keeps its own)."""
     pods, _, _ = store.list(PODS, namespace, label_selector=f"release={name},"
                             f"{LABEL_DATASET_ID}={dataset_id(namespace, name)}")
     for pod in pods:
-        delete_quietly(store, PODS, namespace, pod["metadata"]["name"])
+        if owned_by(pod, uid):
+            delete_quietly(store, PODS, namespace, pod["metadata"]["name"])
 
 
 def delete_quietly(store: Store, rt: ResourceType, namespace: str | None, name: str) -> None:

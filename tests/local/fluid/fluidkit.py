@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import oss2
 from kubernetes import client
 
 from airflow_argo_eci import fluid_conventions as fluid
+from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.fluid.controller import FluidController
+from airflow_argo_eci.local.paths import StatePaths
 from airflow_argo_eci.local.server import LocalCluster
+from tests.local.api.lagging_peers import lagging_peers
 
 NS = "argo"
 
@@ -137,3 +143,21 @@ class FluidKit:
                                                              _preload_content=False)
                 out.append(response.data.decode())
         return out
+
+
+@contextmanager
+def lagging_controller(kit: FluidKit, root: Path) -> Iterator[tuple[StatePaths, Store, Store]]:
+    """A Fluid controller of its own under ``root``, on the ``node`` peer of :func:`lagging_peers`
+    (it reads the API's changes only when ``node.follow()`` is called), against the kit's OSS store:
+    yields ``(paths, api, node)``."""
+    paths = StatePaths(root)
+    paths.root.mkdir(parents=True)
+    assert kit.cluster.oss is not None
+    with lagging_peers(paths.db) as (api, node):
+        controller = FluidController(node, paths, kit.cluster.oss.endpoint, kit.cluster.paths.tls_cert, kit.keys,
+                                     tick_seconds=0.1)
+        controller.start()
+        try:
+            yield paths, api, node
+        finally:
+            controller.stop()

@@ -20,8 +20,7 @@ from airflow_argo_eci.local.api.store import Store
 from airflow_argo_eci.local.fluid.controller import FluidController
 from airflow_argo_eci.local.fluid.pods import LABEL_DATALOAD
 from airflow_argo_eci.local.paths import StatePaths
-from tests.local.api.lagging_peers import lagging_peers
-from tests.local.fluid.fluidkit import NS, FluidKit
+from tests.local.fluid.fluidkit import NS, FluidKit, lagging_controller
 
 MIB = 1 << 20
 
@@ -232,17 +231,8 @@ def test_cron_policy_runs_again_on_schedule(kit: FluidKit) -> None:
 def test_a_late_dataload_deletion_leaves_a_same_named_successors_loader_alone(kit: FluidKit, tmp_path: Path) -> None:
     """The node process learns of a DataLoad's deletion from its follower, possibly after a
     successor of the same name started loading: only what the deleted one's uid owns goes."""
-    paths = StatePaths(tmp_path / "state")
-    paths.root.mkdir(parents=True)
-    assert kit.cluster.oss is not None
-    with lagging_peers(paths.db) as (api, node):
-        controller = FluidController(node, paths, kit.cluster.oss.endpoint, kit.cluster.paths.tls_cert, kit.keys,
-                                     tick_seconds=0.1)
-        controller.start()
-        try:
-            _late_deletion(kit, api, node)
-        finally:
-            controller.stop()
+    with lagging_controller(kit, tmp_path / "state") as (_paths, api, node):
+        _late_deletion(kit, api, node)
 
 
 def _late_deletion(kit: FluidKit, api: Store, node: Store) -> None:

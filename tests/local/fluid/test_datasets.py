@@ -5,12 +5,26 @@ the field, and what goes with a deleted runtime or dataset."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from airflow_argo_eci import fluid_conventions as fluid
-from tests.local.fluid.fluidkit import NS, FluidKit
+from airflow_argo_eci.local.api.owner_gc import owned_by
+from airflow_argo_eci.local.api.resources import (
+    DATASETS,
+    FLUID_RUNTIMES,
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    PODS,
+)
+from airflow_argo_eci.local.api.store import Store
+from airflow_argo_eci.local.fluid.cache import DatasetCache
+from airflow_argo_eci.local.paths import StatePaths
+from tests.local.fluid.fluidkit import NS, FluidKit, lagging_controller
 
 ECI_ANNOTATION = "k8s.aliyun.com/eci-use-specs"
 
@@ -183,3 +197,75 @@ def test_a_deleted_worker_pod_goes_and_comes_back(kit: FluidKit) -> None:
             assert exc.status == 404
         time.sleep(0.1)
     raise AssertionError("the worker pod was not replaced")
+
+
+@pytest.mark.parametrize("replaced", ["dataset", "runtime"])
+def test_a_late_deletion_leaves_a_same_named_successor_its_volume_pods_and_cache(
+        kit: FluidKit, tmp_path: Path, replaced: str) -> None:
+    """The node process learns of a deletion from its follower, possibly after a successor of the
+    same name was made and bound: the successor keeps its PVC, PV, runtime pods and cache, and a
+    successor dataset is never served its predecessor's cached files."""
+    with lagging_controller(kit, tmp_path / "state") as (paths, api, node):
+        _late_deletion(kit, paths, api, node, replaced)
+
+
+def _late_deletion(kit: FluidKit, paths: StatePaths, api: Store, node: Store, replaced: str) -> None:
+    name = kit.name(f"late-{replaced}")
+    kit.bucket(name, {"old/a.txt": b"a", "new/b.txt": b"b"})
+    runtimes = FLUID_RUNTIMES[fluid.JINDO_RUNTIME_KIND]
+    cache = DatasetCache(paths, NS, name)
+
+    def until(check: Callable[[], Any]) -> None:
+        deadline = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < deadline, "condition not met"
+            time.sleep(0.05)
+
+    def dataset(prefix: str) -> str:
+        return str(api.create(DATASETS, NS, {"metadata": {"name": name}, "spec": {"mounts": [
+            {"mountPoint": f"oss://{name}/{prefix}/", "name": "demo"}]}})["metadata"]["uid"])
+
+    def runtime() -> str:
+        level = {"mediumtype": "MEM", "path": "/local-storage", "quota": "1Mi"}
+        return str(api.create(runtimes, NS, {"metadata": {"name": name}, "spec": {
+            "replicas": 1, "tieredstore": {"levels": [level]}}})["metadata"]["uid"])
+
+    def claim() -> dict[str, Any]:
+        return api.find(PERSISTENT_VOLUME_CLAIMS, NS, name) or {"metadata": {}}
+
+    def bound(uid: str) -> bool:
+        ds = api.find(DATASETS, NS, name) or {"metadata": {}}
+        return ds["metadata"].get("uid") == uid and (ds.get("status") or {}).get("phase") == fluid.DATASET_BOUND
+
+    def workers() -> list[str]:
+        pods = api.list(PODS, NS, label_selector=f"release={name}")[0]
+        return sorted(str(p["metadata"]["ownerReferences"][0]["uid"]) for p in pods)
+
+    dataset_uid, runtime_uid = dataset("old"), runtime()
+    until(lambda: bound(dataset_uid) and owned_by(claim(), dataset_uid) and cache.owner() == dataset_uid)
+    kept = cache.cached_path("/a.txt")
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(b"a")  # a file of the predecessor's cache
+    node.follow()
+    if replaced == "dataset":
+        api.delete(DATASETS, NS, name)
+        dataset_uid = dataset("new")  # before the deletion reaches the node process
+        until(lambda: bound(dataset_uid) and owned_by(claim(), dataset_uid) and cache.owner() == dataset_uid)
+        assert not kept.exists()  # the predecessor's cached files are never the successor's
+        kept = cache.cached_path("/b.txt")
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_bytes(b"b")
+    else:
+        api.delete(runtimes, NS, name)  # its pods are marked for deletion, which the node process will stop
+        runtime_uid = runtime()
+        # (a pass between the two saw no runtime and released the volume: the successor binds again)
+        until(lambda: bound(dataset_uid) and owned_by(claim(), dataset_uid))
+    pvc_uid = claim()["metadata"]["uid"]
+    node.follow()  # the deletion reaches the node process now
+    until(lambda: set(workers()) == {runtime_uid})
+    time.sleep(0.5)  # a pass or more after the deletion was read
+    assert claim()["metadata"].get("uid") == pvc_uid
+    assert api.find(PERSISTENT_VOLUMES, None, f"{NS}-{name}") is not None
+    assert kept.exists()
+    assert set(workers()) == {runtime_uid}
+    assert bound(dataset_uid)
