@@ -97,15 +97,15 @@ class PodLifecycle:
         name at once, and the new Pod exists meanwhile (Pending), as a kubelet would hold it."""
         key = (request.namespace, request.pod_name)
         with self._lock:
-            older_running = False
-            if key in self._submitted:
-                if self.store.find(PODS, request.namespace, request.pod_name) is not None:
-                    return
-                older_running = self.runtime.is_running(*key)
-                if not older_running:
-                    # deleted (``argo retry``) before the deletion reached :meth:`on_change`, which
-                    # will leave the pod made now alone (its uid differs)
-                    self._forget_pod(*key)
+            if key in self._submitted and self.store.find(PODS, request.namespace, request.pod_name) is not None:
+                return
+            # an older process of the name: its Pod deleted and not yet forgotten, or forgotten (and
+            # killed) by :meth:`on_change` while it is still ending
+            older_running = self.runtime.is_running(*key)
+            if key in self._submitted and not older_running:
+                # deleted (``argo retry``) before the deletion reached :meth:`on_change`, which
+                # will leave the pod made now alone (its uid differs)
+                self._forget_pod(*key)
             try:
                 created = self.store.create(PODS, request.namespace, pod)
             except ApiError as exc:

@@ -51,6 +51,8 @@ class FakeRuntime:
     def submit(self, req: PodRequest, on_done: Callable[[PodResult], None]) -> None:
         key = (req.namespace, req.pod_name)
         with self.lock:
+            if key in self.running:  # as the runtime does: never two processes of one name
+                raise ValueError(f"pod {req.namespace}/{req.pod_name} is already queued or running")
             self.submitted.append(req)
             stop = threading.Event()
             self.running[key] = stop

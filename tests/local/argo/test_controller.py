@@ -346,12 +346,14 @@ def test_a_late_deletion_mark_of_an_older_pod_leaves_the_running_one_of_its_name
             runtime.crash()
 
 
-@pytest.mark.parametrize("then", ["runs", "killed"])
+@pytest.mark.parametrize("then", ["runs", "killed", "forgotten"])
 def test_a_pod_made_while_an_older_process_of_its_name_still_runs_waits_for_it(tmp_path: Path, then: str) -> None:
-    """A pod force-deleted (its deletion not yet read by the node process, whose follower lags) and
-    made again under its name: the new Pod exists at once (Pending), the old process is killed, and
-    the new pod runs once it has ended; a kill of the waiting pod ends it without running it. It
-    once came out "pod deleted" (no Pod was made while the old process ran)."""
+    """A pod force-deleted (its deletion not yet read by the node process, whose follower lags, or
+    read, and its process killed but still ending) and made again under its name: the new Pod exists
+    at once (Pending), the old process is killed, and the new pod runs once it has ended; a kill of
+    the waiting pod ends it without running it. It once came out "pod deleted" (no Pod was made
+    while the old process ran), and, once the deletion was read, its workflow's passes failed on
+    the runtime's "already queued or running"."""
     paths = Harness(tmp_path / "state").paths
     with lagging_peers(paths.db) as (api, node):
         runtime = FakeRuntime()
@@ -371,6 +373,10 @@ def test_a_pod_made_while_an_older_process_of_its_name_still_runs_waits_for_it(t
             make("old")
             _until(lambda: (current().get("status") or {}).get("phase") == "Running")
             api.delete(PODS, "argo", "p", grace_period_seconds=0)  # the node process does not know yet
+            if then == "forgotten":
+                node.follow()  # it does now: the old process is killed, and takes its time to end
+                _until(lambda: ("argo", "p") in runtime.kill_messages)
+                assert runtime.is_running("argo", "p")
             make("new")
             assert current()["metadata"]["labels"]["tag"] == "new"
             assert current()["status"]["phase"] == "Pending"
